@@ -1,0 +1,30 @@
+# `make test` and `make demo` are all the set-up a fresh machine needs: each creates .venv
+# and installs StyleNAS into it on first use.
+PYTHON ?= python3
+VENV ?= .venv
+# The torch build this machine installs fastest; override e.g. TORCH_SPEC="torch torchvision".
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.stylenas-installed
+
+.PHONY: test demo venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q --no-build-isolation -e '.[test]'
+	touch $(STAMP)
+
+# pytest exits with 5 when it collects no tests: that is a failure, not a pass.
+test: $(STAMP)
+	$(PY) -m pytest -q tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py --outdir demo-out
+
+clean:
+	rm -rf demo-out build dist *.egg-info

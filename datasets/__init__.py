@@ -1,0 +1,1 @@
+"""LMDB image data for StyleNAS (installed as ``stylenas.datasets``)."""

@@ -1,0 +1,1 @@
+"""GAN metrics: FID Inception network, statistics, Frechet distance, Inception Score."""

@@ -1,0 +1,1 @@
+"""Retraining: losses, regularisers, EMA, checkpoints, distributed training."""
