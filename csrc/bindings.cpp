@@ -1,0 +1,128 @@
+// Python bindings of the StyleNAS CUDA kernels: tensor checks, output allocation, stream and
+// device selection. The kernels themselves live in the .cu files and see raw pointers only.
+#include <torch/extension.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include "common.h"
+
+namespace {
+
+using stylenas::DType;
+
+DType dtype_of(const torch::Tensor& t) {
+    switch (t.scalar_type()) {
+    case torch::kFloat32: return DType::f32;
+    case torch::kFloat64: return DType::f64;
+    case torch::kFloat16: return DType::f16;
+    case torch::kBFloat16: return DType::bf16;
+    default: TORCH_CHECK(false, "stylenas: unsupported dtype ", t.scalar_type());
+    }
+}
+
+// The accumulation type of the kernels: double for double tensors, float otherwise.
+torch::ScalarType acc_type_of(const torch::Tensor& t) {
+    return t.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+}
+
+void check_launch(const char* error, const char* op) {
+    TORCH_CHECK(error == nullptr, "stylenas.", op, ": CUDA kernel failed: ", error ? error : "");
+}
+
+void* current_stream() { return (void*)c10::cuda::getCurrentCUDAStream().stream(); }
+
+// x [N, C, H, W]; f [fh, fw] correlation filter in the accumulation type, gain and flip applied.
+torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int64_t up_x, int64_t up_y, int64_t down_x,
+                        int64_t down_y, int64_t pad_x0, int64_t pad_x1, int64_t pad_y0, int64_t pad_y1) {
+    TORCH_CHECK(x.is_cuda() && x.dim() == 4, "upfirdn2d: x must be a 4-D CUDA tensor");
+    TORCH_CHECK(f.device() == x.device() && f.dim() == 2 && f.scalar_type() == acc_type_of(x),
+                "upfirdn2d: f must be a 2-D filter on x's device in the accumulation dtype");
+    TORCH_CHECK(up_x >= 1 && up_y >= 1 && down_x >= 1 && down_y >= 1, "upfirdn2d: up and down must be >= 1");
+    TORCH_CHECK(f.numel() <= 4096, "upfirdn2d: filters above 4096 taps are not supported by the kernel");
+    const c10::cuda::CUDAGuard guard(x.device());
+    x = x.contiguous();
+    f = f.contiguous();
+    const int64_t span_y = x.size(2) * up_y + pad_y0 + pad_y1 - f.size(0);
+    const int64_t span_x = x.size(3) * up_x + pad_x0 + pad_x1 - f.size(1);
+    TORCH_CHECK(span_y >= 0 && span_x >= 0, "upfirdn2d: the padded input is smaller than the filter");
+    const int64_t out_h = span_y / down_y + 1, out_w = span_x / down_x + 1;
+    auto y = torch::empty({x.size(0), x.size(1), out_h, out_w}, x.options());
+    if (y.numel() == 0) return y;
+    stylenas::Upfirdn2dParams p;
+    p.planes = x.size(0) * x.size(1);
+    p.in_h = (int)x.size(2); p.in_w = (int)x.size(3);
+    p.out_h = (int)out_h; p.out_w = (int)out_w;
+    p.up_x = (int)up_x; p.up_y = (int)up_y; p.down_x = (int)down_x; p.down_y = (int)down_y;
+    p.pad_x0 = (int)pad_x0; p.pad_y0 = (int)pad_y0;
+    p.f_h = (int)f.size(0); p.f_w = (int)f.size(1);
+    check_launch(stylenas::launch_upfirdn2d(dtype_of(x), x.data_ptr(), f.data_ptr(), y.data_ptr(), p,
+                                            current_stream()), "upfirdn2d");
+    return y;
+}
+
+// order 0: clamp(gain * act(x + b)); order 1: dy * gain * act'(x + b) * mask; order 2: the same with act''.
+torch::Tensor bias_act(torch::Tensor x, torch::Tensor b, torch::Tensor dy, int64_t dim, int64_t act,
+                       int64_t order, double alpha, double gain, double clamp) {
+    TORCH_CHECK(x.is_cuda(), "bias_act: x must be a CUDA tensor");
+    TORCH_CHECK(0 <= dim && dim < std::max<int64_t>(x.dim(), 1), "bias_act: dim out of range");
+    TORCH_CHECK(order >= 0 && order <= 2, "bias_act: order must be 0, 1 or 2");
+    const c10::cuda::CUDAGuard guard(x.device());
+    x = x.contiguous();
+    const bool has_bias = b.numel() > 0;
+    if (has_bias) {
+        TORCH_CHECK(b.device() == x.device() && b.scalar_type() == x.scalar_type() && b.dim() == 1 &&
+                    b.size(0) == x.size(dim), "bias_act: b must be 1-D, of size x.shape[dim], like x");
+        b = b.contiguous();
+    }
+    if (order > 0) {
+        TORCH_CHECK(dy.sizes() == x.sizes() && dy.scalar_type() == x.scalar_type() && dy.device() == x.device(),
+                    "bias_act: dy must match x");
+        dy = dy.contiguous();
+    }
+    auto out = torch::empty_like(x, at::MemoryFormat::Contiguous);
+    if (out.numel() == 0) return out;
+    stylenas::BiasActParams p;
+    p.numel = x.numel();
+    p.inner = 1;
+    for (int64_t d = dim + 1; d < x.dim(); ++d) p.inner *= x.size(d);
+    p.bias_size = has_bias ? (int)b.size(0) : 0;
+    p.act = (int)act; p.order = (int)order;
+    p.alpha = alpha; p.gain = gain; p.clamp = clamp;
+    check_launch(stylenas::launch_bias_act(dtype_of(x), x.data_ptr(), has_bias ? b.data_ptr() : nullptr,
+                                           order > 0 ? dy.data_ptr() : nullptr, out.data_ptr(), p,
+                                           current_stream()), "bias_act");
+    return out;
+}
+
+// weight [O, I, kh, kw], styles [N, I] -> (modulated weight [N, O, I, kh, kw] or empty, dcoef [N, O]).
+std::vector<torch::Tensor> modulate(torch::Tensor weight, torch::Tensor styles, bool demodulate,
+                                    bool write_weight, double eps) {
+    TORCH_CHECK(weight.is_cuda() && weight.dim() == 4, "modulate: weight must be a 4-D CUDA tensor");
+    TORCH_CHECK(styles.device() == weight.device() && styles.dim() == 2 && styles.size(1) == weight.size(1) &&
+                styles.scalar_type() == weight.scalar_type(), "modulate: styles must be [N, I] like weight");
+    TORCH_CHECK(styles.size(0) <= 65535, "modulate: batch above 65535 is not supported by the kernel");
+    const c10::cuda::CUDAGuard guard(weight.device());
+    weight = weight.contiguous();
+    styles = styles.contiguous();
+    const int64_t n = styles.size(0), o = weight.size(0), i = weight.size(1);
+    auto dcoef = torch::empty({n, o}, weight.options());
+    auto out = write_weight ? torch::empty({n, o, i, weight.size(2), weight.size(3)}, weight.options())
+                            : torch::empty({0}, weight.options());
+    if (dcoef.numel() == 0) return {out, dcoef};
+    stylenas::ModulateParams p;
+    p.batch = (int)n; p.out_ch = (int)o; p.in_ch = (int)i;
+    p.taps = (int)(weight.size(2) * weight.size(3));
+    p.demodulate = demodulate; p.write_weight = write_weight; p.eps = eps;
+    check_launch(stylenas::launch_modulate(dtype_of(weight), weight.data_ptr(), styles.data_ptr(),
+                                           write_weight ? out.data_ptr() : nullptr, dcoef.data_ptr(), p,
+                                           current_stream()), "modulate");
+    return {out, dcoef};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+    m.doc() = "StyleNAS CUDA kernels (upfirdn2d, bias_act, modulate)";
+    m.def("upfirdn2d", &upfirdn2d, "fused upsample, FIR filter, downsample");
+    m.def("bias_act", &bias_act, "fused bias, activation, gain and clamp, with derivatives");
+    m.def("modulate", &modulate, "StyleGAN2 weight modulation and demodulation coefficients");
+}

@@ -1,0 +1,52 @@
+// Element-type plumbing of the CUDA kernels: half and bfloat16 are accumulated in float,
+// float in float, double in double.
+#pragma once
+#include <cuda_runtime.h>
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#include "common.h"
+
+namespace stylenas {
+
+template <typename T> struct AccType { using type = float; };
+template <> struct AccType<double> { using type = double; };
+
+__device__ __forceinline__ float to_acc(float v) { return v; }
+__device__ __forceinline__ double to_acc(double v) { return v; }
+__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T from_acc(float v) { return T(v); }
+template <> __device__ __forceinline__ double from_acc<double>(float v) { return double(v); }
+template <> __device__ __forceinline__ __half from_acc<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+template <typename T> __device__ __forceinline__ T from_acc(double v) { return T(v); }
+
+struct LoadAcc {
+    template <typename T> __device__ __forceinline__ auto operator()(T v) const { return to_acc(v); }
+};
+
+inline const char* last_error() {
+    cudaError_t err = cudaGetLastError();
+    return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+// Calls Launch<T>::run(args...) with the element type T named by `dtype`.
+template <template <typename> class Launch, typename... Args>
+const char* dispatch_dtype(DType dtype, Args... args) {
+    switch (dtype) {
+    case DType::f32: Launch<float>::run(args...); break;
+    case DType::f64: Launch<double>::run(args...); break;
+    case DType::f16: Launch<__half>::run(args...); break;
+    case DType::bf16: Launch<__nv_bfloat16>::run(args...); break;
+    default: return "stylenas: unsupported dtype";
+    }
+    return last_error();
+}
+
+inline unsigned int grid_size(int64_t work, int threads) {
+    int64_t blocks = (work + threads - 1) / threads;
+    return (unsigned int)(blocks < 65535 ? (blocks > 0 ? blocks : 1) : 65535);
+}
+
+}  // namespace stylenas
