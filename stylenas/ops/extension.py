@@ -223,7 +223,7 @@ def _first_error_line(message: str) -> str:
 
 _lock = threading.Lock()
 _state: dict = {"tried": False, "module": None, "error": None}
-_self_checks: dict[str, Callable[[torch.device], float]] = {}
+_self_checks: dict[str, tuple[Callable[[torch.device], float], float]] = {}
 _self_check_results: dict[tuple[str, str], bool] = {}
 
 

@@ -1,0 +1,52 @@
+"""``python -m stylenas.ops build`` compiles the CUDA extension now (nvcc is enough, no GPU
+needed); ``python -m stylenas.ops check`` runs every kernel's self-check on the GPU."""
+
+import sys
+
+import click
+import torch
+
+from . import extension
+
+
+@click.group()
+def main():
+    """Build and check the StyleNAS CUDA extension."""
+
+
+@main.command()
+@click.option("--verbose", is_flag=True, help="Show the compiler commands and output.")
+def build(verbose):
+    """Compile csrc/ (or find it in the cache) and import it."""
+    try:
+        module = extension.build(verbose=verbose)
+    except extension.BuildError as error:
+        raise click.ClickException(f"CUDA extension build failed: {error}")
+    click.echo(f"built {module.__name__} for CUDA architectures {extension.arch_list()}: {module.__file__}")
+
+
+@main.command()
+def check():
+    """Compare every CUDA op with its reference on the current GPU and print a table."""
+    from . import bias_act, modulated_conv2d, upfirdn2d  # noqa: F401  (registers the checks)
+
+    if not torch.cuda.is_available():
+        raise click.ClickException("no CUDA GPU visible: the kernels cannot run here")
+    try:
+        extension.build()
+    except extension.BuildError as error:
+        raise click.ClickException(f"CUDA extension build failed: {error}")
+    device = torch.device("cuda", torch.cuda.current_device())
+    click.echo(f"device: {torch.cuda.get_device_name(device)}")
+    click.echo(f"{'op':<20}{'result':<8}{'max rel. error':>16}{'tolerance':>12}")
+    failed = 0
+    for op, (_, tolerance) in sorted(extension._self_checks.items()):
+        ok, error = extension.run_self_check(op, device)
+        failed += not ok
+        shown = f"{error:.2e}" if isinstance(error, float) else str(error)
+        click.echo(f"{op:<20}{'ok' if ok else 'FAIL':<8}{shown:>16}{tolerance:>12.0e}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
