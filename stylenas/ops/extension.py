@@ -264,7 +264,9 @@ def register_self_check(op: str, check: Callable[[torch.device], float], toleran
 def run_self_check(op: str, device: torch.device) -> tuple[bool, float | str]:
     check, tolerance = _self_checks[op]
     try:
-        error = float(check(device))
+        # The first call may come from inside no_grad or inference_mode; the check needs autograd.
+        with torch.inference_mode(False), torch.enable_grad():
+            error = float(check(device))
     except Exception as exc:  # a kernel that crashes fails its check like one that is wrong
         return False, f"{type(exc).__name__}: {exc}"
     return error <= tolerance, error

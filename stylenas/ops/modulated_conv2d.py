@@ -155,18 +155,17 @@ def modulate_function(demodulate, kernel):
 
 
 def _self_check(device: torch.device) -> float:
-    """Kernel vs reference: the modulated conv forward and the gradients of x, weight and styles,
-    grouped form, with and without demodulation, up=1 and up=2."""
+    """The modulation kernel vs the reference, with and without demodulation: the modulated
+    weights and the gradients of weight and styles. (The convolutions are cuDNN's and the
+    blur is upfirdn2d, which checks itself.)"""
     gen = torch.Generator(device="cpu").manual_seed(0)
-    x = torch.randn([2, 4, 6, 6], generator=gen).to(device).requires_grad_()
     weight = torch.randn([5, 4, 3, 3], generator=gen).to(device).requires_grad_()
     styles = (torch.randn([2, 4], generator=gen) + 1).to(device).requires_grad_()
     errors = []
-    for demodulate, up in ((True, 1), (False, 1), (True, 2)):
-        outputs = [modulated_conv2d(x, weight, styles, demodulate=demodulate, up=up, padding=1, fused=True,
-                                    impl=impl) for impl in ("cuda", "ref")]
-        dy = torch.randn(outputs[1].shape, generator=gen).to(device)
-        grads = [torch.autograd.grad(y, [x, weight, styles], dy) for y in outputs]
+    for demodulate in (True, False):
+        outputs = [modulate_weight(weight, styles, demodulate, impl) for impl in ("cuda", "ref")]
+        grad = torch.randn(outputs[1].shape, generator=gen).to(device)
+        grads = [torch.autograd.grad(w, [weight, styles], grad) for w in outputs]
         errors.append(extension.relative_error(*outputs))
         errors += [extension.relative_error(c, r) for c, r in zip(*grads)]
     return max(errors)
