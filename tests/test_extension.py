@@ -111,16 +111,11 @@ def test_broken_build_warns_once_falls_back_and_is_not_retried(clean_extension, 
     assert len(leftovers) == 1 and leftovers[0].endswith(".build.log")
     assert "deliberately broken" in (cache / leftovers[0]).read_text()
 
-
-def test_stylenas_ops_cuda_turns_a_failed_build_into_an_error(clean_extension, monkeypatch, tmp_path):
-    extension = clean_extension
-    monkeypatch.setenv("STYLENAS_CSRC", str(broken_sources(tmp_path)))
-    monkeypatch.setenv("MAX_JOBS", "1")
-    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.0")
+    # STYLENAS_OPS=cuda turns the failed build into an error
     monkeypatch.setenv("STYLENAS_OPS", "cuda")
-    monkeypatch.setattr(extension, "_on_cuda", lambda t: True)
     with pytest.raises(extension.BuildError, match="STYLENAS_OPS=cuda"):
-        upfirdn2d(torch.randn(1, 1, 4, 4), setup_filter([1, 3, 3, 1]), up=2, padding=[2, 1, 2, 1])
+        run_all_ops()
+    assert compiles == [1]
 
 
 def test_stylenas_ops_ref_never_builds(clean_extension, monkeypatch):
