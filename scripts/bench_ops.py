@@ -1,0 +1,30 @@
+"""Benchmark the custom ops: PyTorch reference vs CUDA kernel (vs NVlabs' plugin), as JSON."""
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from stylenas.ops import bench
+
+
+@click.command()
+@click.option("--device", default="auto", show_default=True, help="cuda, cpu or auto.")
+@click.option("--quick/--full", default=None, help="Small shapes (default on CPU) or StyleGAN2-sized ones.")
+@click.option("--repeats", default=5, show_default=True, help="Timed repetitions per case (median).")
+@click.option("--nvlabs", "nvlabs_path", type=click.Path(exists=True, file_okay=False),
+              help="A stylegan2-ada-pytorch checkout to time its plugin beside ours (GPU only).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON here.")
+def main(device, quick, repeats, nvlabs_path, out):
+    """Forward+backward time of every op on StyleGAN2-sized shapes; prints JSON to stdout."""
+    result = bench.run(device=device, quick=quick, repeats=repeats, nvlabs_path=nvlabs_path,
+                       log=lambda line: click.echo(line, err=True))
+    text = json.dumps(result, indent=2)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")
+    click.echo(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
