@@ -197,3 +197,24 @@ def test_find_cuda_home_sees_through_a_wrapper_script(monkeypatch, tmp_path):
     assert extension.find_cuda_home() == toolkit
     monkeypatch.setenv("CUDA_HOME", "/somewhere/else")
     assert extension.find_cuda_home() == Path("/somewhere/else")
+
+
+def test_check_command_without_gpu_says_so(monkeypatch):
+    from click.testing import CliRunner
+
+    from stylenas.ops.__main__ import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = CliRunner().invoke(main, ["check"])
+    assert result.exit_code != 0 and "no CUDA GPU visible" in result.output
+
+
+def test_build_command_reports_a_failed_build(clean_extension, monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from stylenas.ops.__main__ import main
+
+    monkeypatch.setattr(clean_extension, "_compile", lambda *a, **k: (_ for _ in ()).throw(OSError("nvcc: not found")))
+    monkeypatch.setenv("STYLENAS_CSRC", str(ROOT / "csrc"))
+    result = CliRunner().invoke(main, ["build"])
+    assert result.exit_code != 0 and "CUDA extension build failed: nvcc: not found" in result.output

@@ -22,7 +22,8 @@ def build(verbose):
         module = extension.build(verbose=verbose)
     except extension.BuildError as error:
         raise click.ClickException(f"CUDA extension build failed: {error}")
-    click.echo(f"built {module.__name__} for CUDA architectures {extension.arch_list()}: {module.__file__}")
+    folder = extension.cache_root() / extension.cache_key()
+    click.echo(f"built {module.__name__} for CUDA architectures {extension.arch_list()} in {folder}")
 
 
 @main.command()

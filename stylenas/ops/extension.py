@@ -165,18 +165,25 @@ def _compile(name: str, sources: list[Path], build_dir: Path, include_dir: Path,
     ldflags = _prepare_toolkit()
     from torch.utils import cpp_extension
 
-    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", arch_list())
-    return cpp_extension.load(
-        name=name,
-        sources=[str(s) for s in sources],
-        extra_include_paths=[str(include_dir)],
-        extra_cflags=["-O3"],
-        extra_cuda_cflags=["-O3"],
-        extra_ldflags=ldflags,
-        build_directory=str(build_dir),
-        with_cuda=True,
-        verbose=verbose,
-    )
+    saved_arch = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    os.environ["TORCH_CUDA_ARCH_LIST"] = arch_list()  # the list the cache key was computed for
+    try:
+        return cpp_extension.load(
+            name=name,
+            sources=[str(s) for s in sources],
+            extra_include_paths=[str(include_dir)],
+            extra_cflags=["-O3"],
+            extra_cuda_cflags=["-O3"],
+            extra_ldflags=ldflags,
+            build_directory=str(build_dir),
+            with_cuda=True,
+            verbose=verbose,
+        )
+    finally:
+        if saved_arch is None:
+            del os.environ["TORCH_CUDA_ARCH_LIST"]
+        else:
+            os.environ["TORCH_CUDA_ARCH_LIST"] = saved_arch
 
 
 def build(verbose: bool = False):
