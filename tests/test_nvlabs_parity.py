@@ -95,3 +95,45 @@ def test_modulated_conv2d(nv, k, up, down, demodulate, fused):
     got = modulated_conv2d(x, weight, styles, demodulate=demodulate, up=up, down=down, padding=k // 2,
                            resample_filter=f, fused=fused, impl="ref")
     assert torch.allclose(got, expected, atol=1e-4)
+
+
+def nvlabs_to_ours(state):
+    """NVlabs parameter names -> ours (the layer names are the same where they can be)."""
+    out = {}
+    for key, value in state.items():
+        if key.endswith("resample_filter"):  # ours is a non-persistent buffer
+            continue
+        key = key.replace("mapping.fc", "mapping.fcs.").replace("synthesis.b4.const", "synthesis.const")
+        if key.startswith("synthesis.b"):
+            key = "synthesis.blocks." + key[len("synthesis."):]
+        elif key.startswith("b4."):
+            key = key[len("b4."):]
+        elif key.startswith("b"):
+            key = "blocks." + key
+        out[key] = value
+    return out
+
+
+@pytest.mark.parametrize("resolution", [8, 32])
+def test_generator_and_discriminator_match_nvlabs_with_the_same_weights(nv, resolution):
+    from stylenas.nn import Discriminator, Generator
+
+    torch.manual_seed(0)
+    kwargs = dict(channel_base=256, channel_max=32)
+    nv_g = nv["networks"].Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=resolution, img_channels=3,
+                                    mapping_kwargs=dict(num_layers=8), synthesis_kwargs=kwargs).eval()
+    nv_d = nv["networks"].Discriminator(c_dim=0, img_resolution=resolution, img_channels=3, **kwargs).eval()
+    for p in list(nv_g.parameters()) + list(nv_d.parameters()):  # biases and noise strengths start at 0
+        p.data.add_(torch.randn_like(p) * 0.1)
+    g = Generator(resolution, z_dim=16, w_dim=16, **kwargs).eval()
+    d = Discriminator(resolution, **kwargs).eval()
+    state = nvlabs_to_ours(nv_g.state_dict())
+    state["mapping.w_avg"] = g.mapping.w_avg  # ours keeps one running mean per W_i
+    g.load_state_dict(state)
+    d.load_state_dict(nvlabs_to_ours(nv_d.state_dict()))
+    z = torch.randn([4, 16])
+    with torch.no_grad():
+        expected = nv_g(z, None, noise_mode="const")
+        got = g(z, noise_mode="const")
+        assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
+        assert torch.allclose(d(expected), nv_d(expected, None), atol=1e-4, rtol=1e-4)
