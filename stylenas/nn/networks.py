@@ -75,20 +75,6 @@ class MappingNetwork(nn.Module):
         return ws
 
 
-class FixedW(nn.Module):
-    """A discrete layer's latent: W_{index + 1} of the mapping outputs."""
-
-    def __init__(self, index):
-        super().__init__()
-        self.index = index
-
-    def forward(self, ws):  # ws [N, NUM_WS, w_dim]
-        return ws[:, self.index]
-
-    def extra_repr(self):
-        return f"W_{self.index + 1}"
-
-
 class SynthesisNetwork(nn.Module):
     """The skip-architecture synthesis network; `ops` maps layer names of
     ``synthesis_layout(resolution)`` to operations and `w_indices` maps style-layer names to
@@ -109,7 +95,7 @@ class SynthesisNetwork(nn.Module):
         self.const = nn.Parameter(torch.randn([channels[4], 4, 4]))
         self.register_buffer("resample_filter", setup_filter(FIR), persistent=False)
         self.blocks = nn.ModuleDict()
-        self.w_select = nn.ModuleList()
+        self.w_indices = []  # per style layer, 0-based: W_{i + 1}
         for name, kind in self.layout:
             block, layer = name.split(".")
             res = int(block[1:])
@@ -121,26 +107,30 @@ class SynthesisNetwork(nn.Module):
                 in_ch = channels[res // 2] if kind == "up" else channels[res]
                 op = ops.get(name, ORIGINAL_OPS[kind])
                 valid = UP_OPS if kind == "up" else NORMAL_OPS
-                if not self.is_searchable(op) and op not in valid:
+                if op not in valid:
                     raise ValueError(f"{name} is a {kind} layer: op must be one of {', '.join(valid)}, got {op!r}")
                 module = self.make_conv(name, kind, op, in_ch, channels[res], w_dim, res, conv_clamp)
             setattr(self.blocks[block], layer, module)
-            self.w_select.append(self.make_w_select(name, w_indices.get(name, NUM_WS - 1)))
+            index = w_indices.get(name, NUM_WS - 1)
+            if not (isinstance(index, int) and 0 <= index < NUM_WS):
+                raise ValueError(f"{name}: W index must be in 0..{NUM_WS - 1} (W_1..W_{NUM_WS}), got {index!r}")
+            self.w_indices.append(index)
 
-    # The supernet overrides these three to put mixed layers in place of discrete ones.
-    def is_searchable(self, op):
-        return False
-
+    # The supernet overrides these hooks to put mixed layers and mixed latents in place of
+    # discrete ones.
     def make_conv(self, name, kind, op, in_channels, out_channels, w_dim, resolution, conv_clamp):
         return SynthesisLayer(in_channels, out_channels, w_dim, resolution, op, conv_clamp)
 
     def make_torgb(self, name, in_channels, img_channels, w_dim, conv_clamp):
         return ToRGB(in_channels, img_channels, w_dim, conv_clamp)
 
-    def make_w_select(self, name, index):
-        if not 0 <= index < NUM_WS:
-            raise ValueError(f"{name}: W index must be in 0..{NUM_WS - 1} (W_1..W_{NUM_WS}), got {index}")
-        return FixedW(index)
+    def select_w(self, index, ws):
+        """The latent of style layer `index` from its mapping outputs ws [N, 8, w_dim]."""
+        return ws[:, self.w_indices[index]]
+
+    def layer_kwargs(self, index):
+        """Extra arguments of style layer `index` (the supernet passes mixing weights)."""
+        return {}
 
     @property
     def num_style_layers(self):
@@ -158,12 +148,12 @@ class SynthesisNetwork(nn.Module):
         for index, (name, kind) in enumerate(self.layout):
             block, layer = name.split(".")
             module = getattr(self.blocks[block], layer)
-            w = self.w_select[index](ws[:, index])
+            w = self.select_w(index, ws[:, index])
             if kind == "torgb":
                 y = module(x, w, fused=fused)
                 img = y if img is None else upsample2d(img, self.resample_filter) + y
             else:
-                x = module(x, w, noise_mode=noise_mode, fused=fused)
+                x = module(x, w, noise_mode=noise_mode, fused=fused, **self.layer_kwargs(index))
         return img
 
 

@@ -1,0 +1,153 @@
+"""Genotypes: the plain, readable record handed from a search to its retraining.
+
+One JSON file per searched architecture (DESIGN.md). For the StyleGAN2 search space it lists
+every style layer of the synthesis network in forward order with the chosen operation (conv
+layers) and the chosen latent W_i (1-based, as in the paper: ``"w": 8`` is the mapping
+network's last output):
+
+    {"format": "stylenas-genotype", "version": 1, "search_space": "stylegan2",
+     "paradigm": "micro+dynamic_w", "resolution": 256,
+     "channels": {"channel_base": 32768, "channel_max": 512, "channel_mult": 0.125},
+     "layers": [{"name": "b4.conv1", "op": "conv_5x5", "w": 8, "op_weights": {...}, "w_weights": [...]},
+                {"name": "b4.torgb", "w": 6, ...}, {"name": "b8.conv0", "op": "nearest_conv", "w": 8}, ...],
+     "arch_parameters": {...raw alphas and betas...}, "source": {...the search run...}}
+
+``op_weights`` / ``w_weights`` (the softmax weights the choice was derived from),
+``arch_parameters`` and ``source`` are informative; retraining reads name, op and w.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..nn.layers import NORMAL_OPS, UP_OPS
+from ..nn.networks import NUM_WS, ORIGINAL_OPS, Generator, check_resolution, synthesis_layout
+
+FORMAT = "stylenas-genotype"
+VERSION = 1
+PARADIGMS = ("original", "micro", "micro+dynamic_w", "macro", "macro+dynamic_w")
+STYLEGAN2_CHANNELS = {"channel_base": 32768, "channel_max": 512, "channel_mult": 1.0}  # config-f
+
+
+class GenotypeError(ValueError):
+    """A genotype file or record that does not describe a valid architecture."""
+
+
+@dataclass
+class Genotype:
+    resolution: int
+    layers: list[dict]  # [{"name", "op" (conv layers), "w" (1..8)}, ...] in forward order
+    paradigm: str = "original"
+    search_space: str = "stylegan2"
+    channels: dict = field(default_factory=lambda: dict(STYLEGAN2_CHANNELS))
+    arch_parameters: dict | None = None
+    source: dict | None = None
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def original(cls, resolution, channels=None):
+        """StyleGAN2 itself: conv_3x3 and deconv everywhere, W_8 for every layer."""
+        check_resolution(resolution)
+        layers = [{"name": name, **({"op": ORIGINAL_OPS[kind]} if kind != "torgb" else {}), "w": NUM_WS}
+                  for name, kind in synthesis_layout(resolution)]
+        return cls(resolution, layers, "original", channels=dict(channels or STYLEGAN2_CHANNELS))
+
+    # ------------------------------------------------------------------ use
+
+    def synthesis_kwargs(self):
+        """Arguments of ``stylenas.nn.SynthesisNetwork`` / ``Generator`` for this architecture."""
+        return {"ops": {layer["name"]: layer["op"] for layer in self.layers if "op" in layer},
+                "w_indices": {layer["name"]: layer["w"] - 1 for layer in self.layers}}
+
+    def build_generator(self, z_dim=512, w_dim=512, **overrides):
+        """The discrete generator; `overrides` replace channel settings (retraining at full size)."""
+        channels = {**self.channels, **overrides}
+        return Generator(self.resolution, z_dim=z_dim, w_dim=w_dim, **channels, **self.synthesis_kwargs())
+
+    def summary(self):
+        """One line per layer: name, op, W index."""
+        return "\n".join(f"{layer['name']:<12}{layer.get('op', 'torgb'):<15}W_{layer['w']}" for layer in self.layers)
+
+    # ------------------------------------------------------------------ validation and files
+
+    def validate(self, where="genotype"):
+        if self.search_space != "stylegan2":
+            raise GenotypeError(f"{where}: unknown search space {self.search_space!r}; expected 'stylegan2'")
+        if self.paradigm not in PARADIGMS:
+            raise GenotypeError(f"{where}: unknown paradigm {self.paradigm!r}; expected one of {', '.join(PARADIGMS)}")
+        try:
+            layout = synthesis_layout(self.resolution)
+        except ValueError as error:
+            raise GenotypeError(f"{where}: {error}") from None
+        if len(self.layers) != len(layout):
+            raise GenotypeError(f"{where}: {len(self.layers)} layers, but a {self.resolution}px StyleGAN2 synthesis "
+                                f"network has {len(layout)} style layers ({', '.join(n for n, _ in layout)})")
+        for layer, (name, kind) in zip(self.layers, layout):
+            if not isinstance(layer, dict) or layer.get("name") != name:
+                got = layer.get("name") if isinstance(layer, dict) else layer
+                raise GenotypeError(f"{where}: expected layer {name!r} at this position, got {got!r}")
+            if kind != "torgb":
+                valid = UP_OPS if kind == "up" else NORMAL_OPS
+                if layer.get("op") not in valid:
+                    raise GenotypeError(f"{where}: {name} is a{'n up' if kind == 'up' else ' normal'} layer; op must "
+                                        f"be one of {', '.join(valid)}, got {layer.get('op')!r}")
+            w = layer.get("w")
+            if not (isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= NUM_WS):
+                raise GenotypeError(f"{where}: {name}: w must be an integer in 1..{NUM_WS} (W_1..W_{NUM_WS}), got {w!r}")
+        for key in ("channel_base", "channel_max", "channel_mult"):
+            if not isinstance(self.channels.get(key), (int, float)) or self.channels[key] <= 0:
+                raise GenotypeError(f"{where}: channels.{key} must be a positive number, got {self.channels.get(key)!r}")
+        return self
+
+    def to_dict(self):
+        return {"format": FORMAT, "version": VERSION, "search_space": self.search_space, "paradigm": self.paradigm,
+                "resolution": self.resolution, "channels": self.channels, "layers": self.layers,
+                "arch_parameters": self.arch_parameters, "source": self.source}
+
+    def save(self, path):
+        """Write atomically (temporary file + rename): never a half-written genotype."""
+        self.validate()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.to_dict(), f, indent=1)
+                f.write("\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def from_dict(cls, data, where="genotype"):
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise GenotypeError(f"{where}: not a StyleNAS genotype (expected a JSON object with "
+                                f"\"format\": \"{FORMAT}\")")
+        if data.get("version") != VERSION:
+            raise GenotypeError(f"{where}: genotype version {data.get('version')!r}; this StyleNAS reads {VERSION}")
+        missing = [k for k in ("search_space", "resolution", "layers") if k not in data]
+        if missing:
+            raise GenotypeError(f"{where}: missing keys {', '.join(missing)}")
+        if not isinstance(data["layers"], list):
+            raise GenotypeError(f"{where}: \"layers\" must be a list")
+        genotype = cls(resolution=data["resolution"], layers=data["layers"], paradigm=data.get("paradigm", "original"),
+                       search_space=data["search_space"], channels=dict(data.get("channels") or STYLEGAN2_CHANNELS),
+                       arch_parameters=data.get("arch_parameters"), source=data.get("source"))
+        return genotype.validate(where)
+
+    @classmethod
+    def load(cls, path):
+        path = Path(path)
+        if not path.is_file():
+            raise GenotypeError(f"{path}: genotype file not found")
+        try:
+            data = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise GenotypeError(f"{path}: not valid JSON ({error})") from None
+        return cls.from_dict(data, where=str(path))
