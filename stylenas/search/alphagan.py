@@ -1,0 +1,209 @@
+"""The alphaGAN searcher (Tian et al., "alphaGAN: Fully Differentiable Architecture Search
+for Generative Adversarial Networks", sections 4.1-4.2, Algorithms 1 and 2).
+
+Generic over (supernet generator, fixed-architecture discriminator, adversarial loss, two
+streams of real batches): the StyleGAN2 search and the conventional search both use it.
+The generator must expose ``weight_parameters()`` and ``arch_parameters()``.
+
+One search iteration k (Algorithm 1):
+
+1. weight part: T Adam steps on D's then G's weights with batches of the training half;
+2. test-weight part (Algorithm 2): from copies of G and D, R steps of D-bar against the
+   current G, then R steps of G-bar against the current D, on the validation half (weights
+   only: the paper's Table 3 finds updating the copies' architecture does not help);
+3. architecture part: S Adam steps on alpha minimising the duality gap (eq. 3, 6)
+   ``V(G, D-bar) - V(G-bar, D)`` on the validation half, where V is the value the
+   discriminator maximises (for the hinge loss of eq. 5, V = -E[relu(1 - D(x))] -
+   E[relu(1 + D(G(z)))]). G-bar is a snapshot, so the architecture gradient flows through
+   G in the first term only, as in the authors' code.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from dataclasses import dataclass, asdict
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Step counts and optimiser settings of one search configuration."""
+
+    T: int  # weight-part steps per iteration
+    R: int  # test-weight-part steps (each of D-bar and G-bar)
+    S: int  # architecture steps
+    iterations: int
+    batch: int
+    channel_mult: float = 1.0
+    lr: float = 2e-4  # weights (appendix .1.1.1: Adam, betas (0, 0.999), no weight decay)
+    betas: tuple = (0.0, 0.999)
+    arch_lr: float = 3e-4  # alphas: Adam, betas (0.5, 0.999), weight decay 1e-3
+    arch_betas: tuple = (0.5, 0.999)
+    arch_weight_decay: float = 1e-3
+    loss: str = "hinge"  # eq. 5
+
+    def to_dict(self):
+        return asdict(self)
+
+
+PRESETS = {
+    # alphaGAN_(s) and alphaGAN_(l) on CIFAR-10 (section 5.1, appendix .1.1.1)
+    "s": Preset(T=20, R=20, S=20, iterations=100, batch=64),
+    "l": Preset(T=390, R=390, S=20, iterations=100, batch=64),
+    # StyleGAN2 (appendix .1.2): alphaGAN_(s) with R = 5, 500 iterations, batch 2, 1/8 channels
+    "stylegan2": Preset(T=20, R=5, S=20, iterations=500, batch=2, channel_mult=1 / 8),
+    # CPU tests and the demo: every part runs, in seconds; a larger architecture learning
+    # rate so that the alphas visibly move in a few iterations
+    "tiny": Preset(T=2, R=1, S=2, iterations=30, batch=4, arch_lr=1e-2),
+}
+
+
+class AdversarialLoss:
+    """``d_loss`` (minimised by D), ``g_loss`` (minimised by G) and the game value
+    ``value = -d_loss`` (maximised by D) of which the duality gap is taken."""
+
+    def __init__(self, kind="hinge"):
+        if kind not in ("hinge", "logistic"):
+            raise ValueError(f"loss must be 'hinge' (alphaGAN, eq. 5) or 'logistic' (StyleGAN2), got {kind!r}")
+        self.kind = kind
+
+    def d_loss(self, real_logits, fake_logits):
+        if self.kind == "hinge":
+            return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+    def g_loss(self, fake_logits):
+        if self.kind == "hinge":
+            return -fake_logits.mean()
+        return F.softplus(-fake_logits).mean()  # non-saturating
+
+    def value(self, real_logits, fake_logits):
+        return -self.d_loss(real_logits, fake_logits)
+
+
+@contextmanager
+def frozen(*params_or_modules):
+    """Temporarily stop gradients into the given parameters (cheaper backward passes)."""
+    params = []
+    for item in params_or_modules:
+        params.extend(item.parameters() if isinstance(item, torch.nn.Module) else item)
+    states = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, state in zip(params, states):
+            p.requires_grad_(state)
+
+
+def _step(optimizer, loss):
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def softmax_entropy(logits):
+    p = torch.softmax(logits.detach(), dim=0)
+    return float(-(p * p.clamp_min(1e-12).log()).sum())
+
+
+class AlphaGANSearcher:
+    """Algorithms 1 and 2 over (generator, discriminator, latent sampler, preset).
+
+    ``sample_z(n)`` returns generator inputs on the right device. ``iteration(train, val)``
+    runs one outer iteration; ``train`` and ``val`` are iterators of real batches.
+    """
+
+    def __init__(self, generator, discriminator, sample_z, preset: Preset):
+        self.G, self.D, self.sample_z, self.preset = generator, discriminator, sample_z, preset
+        self.adv = AdversarialLoss(preset.loss)
+        self.g_opt = self._weight_optimizer(generator.weight_parameters())
+        self.d_opt = self._weight_optimizer(discriminator.parameters())
+        self.arch_opt = torch.optim.Adam(generator.arch_parameters(), lr=preset.arch_lr, betas=preset.arch_betas,
+                                         weight_decay=preset.arch_weight_decay)
+        self.iterations_done = 0
+
+    def _weight_optimizer(self, params):
+        return torch.optim.Adam(params, lr=self.preset.lr, betas=self.preset.betas)
+
+    # --------------------------------------------------------------- Algorithm 1, lines 3-8
+    def weight_part(self, train):
+        G, D, adv, n = self.G, self.D, self.adv, self.preset.batch
+        d_losses, g_losses = [], []
+        with frozen(G.arch_parameters()):
+            for _ in range(self.preset.T):
+                real = next(train)
+                with torch.no_grad():
+                    fake = G(self.sample_z(n))
+                d_loss = adv.d_loss(D(real), D(fake))
+                _step(self.d_opt, d_loss)
+                with frozen(D):
+                    g_loss = adv.g_loss(D(G(self.sample_z(n))))
+                    _step(self.g_opt, g_loss)
+                d_losses.append(d_loss.item())
+                g_losses.append(g_loss.item())
+        return {"d_loss": sum(d_losses) / len(d_losses), "g_loss": sum(g_losses) / len(g_losses)}
+
+    # --------------------------------------------------------------- Algorithm 2
+    def test_weight_part(self, val):
+        """D-bar ~ argmax_D V(G, D) and G-bar ~ argmin_G V(G, D), from copies, R steps each."""
+        G, D, adv, n = self.G, self.D, self.adv, self.preset.batch
+        D_bar, G_bar = copy.deepcopy(D), copy.deepcopy(G)
+        for p in G_bar.arch_parameters():
+            p.requires_grad_(False)
+        d_bar_opt = self._weight_optimizer(D_bar.parameters())
+        g_bar_opt = self._weight_optimizer(G_bar.weight_parameters())
+        for _ in range(self.preset.R):
+            real = next(val)
+            with torch.no_grad():
+                fake = G(self.sample_z(n))
+            _step(d_bar_opt, adv.d_loss(D_bar(real), D_bar(fake)))
+        with frozen(D):
+            for _ in range(self.preset.R):
+                _step(g_bar_opt, adv.g_loss(D(G_bar(self.sample_z(n)))))
+        return G_bar, D_bar
+
+    # --------------------------------------------------------------- Algorithm 1, lines 10-13
+    def arch_part(self, val, G_bar, D_bar):
+        G, D, adv, n = self.G, self.D, self.adv, self.preset.batch
+        gaps, minmaxes, maxmins = [], [], []
+        with frozen(G.weight_parameters(), D_bar):
+            for _ in range(self.preset.S):
+                real = next(val)
+                z = self.sample_z(n)
+                minmax = adv.value(D_bar(real), D_bar(G(z)))  # V(G, D-bar): the architecture path
+                with torch.no_grad():
+                    maxmin = adv.value(D(real), D(G_bar(z)))  # V(G-bar, D): a constant here
+                gap = minmax - maxmin
+                _step(self.arch_opt, gap)
+                gaps.append(gap.item())
+                minmaxes.append(minmax.item())
+                maxmins.append(maxmin.item())
+        return {"duality_gap": sum(gaps) / len(gaps), "minmax": sum(minmaxes) / len(minmaxes),
+                "maxmin": sum(maxmins) / len(maxmins)}
+
+    def iteration(self, train, val):
+        stats = self.weight_part(train)
+        G_bar, D_bar = self.test_weight_part(val)
+        stats.update(self.arch_part(val, G_bar, D_bar))
+        self.iterations_done += 1
+        stats["iteration"] = self.iterations_done
+        return stats
+
+    # --------------------------------------------------------------- resume
+    def state_dict(self):
+        return {"G": self.G.state_dict(), "D": self.D.state_dict(), "g_opt": self.g_opt.state_dict(),
+                "d_opt": self.d_opt.state_dict(), "arch_opt": self.arch_opt.state_dict(),
+                "iterations_done": self.iterations_done}
+
+    def load_state_dict(self, state):
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.g_opt.load_state_dict(state["g_opt"])
+        self.d_opt.load_state_dict(state["d_opt"])
+        self.arch_opt.load_state_dict(state["arch_opt"])
+        self.iterations_done = int(state["iterations_done"])
