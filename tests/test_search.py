@@ -177,3 +177,24 @@ def test_search_errors(tmp_path):
         run_search(tiny_config(tmp_path / "c", iters=2, space="macro", resume=True), MemoryImages(24, 16), log=quiet)
     with pytest.raises(SearchError, match="no search-state.pt"):
         run_search(tiny_config(tmp_path / "d", iters=1, resume=True), MemoryImages(24, 16), log=quiet)
+
+
+def test_on_the_supernet_only_the_architecture_part_moves_alphas_and_betas():
+    from stylenas.nn import Discriminator
+    from stylenas.search.supernet import SuperGenerator
+
+    torch.manual_seed(0)
+    channels = dict(channel_base=256, channel_max=16)
+    G = SuperGenerator(8, z_dim=8, w_dim=8, space="macro", dynamic_w=True, **channels)
+    searcher = AlphaGANSearcher(G, Discriminator(8, **channels), lambda n: torch.randn(n, 8), PRESETS["tiny"])
+    data = iter(lambda: torch.rand(4, 3, 8, 8) * 2 - 1, None)
+    arch0 = [p.detach().clone() for p in G.arch_parameters()]
+    weights0 = [p.detach().clone() for p in G.weight_parameters()]
+    searcher.weight_part(data)
+    G_bar, D_bar = searcher.test_weight_part(data)
+    assert all(torch.equal(a, b) for a, b in zip(G.arch_parameters(), arch0))
+    assert not all(torch.equal(a, b) for a, b in zip(G.weight_parameters(), weights0))
+    weights1 = [p.detach().clone() for p in G.weight_parameters()]
+    searcher.arch_part(data, G_bar, D_bar)
+    assert all(not torch.equal(a, b) for a, b in zip(G.arch_parameters(), arch0))  # every alpha and beta moved
+    assert all(torch.equal(a, b) for a, b in zip(G.weight_parameters(), weights1))
