@@ -1,0 +1,134 @@
+"""prepare_data: a folder or .zip of images -> an LMDB of square images at one or more sizes."""
+import multiprocessing
+import sys
+import time
+import warnings
+
+import click
+from PIL import UnidentifiedImageError
+
+from stylenas import __version__
+
+from .errors import DatasetError
+from .images import FILTERS, FORMATS, ImageSource, encode_image, load_image, resize_center_crop
+from .store import LMDBWriter
+
+
+def process_image(source, name, sizes, resample, image_format, quality):
+    """Decode, convert to RGB, resize + centre-crop and encode one image at every size.
+    Returns {size: bytes}, or a string saying why the file was skipped."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's warnings about odd files: the image is used or skipped
+            img = load_image(source.read(name))
+            return {s: encode_image(resize_center_crop(img, s, resample), image_format, quality) for s in sizes}
+    except UnidentifiedImageError:
+        return "not an image PIL can identify"
+    except Exception as error:  # any decoder failure means "unreadable": skip, count, report
+        return f"{type(error).__name__}: {error}".strip()
+
+
+_job = None  # (source, sizes, resample, format, quality) of this worker process
+
+
+def _init_worker(job):
+    global _job
+    _job = job
+
+
+def _work(name):
+    return name, process_image(_job[0], name, *_job[1:])
+
+
+def parse_sizes(sizes):
+    """(256, '512,1024') -> [256, 512, 1024]; rosinality's tool takes a comma list, we take both."""
+    out = set()
+    for item in sizes:
+        for part in str(item).split(","):
+            try:
+                size = int(part)
+            except ValueError:
+                raise DatasetError(f"--size: expected positive integers, got {part!r}") from None
+            if size < 1:
+                raise DatasetError(f"--size: expected positive integers, got {size}")
+            out.add(size)
+    if not out:
+        raise DatasetError("--size: give at least one size")
+    return sorted(out)
+
+
+def prepare_data(src, out, sizes, resize_filter="lanczos", image_format="jpeg", quality=95, workers=1,
+                 force=False, progress=True):
+    """Write every readable image of ``src`` (folder searched recursively, or .zip; sorted paths) to
+    the LMDB ``out`` at each size: short side resized with ``resize_filter``, centre square cropped,
+    stored as JPEG (``quality``, 4:4:4) or PNG. Unreadable files are skipped and listed in the
+    returned summary {count, sizes, skipped: [(name, reason)], ignored, seconds, images_per_s}."""
+    sizes = parse_sizes(sizes)
+    if resize_filter not in FILTERS:
+        raise DatasetError(f"--resize-filter must be one of {', '.join(FILTERS)}, got {resize_filter!r}")
+    if image_format not in FORMATS:
+        raise DatasetError(f"--format must be one of {', '.join(FORMATS)}, got {image_format!r}")
+    if not 1 <= quality <= 100:
+        raise DatasetError(f"--quality must be in 1..100, got {quality}")
+    if workers < 1:
+        raise DatasetError(f"--workers must be >= 1, got {workers}")
+    source = ImageSource(src)
+    if not len(source):
+        raise DatasetError(f"{src}: no image files found (expected {', '.join(('png', 'jpg', 'webp', 'bmp', 'tif'))}, ...)")
+
+    start = time.perf_counter()
+    job = (source, sizes, FILTERS[resize_filter], image_format, quality)
+    skipped = []
+    bar = click.progressbar(length=len(source), label=f"prepare {out}", file=sys.stderr) if progress else None
+    with LMDBWriter(out, sizes, force=force) as writer:
+        if workers == 1:
+            _init_worker(job)
+            results = map(_work, source.names)
+            pool = None
+        else:
+            # chunks keep inter-process traffic low; imap keeps the sorted order
+            pool = multiprocessing.Pool(workers, _init_worker, (job,))
+            results = pool.imap(_work, source.names, chunksize=max(1, min(16, len(source) // (8 * workers))))
+        try:
+            for name, result in results:
+                if isinstance(result, dict):
+                    writer.add(result)
+                else:
+                    skipped.append((name, result))
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+            if bar is not None:
+                bar.render_finish()
+        if writer.count == 0:
+            raise DatasetError(f"{src}: no readable image among {len(source)} files "
+                               f"(first failure: {skipped[0][0]}: {skipped[0][1]})")
+        seconds = time.perf_counter() - start
+        writer.close({"format": image_format, "quality": quality if image_format == "jpeg" else None,
+                      "filter": resize_filter, "source": str(src), "skipped": len(skipped),
+                      "stylenas": __version__})
+    return {"out": str(out), "count": writer.count, "sizes": sizes, "skipped": skipped,
+            "ignored": source.ignored, "seconds": seconds, "images_per_s": writer.count / seconds}
+
+
+def _files(n):
+    return f"{n} file" if n == 1 else f"{n} files"
+
+
+def summary_lines(summary, limit=20):
+    """Human-readable lines for a prepare_data summary: counts first, then every skipped file
+    (the first ``limit``), each with its reason."""
+    s = summary
+    lines = [f"wrote {s['count']} images at {', '.join(map(str, s['sizes']))} px to {s['out']} "
+             f"in {s['seconds']:.1f} s ({s['images_per_s']:.1f} images/s)"]
+    if s["ignored"]:
+        lines.append(f"ignored {_files(s['ignored'])} that are not images (by extension) or hidden")
+    if s["skipped"]:
+        lines.append(f"skipped {_files(len(s['skipped']))} that could not be read:")
+        lines += [f"  {name}: {reason}" for name, reason in s["skipped"][:limit]]
+        if len(s["skipped"]) > limit:
+            lines.append(f"  ... and {len(s['skipped']) - limit} more")
+    return lines

@@ -1,0 +1,208 @@
+"""The LMDB layout of rosinality's stylegan2-pytorch, plus our metadata key.
+
+    b"length"          -> number of images, ascii int
+    b"{size}-{i:05d}"  -> encoded image (JPEG or PNG) of image i at size x size
+    b"stylenas-meta"   -> JSON: sizes, count, format, quality, filter, source, version (ours only)
+
+Writing goes to a temporary sibling folder that is renamed into place on success, so a failed or
+interrupted run never leaves a half-written output. Reading opens each file once per process.
+"""
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import lmdb
+
+from .errors import DatasetError
+
+LENGTH_KEY = b"length"
+META_KEY = b"stylenas-meta"
+META_VERSION = 1
+LAYOUT = "expected an LMDB in rosinality's layout: b'length' plus images under '<size>-<index:05d>'"
+
+
+def record_key(size, index):
+    return f"{size}-{index:05d}".encode()
+
+
+def _is_lmdb_dir(path):
+    """A folder holding nothing but LMDB files: safe to replace with --force."""
+    names = set(os.listdir(path))
+    return "data.mdb" in names and names <= {"data.mdb", "lock.mdb"}
+
+
+class LMDBWriter:
+    """Write images into a new LMDB at ``path``; ``close()`` moves it into place, ``abort()`` (also
+    on any exception inside ``with``) deletes the temporary folder. Use::
+
+        with LMDBWriter(out, sizes) as w:
+            for images in ...:
+                w.add({256: jpeg_bytes, 1024: ...})
+            w.close(meta)
+    """
+
+    def __init__(self, path, sizes, force=False, commit_every=256, map_size=1 << 30):
+        self.path, self.sizes, self.force = Path(path), sorted(sizes), force
+        self.check_target()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.tmp-", dir=self.path.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp's private 0700 would stick to the output
+        self.env = lmdb.open(str(self.tmp), map_size=map_size, readahead=False, meminit=False)
+        self.count, self.pending, self.commit_every = 0, [], commit_every
+
+    def check_target(self):
+        if not (self.path.exists() or self.path.is_symlink()):
+            return
+        if not self.force:
+            raise DatasetError(f"{self.path}: already exists (use --force to replace it)")
+        if not self.path.is_dir() or not _is_lmdb_dir(self.path):
+            raise DatasetError(f"{self.path}: exists and is not an LMDB folder; refusing to replace it")
+
+    def add(self, images):
+        """Store one image given as {size: encoded bytes}; returns its index."""
+        if sorted(images) != self.sizes:
+            raise ValueError(f"expected images at sizes {self.sizes}, got {sorted(images)}")
+        self.pending += [(record_key(size, self.count), data) for size, data in images.items()]
+        self.count += 1
+        if len(self.pending) >= self.commit_every * len(self.sizes):
+            self._commit()
+        return self.count - 1
+
+    def _commit(self):
+        # The map starts small and doubles when full: a 1 TiB map (rosinality) is a real
+        # allocation on filesystems without sparse files.
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    for key, value in self.pending:
+                        txn.put(key, value)
+                break
+            except lmdb.MapFullError:
+                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+        self.pending = []
+
+    def close(self, meta=None):
+        """Write ``length`` and the metadata, then move the LMDB to its final path."""
+        meta = {"version": META_VERSION, "sizes": self.sizes, "count": self.count, **(meta or {})}
+        self.pending += [(LENGTH_KEY, str(self.count).encode()), (META_KEY, json.dumps(meta).encode())]
+        self._commit()
+        self.env.sync(True)
+        self.env.close()
+        self.env = None
+        self.check_target()  # it may have appeared meanwhile
+        old = None
+        if self.path.exists():  # --force: swap, then delete the old one
+            old = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.old-", dir=self.path.parent))
+            os.replace(self.path, old / "lmdb")
+        os.replace(self.tmp, self.path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        self.tmp = None
+        return self.path
+
+    def abort(self):
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.abort()  # a no-op after close()
+
+
+# One environment per file and process: py-lmdb refuses to open a file twice in one process, and
+# an environment must not be used across fork(). Keyed by the data file's inode, so a file that
+# was replaced (prepare --force) is opened afresh.
+_ENVS = {}
+
+
+def _data_file(path):
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        raise DatasetError(f"{path}: no such file or directory ({LAYOUT})")
+    data = path / "data.mdb" if path.is_dir() else path
+    if not data.is_file():
+        raise DatasetError(f"{path}: not an LMDB, no data.mdb inside ({LAYOUT})")
+    return data
+
+
+def open_env(path):
+    """The read-only environment of the LMDB at ``path`` for this process (opened on first use)."""
+    data = _data_file(path)
+    st = data.stat()
+    key = (st.st_dev, st.st_ino)
+    entry = _ENVS.get(key)
+    if entry is not None and entry[0] == os.getpid():
+        return entry[1]
+    if entry is not None:  # inherited through fork(): close our copy, open our own
+        try:
+            entry[1].close()
+        except lmdb.Error:
+            pass
+    try:
+        env = lmdb.open(str(path), subdir=Path(path).is_dir(), readonly=True, lock=False,
+                        readahead=False, meminit=False, max_readers=512)
+    except lmdb.InvalidError:
+        raise DatasetError(f"{path}: not an LMDB, data.mdb is not an LMDB file ({LAYOUT})") from None
+    except lmdb.Error as error:
+        raise DatasetError(f"{path}: cannot open the LMDB: {error}") from None
+    _ENVS[key] = (os.getpid(), env)
+    return env
+
+
+def close_env(path):
+    """Close this process's environment of ``path`` (datasets on it reopen it when next read)."""
+    for key, (pid, env) in list(_ENVS.items()):
+        if pid == os.getpid() and Path(env.path()).resolve() == Path(path).resolve():
+            env.close()
+            del _ENVS[key]
+
+
+def probe_sizes(txn):
+    """Sizes stored in a file without our metadata: jump from one '<size>-' key prefix to the
+    next (one seek per size, not a scan of every key)."""
+    sizes, cursor = [], txn.cursor()
+    found = cursor.set_range(b"0")
+    while found:
+        key = cursor.key()
+        if not key[:1].isdigit():  # 'length', 'stylenas-meta' sort after every image key
+            break
+        prefix, dash, _ = key.partition(b"-")
+        if dash and prefix.isdigit():
+            if txn.get(record_key(int(prefix), 0)) is not None:
+                sizes.append(int(prefix))
+            found = cursor.set_range(prefix + b"-\xff")  # past every '<prefix>-<digits>' key
+        else:
+            found = cursor.set_range(key + b"\x00")
+    return sorted(sizes)
+
+
+def describe(path):
+    """(length, sizes, meta) of an LMDB; meta is {} for files written by rosinality's tool."""
+    env = open_env(path)
+    with env.begin() as txn:
+        length = txn.get(LENGTH_KEY)
+        if length is None:
+            raise DatasetError(f"{path}: LMDB has no 'length' key ({LAYOUT})")
+        try:
+            length = int(bytes(length).decode("ascii"))
+        except ValueError:
+            raise DatasetError(f"{path}: 'length' is {bytes(length)[:20]!r}, expected an ascii integer") from None
+        meta = txn.get(META_KEY)
+        try:
+            meta = json.loads(bytes(meta)) if meta is not None else {}
+        except ValueError:
+            raise DatasetError(f"{path}: '{META_KEY.decode()}' is not valid JSON") from None
+        sizes = meta.get("sizes") or probe_sizes(txn)
+    if not sizes:
+        raise DatasetError(f"{path}: LMDB holds no images under '<size>-00000' keys ({LAYOUT})")
+    return length, sorted(sizes), meta
