@@ -135,7 +135,9 @@ def decode(data):
     if not data:
         raise ValueError("empty record")
     try:
-        return decode_image(bytes_tensor(data), mode=ImageReadMode.RGB)
+        # torchvision returns a [3, H, W] view of an [H, W, 3] buffer; copying it to planar here (in the
+        # worker) is cheap, whereas batching such views later is slow (torch.stack on strided input)
+        return decode_image(bytes_tensor(data), mode=ImageReadMode.RGB).contiguous()
     except RuntimeError as tv_error:
         try:
             img = load_image(data)
