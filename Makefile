@@ -29,6 +29,12 @@ DEMO_OUT ?= demo-out
 demo: $(STAMP)
 	@echo "== custom ops: reference timings (kernels too on a GPU) =="
 	$(PY) scripts/bench_ops.py --quick --repeats 3 --out $(DEMO_OUT)/bench_ops.json > /dev/null
+	@echo "== data: 2000 procedural demo images at 32 and 64 px =="
+	$(PY) scripts/make_demo_data.py --out $(DEMO_OUT)/demo.lmdb --size 32 --size 64 --num 2000 --force
+	@echo "== search: alphaGAN, micro + dynamic W, tiny preset at 32 px =="
+	rm -rf $(DEMO_OUT)/search
+	$(PY) scripts/search_stylegan2.py --data $(DEMO_OUT)/demo.lmdb --outdir $(DEMO_OUT)/search \
+		--resolution 32 --preset tiny --iters 120 --sample-every 40
 
 clean:
 	rm -rf $(DEMO_OUT) build dist *.egg-info

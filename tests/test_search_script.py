@@ -1,0 +1,60 @@
+"""scripts/search_stylegan2.py end to end on an LMDB of demo images, and its one-line errors."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from stylenas.datasets import make_demo_data
+from stylenas.search.genotype import Genotype
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "search_stylegan2.py"
+
+
+@pytest.fixture(scope="module")
+def cli():
+    spec = importlib.util.spec_from_file_location("search_stylegan2", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.fixture(scope="module")
+def demo_lmdb(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "demo.lmdb"
+    make_demo_data(str(path), [16], 24, progress=False)
+    return path
+
+
+def test_search_on_an_lmdb_writes_a_genotype(cli, demo_lmdb, tmp_path):
+    out = tmp_path / "search"
+    result = CliRunner().invoke(cli, ["--data", str(demo_lmdb), "--outdir", str(out), "--preset", "tiny",
+                                      "--iters", "2", "--space", "macro", "--no-dynamic-w", "--sample-every", "1"])
+    assert result.exit_code == 0, result.output
+    genotype = Genotype.load(out / "genotype.json")
+    assert genotype.resolution == 16 and genotype.paradigm == "macro"
+    assert genotype.source["settings"]["data"] == str(demo_lmdb)
+    assert (out / "samples" / "iter000002.png").is_file() and (out / "alphas.png").is_file()
+    resumed = CliRunner().invoke(cli, ["--data", str(demo_lmdb), "--outdir", str(out), "--preset", "tiny",
+                                       "--iters", "3", "--space", "macro", "--no-dynamic-w", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert Genotype.load(out / "genotype.json").source["iterations"] == 3
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--resolution", "64"], "resolution 64 is not stored"),
+    (["--resolution", "24"], "power of two"),
+    (["--batch", "16"], "too few to split"),
+])
+def test_errors_are_one_line(cli, demo_lmdb, tmp_path, args, message):
+    result = CliRunner().invoke(cli, ["--data", str(demo_lmdb), "--outdir", str(tmp_path / "s"), "--preset", "tiny",
+                                      "--iters", "1", *args])
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "s" / "genotype.json").exists()
+
+
+def test_missing_lmdb(cli, tmp_path):
+    result = CliRunner().invoke(cli, ["--data", str(tmp_path / "missing.lmdb"), "--outdir", str(tmp_path / "s"),
+                                      "--preset", "tiny"])
+    assert result.exit_code != 0 and "missing.lmdb" in result.output and "Traceback" not in result.output
