@@ -19,6 +19,8 @@ from stylenas.search.run import SearchConfig, SearchError, run_search
 @click.option("--iters", type=int, help="Search iterations (default: the preset's).")
 @click.option("--batch", type=int, help="Batch size (default: the preset's).")
 @click.option("--channel-mult", type=float, help="Channel multiplier of G and D (default: the preset's).")
+@click.option("--loss", type=click.Choice(["hinge", "logistic"]),
+              help="Adversarial loss: hinge (alphaGAN eq. 5, every preset's default) or StyleGAN2's logistic.")
 @click.option("--device", default="auto", show_default=True, help="cuda, cuda:N, cpu or auto.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--sample-every", type=int, default=50, show_default=True, help="Sample grid every N iterations.")

@@ -29,14 +29,17 @@ def demo_lmdb(tmp_path_factory):
 def test_search_on_an_lmdb_writes_a_genotype(cli, demo_lmdb, tmp_path):
     out = tmp_path / "search"
     result = CliRunner().invoke(cli, ["--data", str(demo_lmdb), "--outdir", str(out), "--preset", "tiny",
-                                      "--iters", "2", "--space", "macro", "--no-dynamic-w", "--sample-every", "1"])
+                                      "--iters", "2", "--space", "macro", "--no-dynamic-w", "--sample-every", "1",
+                                      "--loss", "logistic"])
     assert result.exit_code == 0, result.output
     genotype = Genotype.load(out / "genotype.json")
     assert genotype.resolution == 16 and genotype.paradigm == "macro"
     assert genotype.source["settings"]["data"] == str(demo_lmdb)
+    assert genotype.source["settings"]["loss"] == "logistic"
     assert (out / "samples" / "iter000002.png").is_file() and (out / "alphas.png").is_file()
     resumed = CliRunner().invoke(cli, ["--data", str(demo_lmdb), "--outdir", str(out), "--preset", "tiny",
-                                       "--iters", "3", "--space", "macro", "--no-dynamic-w", "--resume"])
+                                       "--iters", "3", "--space", "macro", "--no-dynamic-w", "--loss", "logistic",
+                                       "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert Genotype.load(out / "genotype.json").source["iterations"] == 3
 

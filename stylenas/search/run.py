@@ -51,6 +51,7 @@ class SearchConfig:
     iters: int | None = None
     batch: int | None = None
     channel_mult: float | None = None
+    loss: str | None = None  # hinge (eq. 5, every preset's) or logistic (StyleGAN2's)
     device: str = "auto"
     seed: int = 0
     resume: bool = False
@@ -58,7 +59,7 @@ class SearchConfig:
     checkpoint_every: int = 10
 
     # fields that must agree between a run and its --resume
-    STRUCTURAL = ("space", "dynamic_w", "resolution", "preset", "batch", "channel_mult", "seed", "data")
+    STRUCTURAL = ("space", "dynamic_w", "resolution", "preset", "batch", "channel_mult", "loss", "seed", "data")
 
 
 class BatchStream:
@@ -143,6 +144,7 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
     batch = config.batch or preset.batch
     iters = config.iters if config.iters is not None else preset.iterations
     channel_mult = config.channel_mult if config.channel_mult is not None else preset.channel_mult
+    loss = config.loss or preset.loss
     network = NETWORKS["tiny" if config.preset == "tiny" else "stylegan2"]
     device = resolve_device(config.device)
     outdir = Path(config.outdir)
@@ -170,9 +172,10 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
     D = Discriminator(resolution, **channels).to(device)
     z_dim = network["z_dim"]
     searcher = AlphaGANSearcher(G, D, lambda n: torch.randn(n, z_dim, device=device),
-                                type(preset)(**{**preset.to_dict(), "batch": batch}))
+                                type(preset)(**{**preset.to_dict(), "batch": batch, "loss": loss}))
     sample_z = torch.randn(16, z_dim, generator=torch.Generator().manual_seed(config.seed + 1)).to(device)
-    settings = {**asdict(config), "resolution": resolution, "batch": batch, "channel_mult": channel_mult}
+    settings = {**asdict(config), "resolution": resolution, "batch": batch, "channel_mult": channel_mult,
+                "loss": loss}
     train = BatchStream(dataset, train_idx, batch, config.seed, 0, device)
     val = BatchStream(dataset, val_idx, batch, config.seed, 1, device)
     history = []
@@ -213,7 +216,7 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
             plot_alphas(history, outdir / "alphas.png")
 
     log(f"searching {config.space}{' + dynamic W' if config.dynamic_w else ''} at {resolution}px on {device}: "
-        f"{iters} iterations of T={preset.T}, R={preset.R}, S={preset.S}, batch {batch}, "
+        f"{iters} iterations of T={preset.T}, R={preset.R}, S={preset.S}, batch {batch}, {loss} loss, "
         f"{len(train_idx)} training / {len(val_idx)} validation images")
     start = searcher.iterations_done
     with open(outdir / "log.jsonl", "a") as log_file, click.progressbar(
