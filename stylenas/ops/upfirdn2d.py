@@ -158,7 +158,7 @@ def upfirdn2d_function(up, down, padding, flip_filter, gain, kernel):
         def forward(ctx, x, f):
             ctx.save_for_backward(f)
             ctx.x_shape = x.shape
-            h = correlation_filter(f, flip_filter, gain, x.dtype)
+            h = correlation_filter(f, flip_filter, gain, x.dtype).to(x.device)
             return kernel(x, h, upx, upy, downx, downy, px0, px1, py0, py1)
 
         @staticmethod
