@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from torchvision.io import ImageReadMode, decode_image
 
 from .errors import DatasetError
 
@@ -19,6 +18,11 @@ FILTERS = {"lanczos": Image.Resampling.LANCZOS, "box": Image.Resampling.BOX,
            "bicubic": Image.Resampling.BICUBIC}
 
 FORMATS = ("jpeg", "png")
+
+try:  # torchvision 0.29 deprecates its decoders (for TorchCodec); without them PIL decodes
+    from torchvision.io import ImageReadMode, decode_image
+except ImportError:
+    decode_image = None
 
 
 def is_image_name(name):
@@ -82,7 +86,9 @@ def to_rgb(img):
         elif img.mode == "F" and a.max(initial=0) <= 1.0:
             a = a * 255.0
         img = Image.fromarray(np.rint(a).clip(0, 255).astype(np.uint8), "L")
-    if img.mode in ("RGBA", "LA", "La", "RGBa", "PA"):
+    if img.mode == "La":  # premultiplied; PIL converts it to LA only
+        img = img.convert("LA")
+    if img.mode in ("RGBA", "LA", "RGBa", "PA"):
         white = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, img.convert("RGBA"))
     return img.convert("RGB")
@@ -134,13 +140,22 @@ def decode(data):
     straight to uint8); formats torchvision cannot read fall back to PIL. Raises ValueError if corrupt."""
     if not data:
         raise ValueError("empty record")
+    if decode_image is None:
+        return _decode_pil(data)
     try:
         # torchvision returns a [3, H, W] view of an [H, W, 3] buffer; copying it to planar here (in the
         # worker) is cheap, whereas batching such views later is slow (torch.stack on strided input)
         return decode_image(bytes_tensor(data), mode=ImageReadMode.RGB).contiguous()
     except RuntimeError as tv_error:
         try:
-            img = load_image(data)
-        except Exception:
+            return _decode_pil(data)
+        except ValueError:
             raise ValueError(_clean(tv_error)) from None
-        return torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()
+
+
+def _decode_pil(data):
+    try:
+        img = load_image(data)
+    except Exception as error:
+        raise ValueError(str(error)) from None
+    return torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()

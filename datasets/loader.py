@@ -1,7 +1,11 @@
 """Training loader: endless shuffled batches, uint8 on the host, float in [-1, 1] on the device."""
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
-from torchvision.io import ImageReadMode, decode_jpeg
+
+try:  # deprecated in torchvision 0.29 (for TorchCodec); nvJPEG decoding needs it
+    from torchvision.io import ImageReadMode, decode_jpeg
+except ImportError:
+    decode_jpeg = None
 
 from .errors import DatasetError
 from .images import bytes_tensor, decode
@@ -47,6 +51,8 @@ def decode_jpeg_batch(data, device="cpu"):
         raise DatasetError(f"decoding on {device} needs a CUDA GPU; none is visible (use device='cpu')")
     if device.type != "cuda":
         return torch.stack([decode(bytes(d.numpy()) if isinstance(d, torch.Tensor) else d) for d in data])
+    if decode_jpeg is None:
+        raise DatasetError("GPU decoding needs torchvision.io.decode_jpeg, which this torchvision lacks")
     tensors = [d if isinstance(d, torch.Tensor) else bytes_tensor(d) for d in data]
     jpeg = [i for i, t in enumerate(tensors) if bytes(t[:3].tolist()) == JPEG_MAGIC]
     out = [None] * len(tensors)
