@@ -3,10 +3,8 @@
 Image i depends only on (seed, i), so a smaller --num gives a prefix of a larger one, and the
 whole set renders in about a millisecond per image at 64 px (numpy, no per-pixel Python).
 """
-import sys
 import time
 
-import click
 import numpy as np
 from PIL import Image
 
@@ -14,7 +12,7 @@ from stylenas import __version__
 
 from .errors import DatasetError
 from .images import FILTERS, encode_image, resize_center_crop
-from .prepare import parse_sizes
+from .prepare import parse_sizes, progress_bar
 from .store import LMDBWriter
 
 
@@ -123,15 +121,12 @@ def make_demo_data(out, sizes, num, seed=0, image_format="jpeg", quality=95, for
         raise DatasetError(f"--num must be >= 1, got {num}")
     start = time.perf_counter()
     with LMDBWriter(out, sizes, force=force) as writer:
-        bar = click.progressbar(length=num, label=f"demo {out}", file=sys.stderr) if progress else None
-        for i in range(num):
-            img = Image.fromarray(render(seed, i, sizes[-1]))
-            writer.add({s: encode_image(resize_center_crop(img, s, FILTERS["lanczos"]), image_format, quality)
-                        for s in sizes})
-            if bar is not None:
+        with progress_bar(progress, num, f"demo {out}") as bar:
+            for i in range(num):
+                img = Image.fromarray(render(seed, i, sizes[-1]))
+                writer.add({s: encode_image(resize_center_crop(img, s, FILTERS["lanczos"]), image_format, quality)
+                            for s in sizes})
                 bar.update(1)
-        if bar is not None:
-            bar.render_finish()
         writer.close({"format": image_format, "quality": quality if image_format == "jpeg" else None,
                       "filter": "lanczos", "source": f"demo (seed {seed})", "stylenas": __version__})
     seconds = time.perf_counter() - start

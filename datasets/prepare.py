@@ -1,5 +1,7 @@
 """prepare_data: a folder or .zip of images -> an LMDB of square images at one or more sizes."""
+import contextlib
 import multiprocessing
+import os
 import sys
 import time
 import warnings
@@ -16,12 +18,13 @@ from .store import LMDBWriter
 
 def process_image(source, name, sizes, resample, image_format, quality):
     """Decode, convert to RGB, resize + centre-crop and encode one image at every size.
-    Returns {size: bytes}, or a string saying why the file was skipped."""
+    Returns ({size: bytes}, short side of the source), or a string saying why the file was skipped."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PIL's warnings about odd files: the image is used or skipped
             img = load_image(source.read(name))
-            return {s: encode_image(resize_center_crop(img, s, resample), image_format, quality) for s in sizes}
+            return {s: encode_image(resize_center_crop(img, s, resample), image_format, quality)
+                    for s in sizes}, min(img.size)
     except UnidentifiedImageError:
         return "not an image PIL can identify"
     except Exception as error:  # any decoder failure means "unreadable": skip, count, report
@@ -38,6 +41,35 @@ def _init_worker(job):
 
 def _work(name):
     return name, process_image(_job[0], name, *_job[1:])
+
+
+def default_workers():
+    return min(8, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def _results(job, names, workers):
+    """(name, result) in the order of ``names``, computed in ``workers`` processes (1: in this one)."""
+    if workers == 1:
+        _init_worker(job)
+        yield map(_work, names)
+        return
+    # a pool is torn down on any exit, also KeyboardInterrupt; chunks keep inter-process traffic
+    # low and imap keeps the sorted order
+    with multiprocessing.Pool(workers, _init_worker, (job,)) as pool:
+        yield pool.imap(_work, names, chunksize=max(1, min(16, len(names) // (8 * workers))))
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+
+def progress_bar(enabled, length, label):
+    """A click progress bar on stderr, or a stand-in that shows nothing."""
+    if enabled:
+        return click.progressbar(length=length, label=label, file=sys.stderr)
+    return contextlib.nullcontext(_NoBar())
 
 
 def parse_sizes(sizes):
@@ -57,13 +89,15 @@ def parse_sizes(sizes):
     return sorted(out)
 
 
-def prepare_data(src, out, sizes, resize_filter="lanczos", image_format="jpeg", quality=95, workers=1,
+def prepare_data(src, out, sizes, resize_filter="lanczos", image_format="jpeg", quality=95, workers=None,
                  force=False, progress=True):
     """Write every readable image of ``src`` (folder searched recursively, or .zip; sorted paths) to
     the LMDB ``out`` at each size: short side resized with ``resize_filter``, centre square cropped,
     stored as JPEG (``quality``, 4:4:4) or PNG. Unreadable files are skipped and listed in the
-    returned summary {count, sizes, skipped: [(name, reason)], ignored, seconds, images_per_s}."""
+    returned summary {count, sizes, skipped: [(name, reason)], upscaled, ignored, seconds,
+    images_per_s}. ``workers``: processes decoding and resizing (default: CPU count, at most 8)."""
     sizes = parse_sizes(sizes)
+    workers = default_workers() if workers is None else workers
     if resize_filter not in FILTERS:
         raise DatasetError(f"--resize-filter must be one of {', '.join(FILTERS)}, got {resize_filter!r}")
     if image_format not in FORMATS:
@@ -78,39 +112,25 @@ def prepare_data(src, out, sizes, resize_filter="lanczos", image_format="jpeg", 
 
     start = time.perf_counter()
     job = (source, sizes, FILTERS[resize_filter], image_format, quality)
-    skipped = []
-    bar = click.progressbar(length=len(source), label=f"prepare {out}", file=sys.stderr) if progress else None
+    skipped, upscaled = [], 0
     with LMDBWriter(out, sizes, force=force) as writer:
-        if workers == 1:
-            _init_worker(job)
-            results = map(_work, source.names)
-            pool = None
-        else:
-            # chunks keep inter-process traffic low; imap keeps the sorted order
-            pool = multiprocessing.Pool(workers, _init_worker, (job,))
-            results = pool.imap(_work, source.names, chunksize=max(1, min(16, len(source) // (8 * workers))))
-        try:
+        with _results(job, source.names, workers) as results, \
+                progress_bar(progress, len(source), f"prepare {out}") as bar:
             for name, result in results:
-                if isinstance(result, dict):
-                    writer.add(result)
-                else:
+                if isinstance(result, str):
                     skipped.append((name, result))
-                if bar is not None:
-                    bar.update(1)
-        finally:
-            if pool is not None:
-                pool.terminate()
-                pool.join()
-            if bar is not None:
-                bar.render_finish()
+                else:
+                    writer.add(result[0])
+                    upscaled += result[1] < sizes[-1]
+                bar.update(1)
         if writer.count == 0:
-            raise DatasetError(f"{src}: no readable image among {len(source)} files "
+            raise DatasetError(f"{src}: no readable image among {_files(len(source))} "
                                f"(first failure: {skipped[0][0]}: {skipped[0][1]})")
         seconds = time.perf_counter() - start
         writer.close({"format": image_format, "quality": quality if image_format == "jpeg" else None,
                       "filter": resize_filter, "source": str(src), "skipped": len(skipped),
                       "stylenas": __version__})
-    return {"out": str(out), "count": writer.count, "sizes": sizes, "skipped": skipped,
+    return {"out": str(out), "count": writer.count, "sizes": sizes, "skipped": skipped, "upscaled": upscaled,
             "ignored": source.ignored, "seconds": seconds, "images_per_s": writer.count / seconds}
 
 
@@ -124,6 +144,8 @@ def summary_lines(summary, limit=20):
     s = summary
     lines = [f"wrote {s['count']} images at {', '.join(map(str, s['sizes']))} px to {s['out']} "
              f"in {s['seconds']:.1f} s ({s['images_per_s']:.1f} images/s)"]
+    if s.get("upscaled"):
+        lines.append(f"upscaled {_files(s['upscaled'])} whose short side is below {max(s['sizes'])} px")
     if s["ignored"]:
         lines.append(f"ignored {_files(s['ignored'])} that are not images (by extension) or hidden")
     if s["skipped"]:

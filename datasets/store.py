@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import lmdb
@@ -123,6 +124,7 @@ class LMDBWriter:
 # an environment must not be used across fork(). Keyed by the data file's inode, so a file that
 # was replaced (prepare --force) is opened afresh.
 _ENVS = {}
+_OPEN_LOCK = threading.Lock()
 
 
 def _data_file(path):
@@ -143,20 +145,24 @@ def open_env(path):
     entry = _ENVS.get(key)
     if entry is not None and entry[0] == os.getpid():
         return entry[1]
-    if entry is not None:  # inherited through fork(): close our copy, open our own
+    with _OPEN_LOCK:  # two threads must not both open it: the second open would be refused
+        entry = _ENVS.get(key)
+        if entry is not None and entry[0] == os.getpid():
+            return entry[1]
+        if entry is not None:  # inherited through fork(): close our copy, open our own
+            try:
+                entry[1].close()
+            except lmdb.Error:
+                pass
         try:
-            entry[1].close()
-        except lmdb.Error:
-            pass
-    try:
-        env = lmdb.open(str(path), subdir=Path(path).is_dir(), readonly=True, lock=False,
-                        readahead=False, meminit=False, max_readers=512)
-    except lmdb.InvalidError:
-        raise DatasetError(f"{path}: not an LMDB, data.mdb is not an LMDB file ({LAYOUT})") from None
-    except lmdb.Error as error:
-        raise DatasetError(f"{path}: cannot open the LMDB: {error}") from None
-    _ENVS[key] = (os.getpid(), env)
-    return env
+            env = lmdb.open(str(path), subdir=Path(path).is_dir(), readonly=True, lock=False,
+                            readahead=False, meminit=False, max_readers=512)
+        except lmdb.InvalidError:
+            raise DatasetError(f"{path}: not an LMDB, {data.name} is not an LMDB file ({LAYOUT})") from None
+        except lmdb.Error as error:
+            raise DatasetError(f"{path}: cannot open the LMDB: {error}") from None
+        _ENVS[key] = (os.getpid(), env)
+        return env
 
 
 def close_env(path):

@@ -17,8 +17,8 @@ from stylenas.datasets.prepare import summary_lines
 @click.option("--format", "image_format", type=click.Choice(["jpeg", "png"]), default="jpeg", show_default=True,
               help="jpeg: small and fast to decode; png: lossless.")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality.")
-@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
-              help="Processes decoding and resizing images.")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Processes decoding and resizing images [default: CPU count, at most 8].")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 def main(src, out, sizes, resize_filter, image_format, quality, workers, force):
     """Resize (short side) and centre-crop every image of SRC (a folder, searched recursively, or a

@@ -139,6 +139,8 @@ def test_resize_filters_differ_and_are_recorded(tmp_path):
     blocks = big.reshape(10, 4, 10, 4, 3).mean(axis=(1, 3))
     assert np.abs(hwc(box[0]).astype(float) - blocks).max() <= 1  # PIL rounds between its two passes
     assert not box[0].equal(lanczos[0])
+    up = prepare_data(src, tmp_path / "up.lmdb", [20, 64], workers=1, progress=False)
+    assert up["upscaled"] == 1 and "upscaled 1 file whose short side is below 64 px" in summary_lines(up)
 
 
 def test_workers_give_the_same_lmdb(tmp_path):
@@ -273,6 +275,14 @@ def test_reads_a_rosinality_lmdb(tmp_path):
     with pytest.raises(DatasetError, match=r"resolution 8 is not stored; it holds 4, 16, 128"):
         LMDBImages(path, resolution=8)
 
+    # an LMDB kept as one file (subdir=False) reads too
+    single = tmp_path / "single.mdb"
+    with lmdb.open(str(single), subdir=False, map_size=1 << 24) as env, env.begin(write=True) as txn:
+        with open_env(path).begin() as src:
+            for key, value in src.cursor():
+                txn.put(key, value)
+    assert LMDBImages(single, 16)[2].equal(small[2])
+
 
 def test_probe_sizes_finds_every_prefix(tmp_path):
     env = lmdb.open(str(tmp_path / "k.lmdb"), map_size=1 << 22)
@@ -359,7 +369,7 @@ def test_prepare_errors(tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "a.jpg").write_text("x")
-    with pytest.raises(DatasetError, match=f"{broken}: no readable image among 1 files .*a.jpg"):
+    with pytest.raises(DatasetError, match=f"{broken}: no readable image among 1 file .*a.jpg"):
         prepare_data(broken, tmp_path / "o.lmdb", [8], progress=False)
     with pytest.raises(DatasetError, match="--size: expected positive integers, got 'big'"):
         prepare_data(broken, tmp_path / "o.lmdb", ["big"], progress=False)
@@ -411,12 +421,12 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch, error):
 
     # with --force an existing output survives a failed replacement untouched
     monkeypatch.setattr(prepare_module, "process_image", real)
-    prepare_data(src, out, [8], progress=False)
+    prepare_data(src, out, [8], workers=1, progress=False)
     before = records(out)
     calls.clear()
     monkeypatch.setattr(prepare_module, "process_image", failing)
     with pytest.raises(error):
-        prepare_data(src, out, [8], force=True, progress=False)
+        prepare_data(src, out, [8], workers=1, force=True, progress=False)
     assert records(out) == before and sorted(os.listdir(tmp_path)) == ["out.lmdb", "src"]
 
 
