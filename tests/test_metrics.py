@@ -50,8 +50,11 @@ def stats(x):
 
 # --- Frechet distance ----------------------------------------------------------------------
 
+# Full rank (Cholesky), one or both singular of low rank (pivoted Cholesky) or of high rank
+# (eigh), and small dimensions.
 @pytest.mark.parametrize("n1,n2,d", [(600, 800, 128), (300, 300, 256), (40, 30, 128), (30, 500, 128),
-                                     (500, 20, 128), (50, 60, 16), (20, 20, 3), (10, 12, 2)])
+                                     (500, 20, 128), (60, 70, 128), (12, 10, 256), (50, 60, 16), (20, 20, 3),
+                                     (10, 12, 2)])
 def test_frechet_matches_pytorch_fid_formula(n1, n2, d):
     rng = np.random.default_rng(n1 + n2 + d)
     mix = rng.standard_normal((d, d)) / math.sqrt(d)
@@ -98,6 +101,28 @@ def test_frechet_symmetric_and_accepts_tensors_and_float32():
     assert frechet_distance(*as_f32) == pytest.approx(value, rel=1e-5)
 
 
+@pytest.mark.parametrize("n,route", [(300, "cholesky"), (10, "pivoted"), (50, "eigh")])
+def test_sqrt_factor_routes(n, route, monkeypatch):
+    d = 64  # pivoted Cholesky up to rank d / 4 = 16
+    sigma = torch.from_numpy(np.cov(features(np.random.default_rng(n), n, d), rowvar=False))
+    eigh_calls = []
+    real = torch.linalg.eigh
+    monkeypatch.setattr(torch.linalg, "eigh", lambda a, **kw: eigh_calls.append(1) or real(a, **kw))
+    factor, triangular = frechet.sqrt_factor(sigma)
+    assert factor.shape == (d, min(n - 1, d))
+    assert triangular == (route == "cholesky") and bool(eigh_calls) == (route == "eigh")
+    torch.testing.assert_close(factor @ factor.T, sigma, rtol=0, atol=1e-12 * float(sigma.diagonal().max()))
+
+
+def test_frechet_constant_features():
+    # Zero covariances (every sample the same): only the means count.
+    assert frechet_distance(np.ones(3), np.zeros((3, 3)), np.zeros(3), np.eye(3)) == pytest.approx(3 + 3)
+    assert frechet_distance(np.ones(3), np.zeros((3, 3)), np.zeros(3), np.zeros((3, 3))) == pytest.approx(3)
+    batched = frechet_distance_batched(np.ones((2, 3)), np.stack([np.zeros((3, 3)), np.eye(3)]), np.zeros(3),
+                                       np.zeros((3, 3)))
+    np.testing.assert_allclose(batched.numpy(), [3, 6])
+
+
 def test_frechet_rejects_bad_input():
     mu, sigma = np.zeros(4), np.eye(4)
     with pytest.raises(ValueError, match="different dimensions"):
@@ -125,7 +150,7 @@ def _batch(rng, d, sizes):
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
-@pytest.mark.parametrize("ref_n", [500, 40])  # full-rank and singular reference
+@pytest.mark.parametrize("ref_n", [500, 40, 15])  # full-rank reference, singular of high and of low rank
 def test_batched_equals_looped(ref_n):
     rng = np.random.default_rng(ref_n)
     d = 96

@@ -45,9 +45,29 @@ def _open_lmdb(label, path):
                        f"installation does not have yet") from None
     try:
         return LMDBImages(str(path))
-    except Exception as e:
+    except Exception as e:  # DatasetError names the file already; anything else gets a context
+        if type(e).__name__ == "DatasetError":
+            raise FIDError(f"{label}: {_one_line(e)}") from None
         raise FIDError(f"{label}: {path}: cannot open it as an image LMDB ({type(e).__name__}: "
-                       f"{str(e).splitlines()[0] if str(e) else ''})") from None
+                       f"{_one_line(e)})") from None
+
+
+def _one_line(error):
+    """The message of `error` on one line; a DataLoader worker's re-raise carries the whole
+    worker traceback, whose last line is "module.Class: message"."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    last = lines[-1] if lines else type(error).__name__
+    prefix = f"{type(error).__module__}.{type(error).__qualname__}: "
+    return last[len(prefix):] if last.startswith(prefix) else last
+
+
+def _data_errors():
+    """Exceptions that mean bad input data (not a bug), for one-line reporting."""
+    try:
+        from stylenas.datasets import DatasetError
+    except ImportError:
+        return (ImageReadError,)
+    return (ImageReadError, DatasetError)
 
 
 def open_source(label, path, num=None, log=None):
@@ -162,8 +182,8 @@ def evaluate(a, b=None, num=None, batch=50, device="auto", workers=4, inception=
                     stats, features[s.label], logits[s.label] = extract_features(
                         net, s.dataset, batch_size=batch, num_workers=workers, progress=bar.update,
                         keep_features=want_kid, keep_logits=keep_logits)
-                except ImageReadError as e:
-                    raise FIDError(f"{s.label}: {e}") from None
+                except _data_errors() as e:
+                    raise FIDError(f"{s.label}: {_one_line(e)}") from None
             s.stats = stats.stats()
             info["images"] = stats.n
         result["inputs"][s.label] = info

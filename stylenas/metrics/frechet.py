@@ -11,9 +11,10 @@ has the same non-zero eigenvalues as the symmetric matrix A = R^T S2 R, so they 
     tr((S1 S2)^(1/2)) = sum_i sqrt(lambda_i(R^T S2 R))
 
 R is the Cholesky factor when S1 is positive definite. When it is singular (fewer samples
-than dimensions, constant features) R = V_k diag(sqrt(w_k)) from `eigh(S1)`, keeping the k
-eigenvalues above the rounding level, so A is k x k and carries no null space of rounding
-noise (whose square roots, ~1e-8 each, would add up to a visible bias).
+than dimensions, constant features) R is d x k for its numerical rank k: a pivoted
+Cholesky factor when k is small, else V_k diag(sqrt(w_k)) from `eigh(S1)`. Then A is k x k
+and carries no null space of rounding noise (whose square roots, ~1e-8 each, would add up
+to a visible bias).
 
 A batch of candidates against one reference factors the reference once; each candidate
 then costs two matrix products and one symmetric eigenvalue problem, done as batched calls.
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 __all__ = ["frechet_distance", "frechet_distance_batched", "batched_eigvalsh", "sqrt_factor",
-           "cholesky_factor", "trace_sqrt_product"]
+           "cholesky_factor", "pivoted_cholesky", "trace_sqrt_product"]
 
 
 def batched_eigvalsh(a, impl="auto"):
@@ -63,18 +64,67 @@ def cholesky_factor(sigma):
     return factor
 
 
-def sqrt_factor(sigma):
-    """(R, triangular): R [d, k] with R R^T = sigma [d, d] (float64), k the numerical rank.
+def pivoted_cholesky(sigma, max_rank):
+    """R [d, k] with R R^T = sigma for a PSD sigma of numerical rank k <= max_rank, else None.
 
-    The lower Cholesky factor (k = d, triangular=True) when sigma is positive definite, else
+    Cholesky with complete (diagonal) pivoting: each step takes the largest remaining
+    variance, and it stops when what is left is rounding noise. For covariances of few
+    samples (k << d) this costs O(d k^2) instead of the O(d^3) of `eigh`.
+    """
+    d = sigma.shape[-1]
+    remaining = sigma.diagonal().clone()
+    tol = _noise_level(remaining.max().clamp(min=0), d)
+    factor = sigma.new_zeros(d, max_rank)
+    for j in range(max_rank + 1):
+        p = int(remaining.argmax())
+        if remaining[p] <= tol:
+            return factor[:, :j]
+        if j == max_rank:
+            return None
+        column = (sigma[:, p] - factor[:, :j] @ factor[p, :j]) / remaining[p].sqrt()
+        factor[:, j] = column
+        remaining -= column.square()
+        remaining[p] = 0  # exactly, not a rounding residue that could be picked again
+
+
+def sqrt_factor(sigma):
+    """(R, triangular): R [d, k] with R R^T = sigma [d, d] (float64), k its numerical rank.
+
+    The lower Cholesky factor (k = d, triangular) when sigma is positive definite; else a
+    pivoted Cholesky factor when the rank is at most d / 4 (few samples, fast); else
     V_k diag(sqrt(w_k)) from eigh over the eigenvalues above the rounding level.
     """
     factor = cholesky_factor(sigma)
     if factor is not None:
         return factor, True
+    factor = pivoted_cholesky(sigma, sigma.shape[-1] // 4)
+    if factor is not None:
+        return factor, False
+    return _eigh_factor(sigma), False
+
+
+def _eigh_factor(sigma):
     w, v = torch.linalg.eigh(sigma)
     keep = w > _noise_level(w[-1].clamp(min=0), len(w))
-    return v[:, keep] * w[keep].sqrt(), False
+    return v[:, keep] * w[keep].sqrt()
+
+
+def _factor_either(sigma1, sigma2):
+    """(factor, triangular, other): a factor of one covariance and the other one.
+
+    The trace term is symmetric in S1 and S2, so factor whichever is cheaper to factor
+    exactly; the O(d^3) eigh is only paid when both are singular and of high rank.
+    """
+    pairs = ((sigma1, sigma2), (sigma2, sigma1))
+    for sigma, other in pairs:
+        factor = cholesky_factor(sigma)
+        if factor is not None:
+            return factor, True, other
+    for sigma, other in pairs:
+        factor = pivoted_cholesky(sigma, sigma.shape[-1] // 4)
+        if factor is not None:
+            return factor, False, other
+    return _eigh_factor(sigma1), False, sigma2
 
 
 def _congruence(factor, sigma, triangular, block=256):
@@ -101,6 +151,8 @@ def _congruence(factor, sigma, triangular, block=256):
 
 def trace_sqrt_product(factor, sigma, triangular=False, impl="auto"):
     """tr((S1 S2)^(1/2)) for S1 = factor @ factor^T and S2 = sigma [..., d, d] (batched over sigma)."""
+    if factor.shape[-1] == 0:  # S1 = 0 (constant features)
+        return sigma.new_zeros(sigma.shape[:-2])
     eig = batched_eigvalsh(_congruence(factor, sigma, triangular), impl=impl)
     # The eigenvalues of a PSD product are >= 0; those below the rounding level of the
     # largest (negative ones, a null space of sigma) are noise around 0, and the square
@@ -143,13 +195,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2):
     _check_pair(mu2, sigma2, "statistics 2")
     if mu1.shape != mu2.shape:
         raise ValueError(f"the statistics have different dimensions: {mu1.shape[0]} and {mu2.shape[0]}")
-    # The trace term is symmetric in S1 and S2: factor whichever is positive definite, so the
-    # slower eigh factor is only paid when both are singular.
-    factor, other, triangular = cholesky_factor(sigma1), sigma2, True
-    if factor is None:
-        factor, other = cholesky_factor(sigma2), sigma1
-        if factor is None:
-            (factor, triangular), other = sqrt_factor(sigma1), sigma2
+    factor, triangular, other = _factor_either(sigma1, sigma2)
     diff = mu1 - mu2
     tr_sqrt = trace_sqrt_product(factor, other, triangular)
     return float(diff.dot(diff) + sigma1.trace() + sigma2.trace() - 2 * tr_sqrt)
