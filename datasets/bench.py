@@ -1,6 +1,7 @@
 """Data benchmark: our LMDB reader against one written like rosinality's MultiResolutionDataset,
 and prepare_data throughput; returns a JSON-able dict (scripts/bench_data.py prints it)."""
 import io
+import multiprocessing
 import os
 import platform
 import statistics
@@ -72,6 +73,27 @@ class _OursFloatOnHost(Dataset):
         return self.images[index].float().div_(127.5).sub_(1)
 
 
+def _spin(n):
+    x = 0
+    for i in range(n):
+        x += i
+    return x
+
+
+def parallel_speedup(n=3_000_000):
+    """How much faster two processes do two equal pure-Python jobs than one process does one
+    each: 2.0 on two free cores, 1.0 when only one core's worth of CPU is really available."""
+    start = time.perf_counter()
+    _spin(n)
+    single = time.perf_counter() - start
+    with multiprocessing.Pool(2) as pool:
+        pool.map(_spin, [1000, 1000])  # start-up excluded
+        start = time.perf_counter()
+        pool.map(_spin, [n, n], chunksize=1)
+        pair = time.perf_counter() - start
+    return round(2 * single / pair, 2)
+
+
 def run(size=256, num=512, batch=32, workers=(0, 1, 2), repeats=3, quality=95, prepare_num=96,
         prepare_workers=(1, 2), threads=1, tmpdir=None, log=print):
     """The benchmark; images are the procedural demo images (textured, shaded, with grain).
@@ -80,7 +102,7 @@ def run(size=256, num=512, batch=32, workers=(0, 1, 2), repeats=3, quality=95, p
     another process holds, which made single images cost milliseconds in our sandbox."""
     if threads:
         torch.set_num_threads(threads)
-    result = {"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+    result = {"machine": {"cpu_count": os.cpu_count(), "two_process_speedup": parallel_speedup(), "platform": platform.platform(),
                           "python": platform.python_version(), "torch": torch.__version__,
                           "torchvision": torchvision.__version__, "pillow": PIL.__version__,
                           "torch_threads": torch.get_num_threads(), "load_average_before": os.getloadavg()},

@@ -147,7 +147,7 @@ def summary_lines(summary, limit=20):
     if s.get("upscaled"):
         lines.append(f"upscaled {_files(s['upscaled'])} whose short side is below {max(s['sizes'])} px")
     if s["ignored"]:
-        lines.append(f"ignored {_files(s['ignored'])} that are not images (by extension) or hidden")
+        lines.append(f"ignored {_files(s['ignored'])} (not an image by extension, or hidden)")
     if s["skipped"]:
         lines.append(f"skipped {_files(len(s['skipped']))} that could not be read:")
         lines += [f"  {name}: {reason}" for name, reason in s["skipped"][:limit]]
