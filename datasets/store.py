@@ -44,7 +44,7 @@ class LMDBWriter:
             w.close(meta)
     """
 
-    def __init__(self, path, sizes, force=False, commit_every=256, map_size=1 << 30):
+    def __init__(self, path, sizes, force=False, commit_bytes=64 << 20, map_size=1 << 30):
         self.path, self.sizes, self.force = Path(path), sorted(sizes), force
         self.check_target()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +53,7 @@ class LMDBWriter:
         os.umask(umask)
         os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp's private 0700 would stick to the output
         self.env = lmdb.open(str(self.tmp), map_size=map_size, readahead=False, meminit=False)
-        self.count, self.pending, self.commit_every = 0, [], commit_every
+        self.count, self.pending, self.pending_bytes, self.commit_bytes = 0, [], 0, commit_bytes
 
     def check_target(self):
         if not (self.path.exists() or self.path.is_symlink()):
@@ -68,8 +68,9 @@ class LMDBWriter:
         if sorted(images) != self.sizes:
             raise ValueError(f"expected images at sizes {self.sizes}, got {sorted(images)}")
         self.pending += [(record_key(size, self.count), data) for size, data in images.items()]
+        self.pending_bytes += sum(len(data) for data in images.values())
         self.count += 1
-        if len(self.pending) >= self.commit_every * len(self.sizes):
+        if self.pending_bytes >= self.commit_bytes:  # bounded memory, few fsyncs
             self._commit()
         return self.count - 1
 
@@ -84,7 +85,7 @@ class LMDBWriter:
                 break
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
-        self.pending = []
+        self.pending, self.pending_bytes = [], 0
 
     def close(self, meta=None):
         """Write ``length`` and the metadata, then move the LMDB to its final path."""
@@ -99,7 +100,13 @@ class LMDBWriter:
         if self.path.exists():  # --force: swap, then delete the old one
             old = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.old-", dir=self.path.parent))
             os.replace(self.path, old / "lmdb")
-        os.replace(self.tmp, self.path)
+        try:
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            if old is not None:  # put the old one back
+                os.replace(old / "lmdb", self.path)
+                shutil.rmtree(old, ignore_errors=True)
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         self.tmp = None

@@ -573,6 +573,28 @@ def test_infinite_sampler_epochs_and_shards():
     assert set(epoch[0]) | set(epoch[1]) == set(data)
 
 
+def test_infinite_sampler_follows_torch_distributed(tmp_path):
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0,
+                                         world_size=1)
+    try:
+        sampler = InfiniteSampler(list(range(7)), seed=2)
+        assert (sampler.rank, sampler.num_replicas) == (0, 1)
+        it = iter(sampler)
+        assert sorted(next(it) for _ in range(7)) == list(range(7))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_writer_commits_in_chunks_and_grows_its_map(tmp_path):
+    with LMDBWriter(tmp_path / "w.lmdb", [4], commit_bytes=1000, map_size=64 << 10) as writer:
+        blobs = [os.urandom(3000) for _ in range(60)]  # 180 kB through a 64 kB initial map
+        for blob in blobs:
+            writer.add({4: blob})
+        writer.close({"source": "test"})
+    stored = records(tmp_path / "w.lmdb")
+    assert stored[b"length"] == b"60" and all(stored[f"4-{i:05d}".encode()] == b for i, b in enumerate(blobs))
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_training_loader(demo_lmdb, workers):
     ds = LMDBImages(demo_lmdb)
