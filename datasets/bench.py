@@ -102,7 +102,8 @@ def run(size=256, num=512, batch=32, workers=(0, 1, 2), repeats=3, quality=95, p
     another process holds, which made single images cost milliseconds in our sandbox."""
     if threads:
         torch.set_num_threads(threads)
-    result = {"machine": {"cpu_count": os.cpu_count(), "two_process_speedup": parallel_speedup(), "platform": platform.platform(),
+    result = {"machine": {"cpu_count": os.cpu_count(), "two_process_speedup": parallel_speedup(),
+                          "platform": platform.platform(),
                           "python": platform.python_version(), "torch": torch.__version__,
                           "torchvision": torchvision.__version__, "pillow": PIL.__version__,
                           "torch_threads": torch.get_num_threads(), "load_average_before": os.getloadavg()},

@@ -108,7 +108,7 @@ def prepare_data(src, out, sizes, resize_filter="lanczos", image_format="jpeg", 
         raise DatasetError(f"--workers must be >= 1, got {workers}")
     source = ImageSource(src)
     if not len(source):
-        raise DatasetError(f"{src}: no image files found (expected {', '.join(('png', 'jpg', 'webp', 'bmp', 'tif'))}, ...)")
+        raise DatasetError(f"{src}: no image files found (expected png, jpg, webp, bmp, tif, ... files)")
 
     start = time.perf_counter()
     job = (source, sizes, FILTERS[resize_filter], image_format, quality)

@@ -49,10 +49,15 @@ class LMDBWriter:
         self.check_target()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.tmp-", dir=self.path.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp's private 0700 would stick to the output
-        self.env = lmdb.open(str(self.tmp), map_size=map_size, readahead=False, meminit=False)
+        self.env = None
+        try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp's private 0700 would stick to the output
+            self.env = lmdb.open(str(self.tmp), map_size=map_size, readahead=False, meminit=False)
+        except BaseException:
+            self.abort()
+            raise
         self.count, self.pending, self.pending_bytes, self.commit_bytes = 0, [], 0, commit_bytes
 
     def check_target(self):

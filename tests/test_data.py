@@ -468,10 +468,12 @@ def test_prepare_cli(tmp_path):
 
     result = runner.invoke(prepare.main, [str(src), "--out", str(tmp_path / "o.lmdb"), "--size", "8"])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.output.strip().splitlines()[-1] == f"Error: {tmp_path / 'o.lmdb'}: already exists (use --force to replace it)"
+    last = result.output.strip().splitlines()[-1]
+    assert last == f"Error: {tmp_path / 'o.lmdb'}: already exists (use --force to replace it)"
     result = runner.invoke(prepare.main, [str(tmp_path / "missing"), "--out", str(tmp_path / "m.lmdb"), "--size", "8"])
     assert result.exit_code == 1 and f"Error: {tmp_path / 'missing'}: no such file or directory" in result.output
-    result = runner.invoke(prepare.main, [str(src), "--out", str(tmp_path / "q.lmdb"), "--size", "8", "--quality", "101"])
+    result = runner.invoke(prepare.main, [str(src), "--out", str(tmp_path / "q.lmdb"), "--size", "8",
+                                          "--quality", "101"])
     assert result.exit_code == 2 and "--quality" in result.output
 
 
