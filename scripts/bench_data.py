@@ -1,11 +1,10 @@
 """Benchmark the LMDB data path: our reader vs a rosinality-style reader, and prepare_data, as JSON."""
-import json
 import sys
-from pathlib import Path
 
 import click
 
 from stylenas.datasets import bench
+from stylenas.io import dump_json
 
 
 @click.command()
@@ -27,11 +26,7 @@ def main(size, num, batch, workers, repeats, prepare_num, prepare_workers, threa
     result = bench.run(size=size, num=num, batch=batch, workers=ints(workers), repeats=repeats,
                        prepare_num=prepare_num, prepare_workers=ints(prepare_workers), threads=threads,
                        log=lambda line: click.echo(line, err=True))
-    text = json.dumps(result, indent=2)
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text + "\n")
-    click.echo(text)
+    click.echo(dump_json(result, out))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,9 @@
 """Benchmark the custom ops: PyTorch reference vs CUDA kernel (vs NVlabs' plugin), as JSON."""
-import json
 import sys
-from pathlib import Path
 
 import click
 
+from stylenas.io import dump_json
 from stylenas.ops import bench
 
 
@@ -19,11 +18,7 @@ def main(device, quick, repeats, nvlabs_path, out):
     """Forward+backward time of every op on StyleGAN2-sized shapes; prints JSON to stdout."""
     result = bench.run(device=device, quick=quick, repeats=repeats, nvlabs_path=nvlabs_path,
                        log=lambda line: click.echo(line, err=True))
-    text = json.dumps(result, indent=2)
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text + "\n")
-    click.echo(text)
+    click.echo(dump_json(result, out))
 
 
 if __name__ == "__main__":

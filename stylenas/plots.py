@@ -3,11 +3,9 @@ weights of every searched layer evolve over a search."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 from PIL import Image, ImageDraw
+
+from .io import atomic_path
 
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
@@ -53,13 +51,5 @@ def save_line_panels(panels, path, y_range=(0.0, 1.0), panel_size=(290, 150), co
 
 
 def save_image_atomic(image, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from stylenas.nn import NUM_WS, Generator, synthesis_layout
+from stylenas.nn import NUM_WS, synthesis_layout
 from stylenas.search.genotype import Genotype, GenotypeError
 from stylenas.search.supernet import SuperGenerator
 

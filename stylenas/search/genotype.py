@@ -19,11 +19,10 @@ network's last output):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..io import atomic_path
 from ..nn.layers import NORMAL_OPS, UP_OPS
 from ..nn.networks import NUM_WS, ORIGINAL_OPS, Generator, check_resolution, synthesis_layout
 
@@ -112,17 +111,8 @@ class Genotype:
     def save(self, path):
         """Write atomically (temporary file + rename): never a half-written genotype."""
         self.validate()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=1)
-                f.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def from_dict(cls, data, where="genotype"):

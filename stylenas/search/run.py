@@ -11,9 +11,7 @@ Output folder: ``genotype.json`` (the derived architecture, rewritten at every c
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ import torchvision
 
 from ..nn.layers import NORMAL_OPS, UP_OPS
 from ..nn.networks import Discriminator, check_resolution
+from ..io import atomic_path
 from ..plots import save_image_atomic, save_line_panels
 from .alphagan import PRESETS, AlphaGANSearcher, softmax_entropy
 from .supernet import SPACES, SuperGenerator
@@ -100,17 +99,6 @@ def open_images(path, resolution):
     from ..datasets import LMDBImages
 
     return LMDBImages(path, resolution=resolution)
-
-
-def _atomic_torch_save(obj, path):
-    fd, tmp = tempfile.mkstemp(prefix=Path(path).name + ".", dir=Path(path).parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def arch_snapshot(generator):
@@ -205,11 +193,12 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
     source = {"data": str(config.data), "outdir": str(outdir), "preset": config.preset, "settings": settings}
 
     def checkpoint():
-        _atomic_torch_save({
-            "settings": settings, "searcher": searcher.state_dict(), "train_step": train.step,
-            "val_step": val.step, "history": history, "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        }, state_path)
+        with atomic_path(state_path) as tmp:
+            torch.save({
+                "settings": settings, "searcher": searcher.state_dict(), "train_step": train.step,
+                "val_step": val.step, "history": history, "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            }, tmp)
         G.genotype(channels, source={**source, "iterations": searcher.iterations_done}).save(
             outdir / "genotype.json")
         if history:
