@@ -90,12 +90,14 @@ def _cpu_name():
     return platform.processor() or platform.machine()
 
 
-def run(dims=2048, samples=4096, batch=16, repeats=3, slow_repeats=1, device="cpu", seed=0, log=print):
+def run(dims=2048, samples=4096, batch=16, repeats=3, slow_repeats=1, device="cpu", seed=0, few_samples=500,
+        log=print):
     """Time every route on the same statistics and return a JSON-ready dict.
 
     `repeats` for the fast routes (median), `slow_repeats` for the scipy sqrtm route (~10 s
     per pair on a 2-core CPU). The single pair is (candidate 0, reference), so its values
-    are comparable with batched[0].
+    are comparable with batched[0]. `few_samples` (0: skip) adds a pair of singular
+    statistics from that many samples each, the case of rewards computed on small samples.
     """
     device = torch.device(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else None
@@ -136,6 +138,19 @@ def run(dims=2048, samples=4096, batch=16, repeats=3, slow_repeats=1, device="cp
     result["speedup"] = {f"vs_{k}": single[k]["seconds"] / ours["seconds"] for k in single if k != "ours"}
     result["relative_difference"] = {f"ours_vs_{k}": abs(ours["value"] - single[k]["value"]) / abs(single[k]["value"])
                                      for k in single if k != "ours"}
+
+    if few_samples:
+        log(f"singular statistics from {few_samples} samples each")
+        few = [torch.from_numpy(v) for s_ in make_statistics(2, dims, few_samples, seed + 1) for v in s_]
+        few_np = [v.numpy() for v in few]
+        entry = {"samples_per_set": few_samples}
+        entry["ours"] = dict(zip(("seconds", "value"), _time(lambda: frechet_distance(*few), repeats)))
+        entry[name] = dict(zip(("seconds", "value"), _time(lambda: ref_fn(*few_np), slow_repeats)))
+        if tm_fn is not None:
+            entry["torchmetrics"] = dict(zip(("seconds", "value"), _time(lambda: tm_fn(*few), repeats)))
+        entry["speedup"] = {f"vs_{k}": entry[k]["seconds"] / entry["ours"]["seconds"]
+                            for k in (name, "torchmetrics") if k in entry}
+        result["singular"] = entry
 
     log(f"batched: {batch} candidates against one reference")
     mus = torch.from_numpy(np.stack([c[0] for c in cands])).to(device)
