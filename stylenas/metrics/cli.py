@@ -18,8 +18,8 @@ from .stats import StatsFileError, load_stats, save_stats
 
 __all__ = ["FIDError", "PROTOCOL", "evaluate", "format_text"]
 
-PROTOCOL = (f"pytorch-fid protocol: FID Inception v3 ({WEIGHTS_FILE}), uint8 RGB images, bilinear resize to "
-            f"299x299 (align_corners=False, no antialias), 2048-d pool features, float64 mean and unbiased covariance")
+PROTOCOL = (f"pytorch-fid's: FID Inception v3 ({WEIGHTS_FILE}), uint8 RGB images, bilinear resize to 299x299 "
+            f"(align_corners=False, no antialias), 2048-d pool features, float64 mean and unbiased covariance")
 FEATURE_DIM = 2048
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".pkl", ".ckpt")
 
