@@ -197,7 +197,7 @@ def evaluate(a, b=None, num=None, batch=50, device="auto", workers=4, inception=
     if want_kid:
         m = min(kid_subset_size, len(features["A"]), len(features["B"]))
         mean, std = kernel_inception_distance(features["A"], features["B"], num_subsets=kid_subsets,
-                                              subset_size=kid_subset_size)
+                                              subset_size=kid_subset_size, device=result["device"])
         result["kid"] = {"mean": mean, "std": std, "subsets": kid_subsets, "subset_size": m}
     if src_b is not None:
         result["fid"] = frechet_distance(*src_a.stats, *src_b.stats)

@@ -31,17 +31,20 @@ def inception_score(logits, splits=10):
     return float(np.mean(scores)), float(np.std(scores))
 
 
-def kernel_inception_distance(features_a, features_b, num_subsets=100, subset_size=1000, seed=0):
+def kernel_inception_distance(features_a, features_b, num_subsets=100, subset_size=1000, seed=0, device=None):
     """KID between two feature sets [n, d] -> (mean, std) over random subsets.
 
     The unbiased estimator of the squared MMD with the cubic polynomial kernel
     k(x, y) = (x.y / d + 1)^3, computed on `num_subsets` pairs of random subsets of
     m = min(subset_size, n_a, n_b) samples each (drawn without replacement), as in the KID
     paper and NVlabs' stylegan2-ada metric. Reported as the mean and the population std of
-    the per-subset estimates (float64; `seed` makes the subsets reproducible).
+    the per-subset estimates. Computed in float64 on `device` (default: where features_a
+    lives; 100 subsets of 1000 are ~1.2 TFLOP, quick on a GPU); `seed` fixes the subsets.
     """
-    a = torch.as_tensor(features_a).detach().to("cpu", torch.float64)
-    b = torch.as_tensor(features_b).detach().to("cpu", torch.float64)
+    a = torch.as_tensor(features_a).detach()
+    device = a.device if device is None else torch.device(device)
+    a = a.to(device, torch.float64)
+    b = torch.as_tensor(features_b).detach().to(device, torch.float64)
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"expected features [n, d] of equal d, got {tuple(a.shape)} and {tuple(b.shape)}")
     m = min(subset_size, len(a), len(b))
@@ -51,8 +54,8 @@ def kernel_inception_distance(features_a, features_b, num_subsets=100, subset_si
     rng = np.random.default_rng(seed)
     estimates = []
     for _ in range(num_subsets):
-        x = a[torch.from_numpy(rng.choice(len(a), m, replace=False))]
-        y = b[torch.from_numpy(rng.choice(len(b), m, replace=False))]
+        x = a[torch.from_numpy(rng.choice(len(a), m, replace=False)).to(device)]
+        y = b[torch.from_numpy(rng.choice(len(b), m, replace=False)).to(device)]
         k_xx = (x @ x.T / d + 1) ** 3
         k_yy = (y @ y.T / d + 1) ** 3
         k_xy = (x @ y.T / d + 1) ** 3
