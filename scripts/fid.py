@@ -25,7 +25,8 @@ from stylenas.metrics.cli import FIDError, evaluate, format_text
 @click.option("--kid", "want_kid", is_flag=True, help="Also the Kernel Inception Distance of A and B.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def main(a, b, num, batch, device, workers, inception, save_stats, want_is, want_kid, as_json):
-    """FID between A and B; each an image folder (recursive), an .lmdb or an .npz (mu, sigma).
+    """FID between A and B; each an image folder (recursive), an .lmdb or an .npz (mu, sigma)
+    (generator checkpoints: not supported yet, they come with the retraining issue).
 
     With only A and --save-stats, computes and saves A's statistics. The last line is
     `FID: <value>`; progress goes to stderr.
