@@ -1,10 +1,10 @@
 """Feature statistics for FID: streaming float64 mean and covariance, and pytorch-fid's .npz files."""
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..io import atomic_path
 
 __all__ = ["FeatureStats", "StatsFileError", "save_stats", "load_stats"]
 
@@ -73,15 +73,8 @@ def save_stats(path, mu, sigma):
     path = Path(path)
     mu, sigma = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
     _check(mu, sigma, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:  # a file object stops numpy from appending ".npz"
-            np.savez(f, mu=mu, sigma=sigma)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object stops numpy appending ".npz"
+        np.savez(f, mu=mu, sigma=sigma)
 
 
 def load_stats(path):
