@@ -175,6 +175,8 @@ def test_search_errors(tmp_path):
         run_search(tiny_config(tmp_path / "c", iters=1), MemoryImages(24, 16), log=quiet)
     with pytest.raises(SearchError, match="space='micro' \\(now 'macro'\\)"):
         run_search(tiny_config(tmp_path / "c", iters=2, space="macro", resume=True), MemoryImages(24, 16), log=quiet)
+    with pytest.raises(SearchError, match="images=24 \\(now 30\\)"):
+        run_search(tiny_config(tmp_path / "c", iters=2, resume=True), MemoryImages(30, 16), log=quiet)
     with pytest.raises(SearchError, match="no search-state.pt"):
         run_search(tiny_config(tmp_path / "d", iters=1, resume=True), MemoryImages(24, 16), log=quiet)
 

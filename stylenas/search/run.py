@@ -58,7 +58,8 @@ class SearchConfig:
     checkpoint_every: int = 10
 
     # fields that must agree between a run and its --resume
-    STRUCTURAL = ("space", "dynamic_w", "resolution", "preset", "batch", "channel_mult", "loss", "seed", "data")
+    STRUCTURAL = ("space", "dynamic_w", "resolution", "preset", "batch", "channel_mult", "loss", "seed", "data",
+                  "images")
 
 
 class BatchStream:
@@ -163,7 +164,7 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
                                 type(preset)(**{**preset.to_dict(), "batch": batch, "loss": loss}))
     sample_z = torch.randn(16, z_dim, generator=torch.Generator().manual_seed(config.seed + 1)).to(device)
     settings = {**asdict(config), "resolution": resolution, "batch": batch, "channel_mult": channel_mult,
-                "loss": loss}
+                "loss": loss, "images": len(dataset)}  # a changed dataset would change the split
     train = BatchStream(dataset, train_idx, batch, config.seed, 0, device)
     val = BatchStream(dataset, val_idx, batch, config.seed, 1, device)
     history = []
