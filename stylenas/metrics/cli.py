@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import torch
 
+from ..datasets import DatasetError, LMDBImages
 from .data import IMAGE_EXTENSIONS, ImageFolder, ImageReadError, extract_features
 from .frechet import frechet_distance
 from .inception import WEIGHTS_FILE, InceptionV3FID, InceptionWeightsError
@@ -39,15 +40,10 @@ class Source:
 
 def _open_lmdb(label, path):
     try:
-        from stylenas.datasets import LMDBImages
-    except ImportError:
-        raise FIDError(f"{label}: {path}: reading LMDB needs stylenas.datasets.LMDBImages, which this "
-                       f"installation does not have yet") from None
-    try:
         return LMDBImages(str(path))
-    except Exception as e:  # DatasetError names the file already; anything else gets a context
-        if type(e).__name__ == "DatasetError":
-            raise FIDError(f"{label}: {_one_line(e)}") from None
+    except DatasetError as e:  # names the file already
+        raise FIDError(f"{label}: {_one_line(e)}") from None
+    except Exception as e:
         raise FIDError(f"{label}: {path}: cannot open it as an image LMDB ({type(e).__name__}: "
                        f"{_one_line(e)})") from None
 
@@ -59,15 +55,6 @@ def _one_line(error):
     last = lines[-1] if lines else type(error).__name__
     prefix = f"{type(error).__module__}.{type(error).__qualname__}: "
     return last[len(prefix):] if last.startswith(prefix) else last
-
-
-def _data_errors():
-    """Exceptions that mean bad input data (not a bug), for one-line reporting."""
-    try:
-        from stylenas.datasets import DatasetError
-    except ImportError:
-        return (ImageReadError,)
-    return (ImageReadError, DatasetError)
 
 
 def open_source(label, path, num=None, log=None):
@@ -182,7 +169,7 @@ def evaluate(a, b=None, num=None, batch=50, device="auto", workers=4, inception=
                     stats, features[s.label], logits[s.label] = extract_features(
                         net, s.dataset, batch_size=batch, num_workers=workers, progress=bar.update,
                         keep_features=want_kid, keep_logits=keep_logits)
-                except _data_errors() as e:
+                except (ImageReadError, DatasetError) as e:
                     raise FIDError(f"{s.label}: {_one_line(e)}") from None
             s.stats = stats.stats()
             info["images"] = stats.n
