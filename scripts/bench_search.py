@@ -1,10 +1,10 @@
 """Benchmark alphaGAN search iterations (all four paradigms) against plain StyleGAN2 steps; JSON."""
-import json
 import sys
 
 import click
-import torch
 
+from stylenas.devices import resolve_device
+from stylenas.io import dump_json
 from stylenas.search import bench
 
 
@@ -15,12 +15,14 @@ from stylenas.search import bench
 @click.option("--iterations", type=int, default=2, show_default=True, help="Timed iterations per paradigm.")
 def main(preset, resolution, device, iterations):
     """Seconds per search iteration; prints JSON to stdout."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    gpu = device.startswith("cuda")
+    try:
+        device = resolve_device(device)
+    except ValueError as error:
+        raise click.ClickException(str(error))
+    gpu = device.type == "cuda"
     result = bench.run(preset or ("stylegan2" if gpu else "tiny"), resolution or (256 if gpu else 16), device,
                        iterations)
-    click.echo(json.dumps(result, indent=2))
+    click.echo(dump_json(result))
 
 
 if __name__ == "__main__":

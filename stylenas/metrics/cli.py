@@ -11,6 +11,7 @@ import click
 import torch
 
 from ..datasets import DatasetError, LMDBImages
+from ..devices import resolve_device
 from .data import IMAGE_EXTENSIONS, ImageFolder, ImageReadError, extract_features
 from .frechet import frechet_distance
 from .inception import WEIGHTS_FILE, InceptionV3FID, InceptionWeightsError
@@ -90,18 +91,6 @@ def open_source(label, path, num=None, log=None):
     return Source(label, path, kind, dataset=dataset)
 
 
-def _resolve_device(device):
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except RuntimeError:
-        raise FIDError(f"--device {device}: expected cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FIDError(f"--device {device}: no CUDA GPU is available here (use --device cpu)")
-    return device
-
-
 def _progress_bar(label, length, show):
     return click.progressbar(length=length, label=label, file=sys.stderr if show else _Null())
 
@@ -153,7 +142,10 @@ def evaluate(a, b=None, num=None, batch=50, device="auto", workers=4, inception=
     image_sources = [s for s in sources if s.kind != "npz"]
     net = None
     if image_sources:
-        dev = _resolve_device(device)
+        try:
+            dev = resolve_device(device)
+        except ValueError as e:
+            raise FIDError(str(e)) from None
         try:
             net = InceptionV3FID(weights=inception).to(dev)
         except InceptionWeightsError as e:

@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from ..devices import resolve_device
 from . import extension
 from .bias_act import bias_act
 from .modulated_conv2d import modulated_conv2d
@@ -121,8 +122,7 @@ def load_nvlabs(path: str):
 
 def run(device: str = "auto", quick: bool | None = None, repeats: int = 5, nvlabs_path: str | None = None,
         log=lambda line: None) -> dict:
-    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if device == "auto" else device))
+    device = resolve_device(device)
     quick = device.type == "cpu" if quick is None else quick
     on_gpu = device.type == "cuda"
     nvlabs = load_nvlabs(nvlabs_path) if (nvlabs_path and on_gpu) else None

@@ -7,6 +7,7 @@ import time
 
 import torch
 
+from ..devices import resolve_device
 from ..nn.networks import Discriminator
 from .genotype import Genotype
 from .alphagan import PRESETS, AdversarialLoss, AlphaGANSearcher
@@ -76,7 +77,7 @@ def time_plain_steps(preset_name, resolution, device, steps):
 
 
 def run(preset_name, resolution, device, iterations=2):
-    device = torch.device(device)
+    device = resolve_device(device)
     preset = PRESETS[preset_name]
     # one iteration = T weight steps + 2R test-weight steps + S architecture steps
     steps = preset.T + 2 * preset.R + preset.S

@@ -22,6 +22,7 @@ import torchvision
 
 from ..nn.layers import NORMAL_OPS, UP_OPS
 from ..nn.networks import Discriminator, check_resolution
+from ..devices import resolve_device
 from ..io import atomic_path
 from ..plots import save_image_atomic, save_line_panels
 from .alphagan import PRESETS, AlphaGANSearcher, softmax_entropy
@@ -88,14 +89,6 @@ def split_halves(length, seed):
     return perm[:half], perm[half:2 * half]
 
 
-def resolve_device(device):
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SearchError(f"--device {device}: no CUDA GPU is visible")
-    return torch.device(device)
-
-
 def open_images(path, resolution):
     from ..datasets import LMDBImages
 
@@ -135,7 +128,10 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
     channel_mult = config.channel_mult if config.channel_mult is not None else preset.channel_mult
     loss = config.loss or preset.loss
     network = NETWORKS["tiny" if config.preset == "tiny" else "stylegan2"]
-    device = resolve_device(config.device)
+    try:
+        device = resolve_device(config.device)
+    except ValueError as error:
+        raise SearchError(str(error)) from None
     outdir = Path(config.outdir)
     state_path = outdir / STATE_FILE
 
