@@ -24,7 +24,7 @@ from .upfirdn2d import setup_filter, upfirdn2d
 class Case:
     name: str
     shape: tuple  # [N, C, H, W]
-    make: Callable  # (device, generator) -> (inputs, fn(inputs..., impl=...), nvlabs_fn or None)
+    make: Callable  # (device, shape, nvlabs ops) -> (inputs, fn(*inputs, impl=...), nvlabs fn or None)
 
 
 def _upsample(device, shape, nvlabs):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -44,9 +44,6 @@ class Preset:
     arch_betas: tuple = (0.5, 0.999)
     arch_weight_decay: float = 1e-3
     loss: str = "hinge"  # eq. 5
-
-    def to_dict(self):
-        return asdict(self)
 
 
 PRESETS = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import click
@@ -157,7 +157,7 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
     D = Discriminator(resolution, **channels).to(device)
     z_dim = network["z_dim"]
     searcher = AlphaGANSearcher(G, D, lambda n: torch.randn(n, z_dim, device=device),
-                                type(preset)(**{**preset.to_dict(), "batch": batch, "loss": loss}))
+                                replace(preset, batch=batch, loss=loss))
     sample_z = torch.randn(16, z_dim, generator=torch.Generator().manual_seed(config.seed + 1)).to(device)
     settings = {**asdict(config), "resolution": resolution, "batch": batch, "channel_mult": channel_mult,
                 "loss": loss, "images": len(dataset)}  # a changed dataset would change the split
