@@ -11,7 +11,7 @@ from ..devices import resolve_device
 from ..nn.networks import Discriminator
 from .genotype import Genotype
 from .alphagan import PRESETS, AdversarialLoss, AlphaGANSearcher
-from .run import NETWORKS
+from .run import network_settings
 from .supernet import SuperGenerator
 
 PARADIGMS = [("micro", False), ("micro", True), ("macro", False), ("macro", True)]
@@ -29,9 +29,7 @@ def _random_batches(batch, resolution, device):
 
 def time_search(preset_name, resolution, space, dynamic_w, device, iterations=2):
     preset = PRESETS[preset_name]
-    network = NETWORKS["tiny" if preset_name == "tiny" else "stylegan2"]
-    channels = dict(channel_base=network["channel_base"], channel_max=network["channel_max"],
-                    channel_mult=preset.channel_mult)
+    network, channels = network_settings(preset_name, preset.channel_mult)
     torch.manual_seed(0)
     G = SuperGenerator(resolution, z_dim=network["z_dim"], w_dim=network["w_dim"], space=space,
                        dynamic_w=dynamic_w, **channels).to(device)
@@ -50,9 +48,7 @@ def time_search(preset_name, resolution, space, dynamic_w, device, iterations=2)
 def time_plain_steps(preset_name, resolution, device, steps):
     """`steps` D+G steps of the discrete original StyleGAN2 at the search's size."""
     preset = PRESETS[preset_name]
-    network = NETWORKS["tiny" if preset_name == "tiny" else "stylegan2"]
-    channels = dict(channel_base=network["channel_base"], channel_max=network["channel_max"],
-                    channel_mult=preset.channel_mult)
+    network, channels = network_settings(preset_name, preset.channel_mult)
     G = Genotype.original(resolution, channels).build_generator(network["z_dim"], network["w_dim"]).to(device)
     D = Discriminator(resolution, **channels).to(device)
     g_opt, d_opt = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())

@@ -36,6 +36,14 @@ NETWORKS = {
 }
 
 
+def network_settings(preset_name, channel_mult):
+    """(z/w sizes, channel settings) of the networks searched with a preset."""
+    network = NETWORKS["tiny" if preset_name == "tiny" else "stylegan2"]
+    channels = {"channel_base": network["channel_base"], "channel_max": network["channel_max"],
+                "channel_mult": channel_mult}
+    return network, channels
+
+
 class SearchError(RuntimeError):
     """A search that cannot start: bad data, incompatible checkpoint, bad option."""
 
@@ -127,7 +135,7 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
     iters = config.iters if config.iters is not None else preset.iterations
     channel_mult = config.channel_mult if config.channel_mult is not None else preset.channel_mult
     loss = config.loss or preset.loss
-    network = NETWORKS["tiny" if config.preset == "tiny" else "stylegan2"]
+    network, channels = network_settings(config.preset, channel_mult)
     try:
         device = resolve_device(config.device)
     except ValueError as error:
@@ -150,8 +158,6 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
                           f"validation halves of at least {batch} images (the batch size) each")
 
     torch.manual_seed(config.seed)
-    channels = {"channel_base": network["channel_base"], "channel_max": network["channel_max"],
-                "channel_mult": channel_mult}
     G = SuperGenerator(resolution, z_dim=network["z_dim"], w_dim=network["w_dim"], space=config.space,
                        dynamic_w=config.dynamic_w, **channels).to(device)
     D = Discriminator(resolution, **channels).to(device)
