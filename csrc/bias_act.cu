@@ -21,7 +21,7 @@ template <typename T> struct BiasActLaunch {
     static void run(const void* x, const void* b, const void* dy, void* out, BiasActParams p,
                     cudaStream_t stream) {
         const int threads = 256;
-        bias_act_kernel<T><<<grid_size(p.numel, threads), threads, 0, stream>>>(
+        SN_LAUNCH(bias_act_kernel<T>, grid_size(p.numel, threads), threads, 0, stream)(
             (const T*)x, (const T*)b, (const T*)dy, (T*)out, p);
     }
 };

@@ -1,9 +1,18 @@
 // Python bindings of the StyleNAS CUDA kernels: tensor checks, output allocation, stream and
 // device selection. The kernels themselves live in the .cu files and see raw pointers only.
 #include <torch/extension.h>
+#include "common.h"
+
+#ifdef STYLENAS_EMULATE
+// Host emulation build (CPU tests, see emulation.h): the kernels take CPU tensors.
+#define SN_ON_KERNEL_DEVICE(t) ((t).is_cpu())
+#define SN_DEVICE_GUARD(t)
+#else
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include "common.h"
+#define SN_ON_KERNEL_DEVICE(t) ((t).is_cuda())
+#define SN_DEVICE_GUARD(t) const c10::cuda::CUDAGuard device_guard((t).device())
+#endif
 
 namespace {
 
@@ -28,17 +37,23 @@ void check_launch(const char* error, const char* op) {
     TORCH_CHECK(error == nullptr, "stylenas.", op, ": CUDA kernel failed: ", error ? error : "");
 }
 
-void* current_stream() { return (void*)c10::cuda::getCurrentCUDAStream().stream(); }
+void* current_stream() {
+#ifdef STYLENAS_EMULATE
+    return nullptr;
+#else
+    return (void*)c10::cuda::getCurrentCUDAStream().stream();
+#endif
+}
 
 // x [N, C, H, W]; f [fh, fw] correlation filter in the accumulation type, gain and flip applied.
 torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int64_t up_x, int64_t up_y, int64_t down_x,
                         int64_t down_y, int64_t pad_x0, int64_t pad_x1, int64_t pad_y0, int64_t pad_y1) {
-    TORCH_CHECK(x.is_cuda() && x.dim() == 4, "upfirdn2d: x must be a 4-D CUDA tensor");
+    TORCH_CHECK(SN_ON_KERNEL_DEVICE(x) && x.dim() == 4, "upfirdn2d: x must be a 4-D CUDA tensor");
     TORCH_CHECK(f.device() == x.device() && f.dim() == 2 && f.scalar_type() == acc_type_of(x),
                 "upfirdn2d: f must be a 2-D filter on x's device in the accumulation dtype");
     TORCH_CHECK(up_x >= 1 && up_y >= 1 && down_x >= 1 && down_y >= 1, "upfirdn2d: up and down must be >= 1");
     TORCH_CHECK(f.numel() <= 4096, "upfirdn2d: filters above 4096 taps are not supported by the kernel");
-    const c10::cuda::CUDAGuard guard(x.device());
+    SN_DEVICE_GUARD(x);
     x = x.contiguous();
     f = f.contiguous();
     const int64_t span_y = x.size(2) * up_y + pad_y0 + pad_y1 - f.size(0);
@@ -62,10 +77,10 @@ torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int64_t up_x, int64_t 
 // order 0: clamp(gain * act(x + b)); order 1: dy * gain * act'(x + b) * mask; order 2: the same with act''.
 torch::Tensor bias_act(torch::Tensor x, torch::Tensor b, torch::Tensor dy, int64_t dim, int64_t act,
                        int64_t order, double alpha, double gain, double clamp) {
-    TORCH_CHECK(x.is_cuda(), "bias_act: x must be a CUDA tensor");
+    TORCH_CHECK(SN_ON_KERNEL_DEVICE(x), "bias_act: x must be a CUDA tensor");
     TORCH_CHECK(0 <= dim && dim < std::max<int64_t>(x.dim(), 1), "bias_act: dim out of range");
     TORCH_CHECK(order >= 0 && order <= 2, "bias_act: order must be 0, 1 or 2");
-    const c10::cuda::CUDAGuard guard(x.device());
+    SN_DEVICE_GUARD(x);
     x = x.contiguous();
     const bool has_bias = b.numel() > 0;
     if (has_bias) {
@@ -96,11 +111,11 @@ torch::Tensor bias_act(torch::Tensor x, torch::Tensor b, torch::Tensor dy, int64
 // weight [O, I, kh, kw], styles [N, I] -> (modulated weight [N, O, I, kh, kw] or empty, dcoef [N, O]).
 std::vector<torch::Tensor> modulate(torch::Tensor weight, torch::Tensor styles, bool demodulate,
                                     bool write_weight, double eps) {
-    TORCH_CHECK(weight.is_cuda() && weight.dim() == 4, "modulate: weight must be a 4-D CUDA tensor");
+    TORCH_CHECK(SN_ON_KERNEL_DEVICE(weight) && weight.dim() == 4, "modulate: weight must be a 4-D CUDA tensor");
     TORCH_CHECK(styles.device() == weight.device() && styles.dim() == 2 && styles.size(1) == weight.size(1) &&
                 styles.scalar_type() == weight.scalar_type(), "modulate: styles must be [N, I] like weight");
     TORCH_CHECK(styles.size(0) <= 65535, "modulate: batch above 65535 is not supported by the kernel");
-    const c10::cuda::CUDAGuard guard(weight.device());
+    SN_DEVICE_GUARD(weight);
     weight = weight.contiguous();
     styles = styles.contiguous();
     const int64_t n = styles.size(0), o = weight.size(0), i = weight.size(1);

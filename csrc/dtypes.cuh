@@ -1,10 +1,23 @@
-// Element-type plumbing of the CUDA kernels: half and bfloat16 are accumulated in float,
-// float in float, double in double.
+// Plumbing shared by the CUDA kernels: element types (half and bfloat16 are accumulated in
+// float, float in float, double in double), launches and error reporting. Under
+// -DSTYLENAS_EMULATE the kernels run on the host through emulation.h (CPU tests).
 #pragma once
 #include <cuda_runtime.h>
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 #include "common.h"
+
+#ifdef STYLENAS_EMULATE
+#include "emulation.h"
+// SN_LAUNCH(kernel, grid, block, shared, stream)(args...) is kernel<<<grid, block, shared, stream>>>(args...).
+#define SN_LAUNCH(kernel, grid, block, shared, stream) ::stylenas::emulation::launch(kernel, grid, block, shared)
+#define SN_DYNAMIC_SHARED(type, name) type* name = reinterpret_cast<type*>(::stylenas::emulation::dynamic_shared)
+#else
+#define SN_LAUNCH(kernel, grid, block, shared, stream) kernel<<<grid, block, shared, stream>>>
+#define SN_DYNAMIC_SHARED(type, name)                                    \
+    extern __shared__ __align__(16) unsigned char sn_dynamic_shared[];   \
+    type* name = reinterpret_cast<type*>(sn_dynamic_shared)
+#endif
 
 namespace stylenas {
 
@@ -27,8 +40,12 @@ struct LoadAcc {
 };
 
 inline const char* last_error() {
+#ifdef STYLENAS_EMULATE
+    return emulation::take_error();
+#else
     cudaError_t err = cudaGetLastError();
     return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+#endif
 }
 
 // Calls Launch<T>::run(args...) with the element type T named by `dtype`.

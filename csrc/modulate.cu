@@ -47,7 +47,7 @@ template <typename T> struct ModulateLaunch {
     static void run(const void* weight, const void* styles, void* weight_out, void* dcoef, ModulateParams p,
                     cudaStream_t stream) {
         dim3 grid(p.out_ch, p.batch);
-        modulate_kernel<T><<<grid, kModulateThreads, 0, stream>>>(
+        SN_LAUNCH(modulate_kernel<T>, grid, kModulateThreads, 0, stream)(
             (const T*)weight, (const T*)styles, (T*)weight_out, (T*)dcoef, p);
     }
 };

@@ -9,8 +9,7 @@ template <typename T>
 __global__ void upfirdn2d_kernel(const T* __restrict__ x, const typename AccType<T>::type* __restrict__ f,
                                  T* __restrict__ y, Upfirdn2dParams p) {
     using Acc = typename AccType<T>::type;
-    extern __shared__ unsigned char shared_bytes[];
-    Acc* f_shared = reinterpret_cast<Acc*>(shared_bytes);
+    SN_DYNAMIC_SHARED(Acc, f_shared);
     for (int i = threadIdx.x; i < p.f_h * p.f_w; i += blockDim.x) f_shared[i] = f[i];
     __syncthreads();
 
@@ -34,7 +33,7 @@ template <typename T> struct Upfirdn2dLaunch {
         const int threads = 256;
         const unsigned int blocks = grid_size(p.planes * p.out_h * p.out_w, threads);
         const size_t shared = sizeof(Acc) * p.f_h * p.f_w;
-        upfirdn2d_kernel<T><<<blocks, threads, shared, stream>>>((const T*)x, (const Acc*)f, (T*)y, p);
+        SN_LAUNCH(upfirdn2d_kernel<T>, blocks, threads, shared, stream)((const T*)x, (const Acc*)f, (T*)y, p);
     }
 };
 

@@ -19,6 +19,37 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def emulated_extension():
+    """The kernels built by the host compiler over csrc/emulation.h (once per session, cached like
+    the real extension): they run on CPU tensors, so the CUDA code paths are exercised without a GPU."""
+    from stylenas.ops import extension
+
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        pytest.skip("no C++ compiler for the host-emulated kernels")
+    if extension.find_cuda_home() is None:
+        pytest.skip("no CUDA toolkit headers for the host-emulated kernels")
+    return extension.build(emulate=True)
+
+
+@pytest.fixture(params=[pytest.param("cuda", marks=pytest.mark.cuda), "emulated"])
+def kernel_device(request, monkeypatch):
+    """Where the kernel tests run: a GPU with the real extension, or the CPU with the emulated one
+    (the dispatch then treats CPU tensors as CUDA tensors)."""
+    from stylenas.ops import extension
+
+    monkeypatch.delenv("STYLENAS_OPS", raising=False)
+    extension.reset()
+    if request.param == "cuda":
+        yield torch.device("cuda")
+    else:
+        module = request.getfixturevalue("emulated_extension")
+        extension._state.update(tried=True, module=module)
+        monkeypatch.setattr(extension, "_on_cuda", lambda tensor: True)
+        yield torch.device("cpu")
+    extension.reset()
+
+
 @pytest.fixture
 def clean_extension(monkeypatch, tmp_path):
     """A private extension cache and a fresh build/self-check state, restored afterwards."""

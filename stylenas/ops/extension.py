@@ -186,13 +186,37 @@ def _compile(name: str, sources: list[Path], build_dir: Path, include_dir: Path,
             os.environ["TORCH_CUDA_ARCH_LIST"] = saved_arch
 
 
-def build(verbose: bool = False):
+def _compile_emulated(name: str, sources: list[Path], build_dir: Path, include_dir: Path, verbose: bool):
+    """The same sources built by the host compiler with -DSTYLENAS_EMULATE (csrc/emulation.h):
+    the kernels then run on CPU tensors, one host thread per CUDA thread. For tests only."""
+    home = find_cuda_home()
+    if home is None:
+        raise BuildError("no CUDA toolkit found: the emulated build still needs its headers (cuda_fp16.h)")
+    from torch.utils import cpp_extension
+
+    # The .cu files are compiled as C++: one translation unit that includes them all.
+    kernels = build_dir / "kernels_emulated.cpp"
+    kernels.write_text("".join(f'#include "{s}"\n' for s in sources if s.suffix == ".cu"))
+    return cpp_extension.load(
+        name=name,
+        sources=[str(s) for s in sources if s.suffix != ".cu"] + [str(kernels)],
+        extra_include_paths=[str(include_dir), str(home / "include")],
+        extra_cflags=["-O1", "-std=c++20", "-DSTYLENAS_EMULATE", "-pthread"],
+        extra_ldflags=["-pthread"],
+        build_directory=str(build_dir),
+        with_cuda=False,
+        verbose=verbose,
+    )
+
+
+def build(verbose: bool = False, emulate: bool = False):
     """Compile (or load from the cache) the extension now; returns the loaded module.
 
+    `emulate=True` builds the host-emulated variant instead (kernels on CPU tensors, for tests).
     Raises BuildError with the compiler's message on failure; the log stays in the cache folder.
     """
     src = source_dir()
-    key = cache_key(src)
+    key = cache_key(src) + ("_emulated" if emulate else "")
     name = _module_name(key)
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
@@ -201,12 +225,13 @@ def build(verbose: bool = False):
         module = _import_built(final, name)
         if module is not None:
             return module
-    print(f"stylenas.ops: building the CUDA extension into {final} (first use; a few minutes)",
+    what = "host-emulated kernels" if emulate else "CUDA extension"
+    print(f"stylenas.ops: building the {what} into {final} (first use; a few minutes)",
           file=sys.stderr, flush=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{key}.tmp-", dir=root))
     log = root / f"{key}.build.log"
     try:
-        module = _compile(name, compiled_sources(src), tmp, src, verbose)
+        module = (_compile_emulated if emulate else _compile)(name, compiled_sources(src), tmp, src, verbose)
     except Exception as error:  # compiler errors arrive as RuntimeError, OSError, CalledProcessError
         shutil.rmtree(tmp, ignore_errors=True)
         log.write_text(str(error))

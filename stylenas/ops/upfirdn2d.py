@@ -111,7 +111,7 @@ def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
     x = x[:, :, max(-py0, 0):x.shape[2] - max(-py1, 0), max(-px0, 0):x.shape[3] - max(-px1, 0)]
 
-    f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
+    f = f.to(x.dtype) * (gain ** (f.ndim / 2))  # scale in x's precision (a float32 filter on double x)
     if not flip_filter:
         f = f.flip(list(range(f.ndim)))  # conv2d correlates; flipping makes it a convolution
     if f.ndim == 2:
