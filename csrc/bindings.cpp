@@ -133,11 +133,31 @@ std::vector<torch::Tensor> modulate(torch::Tensor weight, torch::Tensor styles, 
     return {out, dcoef};
 }
 
+// a [B, n, n] float64, lower triangle read -> eigenvalues [B, n], ascending.
+torch::Tensor eigvalsh(torch::Tensor a) {
+    TORCH_CHECK(SN_ON_KERNEL_DEVICE(a) && a.dim() == 3 && a.size(1) == a.size(2),
+                "eigvalsh: a must be a [B, n, n] CUDA tensor");
+    TORCH_CHECK(a.scalar_type() == torch::kFloat64, "eigvalsh: a must be float64");
+    TORCH_CHECK(a.size(0) <= 65535 && a.size(1) <= 46340, "eigvalsh: at most 65535 matrices of size 46340");
+    SN_DEVICE_GUARD(a);
+    a = a.contiguous();
+    auto eig = torch::empty({a.size(0), a.size(1)}, a.options());
+    if (eig.numel() == 0) return eig;
+    stylenas::EigvalshParams p;
+    p.batch = (int)a.size(0);
+    p.n = (int)a.size(1);
+    auto workspace = torch::empty({stylenas::eigvalsh_workspace_size(p)}, a.options());
+    check_launch(stylenas::launch_eigvalsh(a.data_ptr<double>(), eig.data_ptr<double>(),
+                                           workspace.data_ptr<double>(), p, current_stream()), "eigvalsh");
+    return eig;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-    m.doc() = "StyleNAS CUDA kernels (upfirdn2d, bias_act, modulate)";
+    m.doc() = "StyleNAS CUDA kernels (upfirdn2d, bias_act, modulate, eigvalsh)";
     m.def("upfirdn2d", &upfirdn2d, "fused upsample, FIR filter, downsample");
     m.def("bias_act", &bias_act, "fused bias, activation, gain and clamp, with derivatives");
     m.def("modulate", &modulate, "StyleGAN2 weight modulation and demodulation coefficients");
+    m.def("eigvalsh", &eigvalsh, "eigenvalues of a batch of symmetric float64 matrices");
 }

@@ -41,6 +41,10 @@ struct ModulateParams {
     double eps;
 };
 
+struct EigvalshParams {
+    int batch, n;
+};
+
 // Launchers: return nullptr on success, else the CUDA error string. `stream` is a cudaStream_t.
 const char* launch_upfirdn2d(DType dtype, const void* x, const void* f, void* y,
                              const Upfirdn2dParams& p, void* stream);
@@ -48,5 +52,10 @@ const char* launch_bias_act(DType dtype, const void* x, const void* b, const voi
                             const BiasActParams& p, void* stream);
 const char* launch_modulate(DType dtype, const void* weight, const void* styles, void* weight_out,
                             void* dcoef, const ModulateParams& p, void* stream);
+// a [batch, n, n] float64 (lower triangle read) -> eig [batch, n] ascending; `workspace` holds
+// eigvalsh_workspace_size(p) doubles.
+const char* launch_eigvalsh(const double* a, double* eig, double* workspace, const EigvalshParams& p,
+                            void* stream);
+int64_t eigvalsh_workspace_size(const EigvalshParams& p);
 
 }  // namespace stylenas

@@ -18,11 +18,13 @@ to a visible bias).
 
 A batch of candidates against one reference factors the reference once; each candidate
 then costs two matrix products and one symmetric eigenvalue problem, done as batched calls.
-The eigenvalue step is the single function `batched_eigvalsh`, the place where a CUDA
-kernel plugs in.
+The eigenvalue step is the single function `batched_eigvalsh`: on a GPU the batched CUDA
+kernel of stylenas.ops.eigvalsh, elsewhere torch's eigvalsh.
 """
 import numpy as np
 import torch
+
+from ..ops.eigvalsh import eigvalsh
 
 __all__ = ["frechet_distance", "frechet_distance_batched", "batched_eigvalsh", "sqrt_factor",
            "cholesky_factor", "pivoted_cholesky", "trace_sqrt_product"]
@@ -31,16 +33,12 @@ __all__ = ["frechet_distance", "frechet_distance_batched", "batched_eigvalsh", "
 def batched_eigvalsh(a, impl="auto"):
     """Eigenvalues, ascending, of symmetric float64 matrices `a` [..., k, k] -> [..., k].
 
-    Reads only the lower triangle (the upper one may hold anything). This is the one step a
-    CUDA kernel will take over; `impl` follows the stylenas.ops convention: "ref" is
-    torch.linalg.eigvalsh on the tensor's device (LAPACK on the CPU, cuSOLVER on a GPU),
-    "auto" is the same until the kernel exists, and "cuda" raises until then.
+    Reads only the lower triangle (the upper one may hold anything). `impl` follows the
+    stylenas.ops convention: "ref" is torch.linalg.eigvalsh on the tensor's device (LAPACK on
+    the CPU, cuSOLVER on a GPU); "auto" takes the batched CUDA kernel (csrc/eigvalsh.cu, see
+    stylenas.ops.eigvalsh) for CUDA tensors once it has passed its self-check, else the same.
     """
-    if impl not in ("auto", "ref", "cuda"):
-        raise ValueError(f"impl must be 'auto', 'ref' or 'cuda', got {impl!r}")
-    if impl == "cuda":
-        raise NotImplementedError("the CUDA batched eigenvalue kernel is not built yet; use impl='auto' or 'ref'")
-    return torch.linalg.eigvalsh(a, UPLO="L")
+    return eigvalsh(a, impl=impl)
 
 
 def _noise_level(scale, size):

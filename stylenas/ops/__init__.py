@@ -10,6 +10,7 @@ extension now or runs the self-checks.
 
 from .bias_act import ACTIVATIONS, bias_act
 from .conv2d_resample import conv2d_resample
+from .eigvalsh import eigvalsh
 from .modulated_conv2d import demodulation_coefficients, modulated_conv2d
 from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
@@ -19,6 +20,7 @@ __all__ = [
     "conv2d_resample",
     "demodulation_coefficients",
     "downsample2d",
+    "eigvalsh",
     "filter2d",
     "modulated_conv2d",
     "setup_filter",
