@@ -109,3 +109,14 @@ def test_kernel_fid_size_on_gpu():
     x = torch.randn([2, 2048, 2500], generator=gen, dtype=torch.float64)
     a = (x @ x.mT / 2500).cuda()
     assert_eigenvalues(eigvalsh(a, impl="cuda"), a, tolerance=1e-11)
+
+
+@pytest.mark.cuda
+def test_fid_benchmark_reports_the_kernel_on_gpu():
+    from stylenas.metrics import bench
+
+    result = bench.run(dims=64, samples=200, batch=3, repeats=1, slow_repeats=1, few_samples=0, device="cuda",
+                       log=lambda line: None)
+    for count in ("B=1", "B=3"):
+        entry = result["eigvalsh_on_gpu"][count]
+        assert entry["max_relative_difference"] < 1e-10 and entry["kernel_speedup_vs_cusolver"] > 0

@@ -14,7 +14,8 @@ import scipy
 import scipy.linalg
 import torch
 
-from .frechet import frechet_distance, frechet_distance_batched
+from ..ops.eigvalsh import eigvalsh
+from .frechet import _congruence, frechet_distance, frechet_distance_batched, sqrt_factor
 
 
 def scipy_sqrtm_fid(mu1, sigma1, mu2, sigma2, eps=1e-6):
@@ -169,4 +170,34 @@ def run(dims=2048, samples=4096, batch=16, repeats=3, slow_repeats=1, device="cp
         "max_relative_difference_vs_looped": float(max(abs(b - l) / abs(l) for b, l in zip(batched.tolist(), looped))),
         "relative_difference_first_vs_single": abs(float(batched[0]) - ours["value"]) / abs(ours["value"]),
     }
+    if device.type == "cuda":
+        result["eigvalsh_on_gpu"] = _gpu_eigvalsh(sigmas, ref[1], repeats, log)
     return result
+
+
+def _gpu_eigvalsh(sigmas, sigma_ref, repeats, log):
+    """The eigenvalue step alone on the GPU: the batched kernel vs cuSOLVER (torch.linalg.eigvalsh),
+    on the FID's own matrices R^T S R, for one matrix and for the whole batch."""
+    factor, triangular = sqrt_factor(sigma_ref)
+    matrices = _congruence(factor, sigmas, triangular)
+    out = {}
+    for count in sorted({1, len(matrices)}):
+        a = matrices[:count]
+        entry = {}
+        for impl, label in (("cuda", "kernel"), ("ref", "cusolver")):
+            try:
+                eigvalsh(a, impl=impl)  # warm-up (and the build / self-check for the kernel)
+                seconds, values = _time(lambda: eigvalsh(a, impl=impl), repeats, torch.cuda.synchronize)
+            except Exception as error:  # no extension: report it, keep the rest of the benchmark
+                entry[label] = {"error": f"{type(error).__name__}: {error}"}
+                continue
+            entry[label] = {"seconds": seconds}
+            entry.setdefault("values", {})[label] = values
+        values = entry.pop("values", {})
+        if len(values) == 2:
+            scale = values["cusolver"].abs().max()
+            entry["max_relative_difference"] = float((values["kernel"] - values["cusolver"]).abs().max() / scale)
+            entry["kernel_speedup_vs_cusolver"] = entry["cusolver"]["seconds"] / entry["kernel"]["seconds"]
+        log(f"eigvalsh on the GPU, B={count}: {entry}")
+        out[f"B={count}"] = entry
+    return out
