@@ -35,6 +35,15 @@ demo: $(STAMP)
 	rm -rf $(DEMO_OUT)/search
 	$(PY) scripts/search_stylegan2.py --data $(DEMO_OUT)/demo.lmdb --outdir $(DEMO_OUT)/search \
 		--resolution 32 --preset tiny --iters 120 --sample-every 40
+	@echo "== metrics: exact Frechet distance on 512-d statistics, vs pytorch-fid's sqrtm route =="
+	$(PY) scripts/bench_fid.py --dims 512 --samples 1024 --batch 4 --repeats 1 --few-samples 0 \
+		--out $(DEMO_OUT)/bench_fid.json > /dev/null
+	@echo "== metrics: FID reference statistics of the demo data (needs the Inception weights) =="
+	@if $(PY) -c "from stylenas.metrics.inception import find_weights; find_weights(download=False)" 2>/dev/null; then \
+		$(PY) scripts/fid.py $(DEMO_OUT)/demo.lmdb --num 500 --workers 0 --save-stats $(DEMO_OUT)/demo-stats.npz; \
+	else \
+		echo "skipped: pt_inception-2015-12-05-6726825d.pth is not on this machine (see README, Metrics)"; \
+	fi
 
 clean:
 	rm -rf $(DEMO_OUT) build dist *.egg-info
