@@ -12,7 +12,6 @@
 // The matrix is kept in full (both triangles updated) in a workspace copy, so the reads of
 // symv_partial are coalesced columns and x is a contiguous row. Partial sums are reduced in a
 // fixed order: the result does not depend on scheduling.
-#include <algorithm>
 #include <cfloat>
 #include "dtypes.cuh"
 
@@ -20,7 +19,7 @@ namespace stylenas {
 
 constexpr int kEigThreads = 256;   // a power of two (tree reductions)
 constexpr int kSymvRows = 64;      // rows of A22 per symv_partial block
-constexpr int kRank2Blocks = 1024; // cap of the rank-2 update's grid per matrix (grid-stride)
+constexpr int kRank2Blocks = 1024; // cap of the rank-2 update's grid (rows) per matrix
 
 struct EigWorkspace {
     double* a;        // [B, n, n] the symmetric matrix being reduced
@@ -143,17 +142,17 @@ __global__ void update_vector_kernel(EigWorkspace ws, int n, int j) {
     for (int i = threadIdx.x; i < m; i += blockDim.x) w[i] -= coef * v[i];  // each thread its own i's
 }
 
-// A22 -= v w^T + w v^T over the whole block (both triangles).
+// A22 -= v w^T + w v^T over the whole block (both triangles): a block per row (grid-stride),
+// its threads along the row, so the accesses are coalesced and need no index division.
 __global__ void rank2_update_kernel(EigWorkspace ws, int n, int j) {
     const int b = blockIdx.y, m = n - j - 1;
     const double* v = ws.v + (int64_t)b * n;
     const double* w = ws.w + (int64_t)b * n;
     double* a = ws.a + (int64_t)b * n * n + (int64_t)(j + 1) * n + (j + 1);
-    const int64_t count = (int64_t)m * m;
-    for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < count;
-         idx += (int64_t)gridDim.x * blockDim.x) {
-        const int r = (int)(idx / m), c = (int)(idx - (int64_t)r * m);
-        a[(int64_t)r * n + c] -= v[r] * w[c] + w[r] * v[c];
+    for (int r = blockIdx.x; r < m; r += gridDim.x) {
+        const double vr = v[r], wr = w[r];
+        double* row = a + (int64_t)r * n;
+        for (int c = threadIdx.x; c < m; c += blockDim.x) row[c] -= vr * w[c] + wr * v[c];
     }
 }
 
@@ -225,12 +224,11 @@ const char* launch_eigvalsh(const double* a, double* eig, double* workspace, con
         const int m = n - j - 1;
         const unsigned int column_blocks = (m + kEigThreads - 1) / kEigThreads;
         const unsigned int row_chunks = (m + kSymvRows - 1) / kSymvRows;
-        const int64_t update_blocks = std::min<int64_t>(((int64_t)m * m + kEigThreads - 1) / kEigThreads,
-                                                        kRank2Blocks);
+        const unsigned int update_blocks = m < kRank2Blocks ? m : kRank2Blocks;
         SN_LAUNCH(householder_kernel, batch, kEigThreads, 0, stream)(ws, n, j);
         SN_LAUNCH(symv_partial_kernel, dim3(column_blocks, row_chunks, batch), kEigThreads, 0, stream)(ws, n, j);
         SN_LAUNCH(update_vector_kernel, batch, kEigThreads, 0, stream)(ws, n, j);
-        SN_LAUNCH(rank2_update_kernel, dim3((unsigned int)update_blocks, batch), kEigThreads, 0, stream)(ws, n, j);
+        SN_LAUNCH(rank2_update_kernel, dim3(update_blocks, batch), kEigThreads, 0, stream)(ws, n, j);
     }
     SN_LAUNCH(tridiagonal_kernel, dim3(grid_size(n, kEigThreads), batch), kEigThreads, 0, stream)(ws, n);
     SN_LAUNCH(bisect_kernel, dim3(grid_size(n, kEigThreads), batch), kEigThreads, 0, stream)(ws, eig, n);
