@@ -35,7 +35,7 @@ def emulated_extension():
 @pytest.fixture(params=[pytest.param("cuda", marks=pytest.mark.cuda), "emulated"])
 def kernel_device(request, monkeypatch):
     """Where the kernel tests run: a GPU with the real extension, or the CPU with the emulated one
-    (the dispatch then treats CPU tensors as CUDA tensors)."""
+    (the ops then send CPU tensors to the kernels)."""
     from stylenas.ops import extension
 
     monkeypatch.delenv("STYLENAS_OPS", raising=False)
@@ -43,9 +43,8 @@ def kernel_device(request, monkeypatch):
     if request.param == "cuda":
         yield torch.device("cuda")
     else:
-        module = request.getfixturevalue("emulated_extension")
-        extension._state.update(tried=True, module=module)
-        monkeypatch.setattr(extension, "_on_cuda", lambda tensor: True)
+        request.getfixturevalue("emulated_extension")  # built once per session
+        extension.activate_emulation()
         yield torch.device("cpu")
     extension.reset()
 

@@ -218,3 +218,18 @@ def test_build_command_reports_a_failed_build(clean_extension, monkeypatch, tmp_
     monkeypatch.setenv("STYLENAS_CSRC", str(ROOT / "csrc"))
     result = CliRunner().invoke(main, ["build"])
     assert result.exit_code != 0 and "CUDA extension build failed: nvcc: not found" in result.output
+
+
+def test_check_command_on_the_host_emulation(emulated_extension):
+    from click.testing import CliRunner
+
+    from stylenas.ops import extension
+    from stylenas.ops.__main__ import main
+
+    try:
+        result = CliRunner().invoke(main, ["check", "--emulated"])
+    finally:
+        extension.reset()
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split()[1] for line in result.output.splitlines()[2:]}
+    assert rows == {"bias_act": "ok", "eigvalsh": "ok", "modulated_conv2d": "ok", "upfirdn2d": "ok"}

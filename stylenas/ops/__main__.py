@@ -1,5 +1,6 @@
 """``python -m stylenas.ops build`` compiles the CUDA extension now (nvcc is enough, no GPU
-needed); ``python -m stylenas.ops check`` runs every kernel's self-check on the GPU."""
+needed); ``python -m stylenas.ops check`` runs every kernel's self-check on the GPU
+(``--emulated``: on the CPU through the host emulation of the kernels)."""
 
 import sys
 
@@ -27,16 +28,22 @@ def build(verbose):
 
 
 @main.command()
-def check():
+@click.option("--emulated", is_flag=True,
+              help="No GPU needed: run the kernels on the CPU through their host emulation (csrc/emulation.h).")
+def check(emulated):
     """Compare every CUDA op with its reference on the current GPU and print a table."""
-    if not torch.cuda.is_available():
-        raise click.ClickException("no CUDA GPU visible: the kernels cannot run here")
+    if not emulated and not torch.cuda.is_available():
+        raise click.ClickException("no CUDA GPU visible: the kernels cannot run here (try --emulated)")
     try:
-        extension.build()
+        extension.activate_emulation() if emulated else extension.build()
     except extension.BuildError as error:
         raise click.ClickException(f"CUDA extension build failed: {error}")
-    device = torch.device("cuda", torch.cuda.current_device())
-    click.echo(f"device: {torch.cuda.get_device_name(device)}")
+    if emulated:
+        device = torch.device("cpu")
+        click.echo("device: host emulation of the kernels on the CPU")
+    else:
+        device = torch.device("cuda", torch.cuda.current_device())
+        click.echo(f"device: {torch.cuda.get_device_name(device)}")
     click.echo(f"{'op':<20}{'result':<8}{'max rel. error':>16}{'tolerance':>12}")
     failed = 0
     for op, (_, tolerance) in sorted(extension._self_checks.items()):

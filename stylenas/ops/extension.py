@@ -254,7 +254,7 @@ def _first_error_line(message: str) -> str:
 # --------------------------------------------------------------------------- process-wide state
 
 _lock = threading.Lock()
-_state: dict = {"tried": False, "module": None, "error": None}
+_state: dict = {"tried": False, "module": None, "error": None, "emulated": False}
 _self_checks: dict[str, tuple[Callable[[torch.device], float], float]] = {}
 _self_check_results: dict[tuple[str, str], bool] = {}
 
@@ -262,8 +262,19 @@ _self_check_results: dict[tuple[str, str], bool] = {}
 def reset() -> None:
     """Forget the build outcome and the self-check results (for tests and after editing csrc/)."""
     with _lock:
-        _state.update(tried=False, module=None, error=None)
+        _state.update(tried=False, module=None, error=None, emulated=False)
         _self_check_results.clear()
+
+
+def activate_emulation(verbose: bool = False):
+    """Use the host-emulated build of the kernels (csrc/emulation.h) for the rest of the process
+    (until `reset()`): the ops then send CPU tensors to the kernels, run one host thread at a
+    time. Slow; for tests and `python -m stylenas.ops check --emulated` on machines without a GPU."""
+    module = build(verbose=verbose, emulate=True)
+    with _lock:
+        _state.update(tried=True, module=module, error=None, emulated=True)
+        _self_check_results.clear()
+    return module
 
 
 def get_extension():
@@ -305,7 +316,8 @@ def run_self_check(op: str, device: torch.device) -> tuple[bool, float | str]:
 
 
 def _on_cuda(tensor: torch.Tensor) -> bool:
-    return tensor.is_cuda
+    """Whether `tensor` lives where the loaded kernels run (the CPU under emulation)."""
+    return tensor.is_cpu if _state["emulated"] else tensor.is_cuda
 
 
 def use_cuda(op: str, tensor: torch.Tensor, impl: str) -> bool:
