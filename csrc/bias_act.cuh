@@ -1,5 +1,5 @@
-// Activation functions of bias_act and their first two derivatives, shared by the CUDA
-// kernel and the CPU test harness. Conventions follow torch's own functions: relu'(0) = 0,
+// Activation functions of bias_act and their first two derivatives (the per-element work of
+// bias_act.cu). Conventions follow torch's own functions: relu'(0) = 0,
 // lrelu'(0) = alpha, softplus is linear above 20.
 #pragma once
 #include <cmath>

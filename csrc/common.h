@@ -1,6 +1,5 @@
 // Shared declarations of the StyleNAS CUDA kernels: plain C++ (no torch headers), so the
-// .cu files compile fast and the per-element math in the .cuh headers can also be compiled
-// by a host compiler for CPU tests (tests/csrc_harness.cpp).
+// .cu files compile fast, and a host compiler builds them too for the CPU tests (emulation.h).
 #pragma once
 #include <cstdint>
 

@@ -1,4 +1,4 @@
-// One output sample of upfirdn2d, shared by the CUDA kernel and the CPU test harness.
+// One output sample of upfirdn2d (the per-thread work of upfirdn2d.cu).
 #pragma once
 #include "common.h"
 
