@@ -1,6 +1,7 @@
 // Python bindings of the StyleNAS CUDA kernels: tensor checks, output allocation, stream and
 // device selection. The kernels themselves live in the .cu files and see raw pointers only.
 #include <torch/extension.h>
+#include <limits>
 #include "common.h"
 
 #ifdef STYLENAS_EMULATE
@@ -33,6 +34,17 @@ torch::ScalarType acc_type_of(const torch::Tensor& t) {
     return t.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
 }
 
+// Uninitialised memory for a kernel to fill. The emulation build fills it with NaN, so an output
+// or workspace entry that a kernel forgets to write (or reads before writing) fails the tests
+// instead of reading the zeros of a fresh host page.
+torch::Tensor kernel_buffer(torch::IntArrayRef sizes, const torch::TensorOptions& options) {
+    auto buffer = torch::empty(sizes, options);
+#ifdef STYLENAS_EMULATE
+    buffer.fill_(std::numeric_limits<double>::quiet_NaN());
+#endif
+    return buffer;
+}
+
 void check_launch(const char* error, const char* op) {
     TORCH_CHECK(error == nullptr, "stylenas.", op, ": CUDA kernel failed: ", error ? error : "");
 }
@@ -60,7 +72,7 @@ torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int64_t up_x, int64_t 
     const int64_t span_x = x.size(3) * up_x + pad_x0 + pad_x1 - f.size(1);
     TORCH_CHECK(span_y >= 0 && span_x >= 0, "upfirdn2d: the padded input is smaller than the filter");
     const int64_t out_h = span_y / down_y + 1, out_w = span_x / down_x + 1;
-    auto y = torch::empty({x.size(0), x.size(1), out_h, out_w}, x.options());
+    auto y = kernel_buffer({x.size(0), x.size(1), out_h, out_w}, x.options());
     if (y.numel() == 0) return y;
     stylenas::Upfirdn2dParams p;
     p.planes = x.size(0) * x.size(1);
@@ -93,7 +105,7 @@ torch::Tensor bias_act(torch::Tensor x, torch::Tensor b, torch::Tensor dy, int64
                     "bias_act: dy must match x");
         dy = dy.contiguous();
     }
-    auto out = torch::empty_like(x, at::MemoryFormat::Contiguous);
+    auto out = kernel_buffer(x.sizes(), x.options());
     if (out.numel() == 0) return out;
     stylenas::BiasActParams p;
     p.numel = x.numel();
@@ -119,8 +131,8 @@ std::vector<torch::Tensor> modulate(torch::Tensor weight, torch::Tensor styles, 
     weight = weight.contiguous();
     styles = styles.contiguous();
     const int64_t n = styles.size(0), o = weight.size(0), i = weight.size(1);
-    auto dcoef = torch::empty({n, o}, weight.options());
-    auto out = write_weight ? torch::empty({n, o, i, weight.size(2), weight.size(3)}, weight.options())
+    auto dcoef = kernel_buffer({n, o}, weight.options());
+    auto out = write_weight ? kernel_buffer({n, o, i, weight.size(2), weight.size(3)}, weight.options())
                             : torch::empty({0}, weight.options());
     if (dcoef.numel() == 0) return {out, dcoef};
     stylenas::ModulateParams p;
@@ -141,12 +153,12 @@ torch::Tensor eigvalsh(torch::Tensor a) {
     TORCH_CHECK(a.size(0) <= 65535 && a.size(1) <= 46340, "eigvalsh: at most 65535 matrices of size 46340");
     SN_DEVICE_GUARD(a);
     a = a.contiguous();
-    auto eig = torch::empty({a.size(0), a.size(1)}, a.options());
+    auto eig = kernel_buffer({a.size(0), a.size(1)}, a.options());
     if (eig.numel() == 0) return eig;
     stylenas::EigvalshParams p;
     p.batch = (int)a.size(0);
     p.n = (int)a.size(1);
-    auto workspace = torch::empty({stylenas::eigvalsh_workspace_size(p)}, a.options());
+    auto workspace = kernel_buffer({stylenas::eigvalsh_workspace_size(p)}, a.options());
     check_launch(stylenas::launch_eigvalsh(a.data_ptr<double>(), eig.data_ptr<double>(),
                                            workspace.data_ptr<double>(), p, current_stream()), "eigvalsh");
     return eig;

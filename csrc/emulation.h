@@ -7,7 +7,8 @@
 //     longer counts, as on Volta and later GPUs): no thread passes it before all have arrived;
 //   - threadIdx/blockIdx/blockDim/gridDim are set by the scheduler before each fiber runs;
 //   - static __shared__ arrays are function statics and dynamic shared memory is one buffer per
-//     launch: both are shared by the threads of a block, and blocks never overlap in time;
+//     launch (filled with NaN bytes before each block): both are shared by the threads of a
+//     block, and blocks never overlap in time;
 //   - a bad launch configuration is reported by cudaGetLastError's stand-in, as on a GPU.
 // It is slow and sees no races between blocks or inside warps, but it executes the index
 // arithmetic, the reductions and every synchronisation point of the kernels as written.
@@ -17,6 +18,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstddef>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -100,6 +102,8 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const Body& body) {
         for (unsigned y = 0; y < grid.y; ++y)
             for (unsigned x = 0; x < grid.x; ++x) {
                 block_index = uint3{x, y, z};
+                // Shared memory starts as garbage on a GPU: NaN bytes make a read-before-write show.
+                std::memset(dynamic_shared, 0xFF, shared_bytes);
                 for (unsigned t = 0; t < threads; ++t) {
                     Fiber& f = fibers[t];
                     f.context.uc_stack.ss_sp = f.stack.get();
