@@ -38,7 +38,7 @@ def matrices(n, seed=0):
     return torch.stack(list(cases.values())), list(cases)
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 5, 17, 40])
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 17, 40, 65, 129])
 def test_kernel_matches_lapack(kernel_device, n):
     a, names = matrices(n, seed=n)
     garbage = torch.randn(a.shape, dtype=torch.float64).triu(1) * 1e3  # only the lower triangle counts
