@@ -1,5 +1,7 @@
 """The batched symmetric eigenvalue kernel (csrc/eigvalsh.cu) against torch.linalg.eigvalsh (LAPACK),
 on a GPU and through the host emulation of the kernels."""
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -75,6 +77,27 @@ def test_self_check_and_auto_dispatch(kernel_device, recwarn):
     assert_eigenvalues(eigvalsh(a), a)
     assert extension._self_check_results[("eigvalsh", str(kernel_device))]
     assert not [w for w in recwarn if "stylenas" in str(w.message)]
+
+
+@pytest.mark.parametrize("kernel_seconds,expected", [(0.1, "cuda"), (3.0, "ref")])
+def test_auto_keeps_the_faster_implementation_per_shape(kernel_device, monkeypatch, kernel_seconds, expected):
+    module = importlib.import_module("stylenas.ops.eigvalsh")
+    a = matrices(7)[0].to(kernel_device)
+    eigvalsh(a)  # the self-check runs on first use; out of the way before counting
+    monkeypatch.setattr(module, "_faster", {})
+    timings, kernel_calls = [], []
+    real_kernel = module._eigvalsh_kernel
+    monkeypatch.setattr(module, "_eigvalsh_kernel", lambda a: kernel_calls.append(1) or real_kernel(a))
+    monkeypatch.setattr(module, "_seconds", lambda fn, a: timings.append(fn) or
+                        (kernel_seconds if fn is module._eigvalsh_kernel else 1.0))
+    for _ in range(3):
+        assert_eigenvalues(eigvalsh(a), a)
+    assert len(timings) == 2  # timed once for this (device, n, batch size)
+    assert module._faster == {(str(kernel_device), 7, len(a)): expected}
+    # one warm-up call of the kernel, then only the chosen implementation runs
+    assert len(kernel_calls) == (1 + 3 if expected == "cuda" else 1)
+    eigvalsh(a[:2])  # another batch size: timed again
+    assert len(timings) == 4
 
 
 def test_frechet_distance_batched_through_the_kernel(kernel_device):

@@ -8,17 +8,24 @@ reduces all matrices of the batch to tridiagonal form together, one Householder 
 column, then finds every eigenvalue by bisection in its own thread: the batch shares each
 step's launches and fills the GPU, where one 2048 x 2048 problem alone cannot.
 
+Which of the two is faster depends on the GPU, n and the batch size, so ``impl="auto"`` times
+both once per (device, n, batch size) on the first call and keeps the faster (like
+``cudnn.benchmark``); ``impl="cuda"`` / ``"ref"`` force one.
+
 Only the lower triangle is read. No gradients: the kernel is for metrics; a tensor that
 requires grad takes the reference under ``impl="auto"``.
 """
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from . import extension
 
 MAX_KERNEL_BATCH = 65535  # the kernel's grid limit; larger batches go in slices
+_faster: dict[tuple, str] = {}  # (device, n, batch size) -> "cuda" | "ref", from the first call
 
 
 def _check(a: torch.Tensor) -> None:
@@ -41,11 +48,40 @@ def eigvalsh(a: torch.Tensor, impl: str = "auto") -> torch.Tensor:
         impl = "ref"
     if not extension.use_cuda("eigvalsh", a, impl):
         return eigvalsh_ref(a)
+    if impl == "auto" and _faster_implementation(a) == "ref":
+        return eigvalsh_ref(a)
+    return _eigvalsh_kernel(a)
+
+
+def _eigvalsh_kernel(a: torch.Tensor) -> torch.Tensor:
     n = a.shape[-1]
     flat = a.reshape(-1, n, n)
     kernel = extension.get_extension().eigvalsh
     pieces = [kernel(flat[i:i + MAX_KERNEL_BATCH]) for i in range(0, max(len(flat), 1), MAX_KERNEL_BATCH)]
     return torch.cat(pieces).reshape(a.shape[:-1])
+
+
+def _seconds(fn, a: torch.Tensor) -> float:
+    """Wall time of fn(a), the device drained before and after."""
+    sync = torch.cuda.synchronize if a.is_cuda else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    fn(a)
+    sync()
+    return time.perf_counter() - start
+
+
+def _faster_implementation(a: torch.Tensor) -> str:
+    """"cuda" or "ref", whichever ran this shape faster on this device (timed on first sight:
+    one warm-up and one timed call each)."""
+    key = (str(a.device), a.shape[-1], a[..., 0, 0].numel())
+    if key not in _faster:
+        seconds = {}
+        for impl, fn in (("cuda", _eigvalsh_kernel), ("ref", eigvalsh_ref)):
+            fn(a)
+            seconds[impl] = _seconds(fn, a)
+        _faster[key] = min(seconds, key=seconds.get)
+    return _faster[key]
 
 
 def _self_check(device: torch.device) -> float:
