@@ -71,6 +71,8 @@ torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int64_t up_x, int64_t 
     const int64_t span_y = x.size(2) * up_y + pad_y0 + pad_y1 - f.size(0);
     const int64_t span_x = x.size(3) * up_x + pad_x0 + pad_x1 - f.size(1);
     TORCH_CHECK(span_y >= 0 && span_x >= 0, "upfirdn2d: the padded input is smaller than the filter");
+    TORCH_CHECK((span_y / down_y + 1) * (span_x / down_x + 1) < (int64_t(1) << 31),
+                "upfirdn2d: output planes above 2^31 samples are not supported by the kernel");
     const int64_t out_h = span_y / down_y + 1, out_w = span_x / down_x + 1;
     auto y = kernel_buffer({x.size(0), x.size(1), out_h, out_w}, x.options());
     if (y.numel() == 0) return y;

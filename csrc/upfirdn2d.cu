@@ -1,11 +1,13 @@
 // upfirdn2d: upsample by zero insertion, pad/crop, FIR filter, downsample, in one pass.
-// One thread per output sample; the (small) filter sits in shared memory.
+// One thread per output sample (blocks along a plane, grid rows over planes, so the index
+// arithmetic stays 32-bit); the (small) filter sits in shared memory. The StyleGAN2 cases
+// (2x up, 2x down and plain blur with a 4x4 filter) get compile-time shapes.
 #include "dtypes.cuh"
 #include "upfirdn2d.cuh"
 
 namespace stylenas {
 
-template <typename T>
+template <typename T, int UP_X, int UP_Y, int DOWN_X, int DOWN_Y, int F_H, int F_W>
 __global__ void upfirdn2d_kernel(const T* __restrict__ x, const typename AccType<T>::type* __restrict__ f,
                                  T* __restrict__ y, Upfirdn2dParams p) {
     using Acc = typename AccType<T>::type;
@@ -13,27 +15,45 @@ __global__ void upfirdn2d_kernel(const T* __restrict__ x, const typename AccType
     for (int i = threadIdx.x; i < p.f_h * p.f_w; i += blockDim.x) f_shared[i] = f[i];
     __syncthreads();
 
-    const int64_t plane_out = (int64_t)p.out_h * p.out_w;
+    const int plane_out = p.out_h * p.out_w;  // < 2^31: checked by the bindings
     const int64_t plane_in = (int64_t)p.in_h * p.in_w;
-    const int64_t total = p.planes * plane_out;
-    for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
-         idx += (int64_t)gridDim.x * blockDim.x) {
-        const int64_t plane = idx / plane_out;
-        const int64_t rest = idx - plane * plane_out;
-        const int oy = (int)(rest / p.out_w);
-        const int ox = (int)(rest - (int64_t)oy * p.out_w);
-        Acc v = upfirdn2d_point<Acc>(x + plane * plane_in, f_shared, p, oy, ox, LoadAcc());
-        y[idx] = from_acc<T>(v);
+    for (int64_t plane = blockIdx.y; plane < p.planes; plane += gridDim.y) {
+        const T* x_plane = x + plane * plane_in;
+        T* y_plane = y + plane * plane_out;
+        for (int pixel = blockIdx.x * blockDim.x + threadIdx.x; pixel < plane_out; pixel += gridDim.x * blockDim.x) {
+            const int oy = pixel / p.out_w;
+            const int ox = pixel - oy * p.out_w;
+            y_plane[pixel] = from_acc<T>(
+                upfirdn2d_point<UP_X, UP_Y, DOWN_X, DOWN_Y, F_H, F_W, Acc>(x_plane, f_shared, p, oy, ox, LoadAcc()));
+        }
     }
+}
+
+template <typename T, int UP_X, int UP_Y, int DOWN_X, int DOWN_Y, int F_H, int F_W>
+void launch_shape(const void* x, const void* f, void* y, const Upfirdn2dParams& p, cudaStream_t stream) {
+    using Acc = typename AccType<T>::type;
+    const int plane_out = p.out_h * p.out_w;
+    const int threads = plane_out >= 256 ? 256 : ((plane_out + 31) / 32) * 32;  // small planes: small blocks
+    const unsigned int blocks_x = grid_size(plane_out, threads) < 1024 ? grid_size(plane_out, threads) : 1024;
+    const unsigned int blocks_y = p.planes < 65535 ? (unsigned int)p.planes : 65535;
+    const size_t shared = sizeof(Acc) * p.f_h * p.f_w;
+    const auto kernel = upfirdn2d_kernel<T, UP_X, UP_Y, DOWN_X, DOWN_Y, F_H, F_W>;
+    SN_LAUNCH(kernel, dim3(blocks_x, blocks_y), threads, shared, stream)((const T*)x, (const Acc*)f, (T*)y, p);
 }
 
 template <typename T> struct Upfirdn2dLaunch {
     static void run(const void* x, const void* f, void* y, Upfirdn2dParams p, cudaStream_t stream) {
-        using Acc = typename AccType<T>::type;
-        const int threads = 256;
-        const unsigned int blocks = grid_size(p.planes * p.out_h * p.out_w, threads);
-        const size_t shared = sizeof(Acc) * p.f_h * p.f_w;
-        SN_LAUNCH(upfirdn2d_kernel<T>, blocks, threads, shared, stream)((const T*)x, (const Acc*)f, (T*)y, p);
+        const bool filter4 = p.f_h == 4 && p.f_w == 4;
+        const bool up2 = p.up_x == 2 && p.up_y == 2, down2 = p.down_x == 2 && p.down_y == 2;
+        const bool up1 = p.up_x == 1 && p.up_y == 1, down1 = p.down_x == 1 && p.down_y == 1;
+        if (filter4 && up2 && down1)
+            launch_shape<T, 2, 2, 1, 1, 4, 4>(x, f, y, p, stream);
+        else if (filter4 && up1 && down2)
+            launch_shape<T, 1, 1, 2, 2, 4, 4>(x, f, y, p, stream);
+        else if (filter4 && up1 && down1)
+            launch_shape<T, 1, 1, 1, 1, 4, 4>(x, f, y, p, stream);
+        else
+            launch_shape<T, 0, 0, 0, 0, 0, 0>(x, f, y, p, stream);
     }
 };
 

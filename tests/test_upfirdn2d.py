@@ -135,3 +135,21 @@ def test_bad_input_raises_clear_errors():
         upfirdn2d(x, f, padding=-2)
     with pytest.raises(ValueError, match="impl"):
         upfirdn2d(x, f, impl="fast")
+
+
+@pytest.mark.parametrize("up,down", [((2, 2), (1, 1)), ((1, 1), (2, 2)), ((1, 1), (1, 1))])
+def test_kernel_compile_time_shapes_match_oracle(emulated_extension, up, down):
+    """The kernel's specialisations for 4x4 filters (StyleGAN2's up, down and blur), on planes
+    smaller than a warp and larger than a block, with cropping and padding."""
+    rng = np.random.default_rng(7)
+    for h, w in ((1, 1), (3, 5), (17, 19)):
+        for _ in range(4):
+            pad = [int(v) for v in rng.integers(-1, 4, size=4)]
+            pad[1] += max(0, 4 - (w * up[0] + pad[0] + pad[1]))
+            pad[3] += max(0, 4 - (h * up[1] + pad[2] + pad[3]))
+            x = rng.standard_normal([2, 3, h, w])
+            f = rng.standard_normal(4) if rng.random() < 0.5 else rng.standard_normal([4, 4])
+            flip, gain = bool(rng.random() < 0.5), float(rng.uniform(0.5, 2))
+            hf = correlation_filter(torch.from_numpy(f), flip, gain, torch.float64)
+            y = emulated_extension.upfirdn2d(torch.from_numpy(x), hf, *up, *down, *pad)
+            np.testing.assert_allclose(y.numpy(), oracle(x, f, up, down, pad, flip, gain), rtol=1e-10, atol=1e-10)
