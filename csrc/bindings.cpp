@@ -6,6 +6,7 @@
 
 #ifdef STYLENAS_EMULATE
 // Host emulation build (CPU tests, see emulation.h): the kernels take CPU tensors.
+#include "emulation.h"
 #define SN_ON_KERNEL_DEVICE(t) ((t).is_cpu())
 #define SN_DEVICE_GUARD(t)
 #else
@@ -174,4 +175,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("bias_act", &bias_act, "fused bias, activation, gain and clamp, with derivatives");
     m.def("modulate", &modulate, "StyleGAN2 weight modulation and demodulation coefficients");
     m.def("eigvalsh", &eigvalsh, "eigenvalues of a batch of symmetric float64 matrices");
+#ifdef STYLENAS_EMULATE
+    m.def("set_reverse_thread_order", [](bool reverse) { stylenas::emulation::reverse_thread_order = reverse; },
+          "host emulation: let the threads of a block take turns in reverse index order");
+#endif
 }

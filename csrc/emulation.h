@@ -9,7 +9,8 @@
 //   - static __shared__ arrays are function statics and dynamic shared memory is one buffer per
 //     launch (filled with NaN bytes before each block): both are shared by the threads of a
 //     block, and blocks never overlap in time;
-//   - a bad launch configuration is reported by cudaGetLastError's stand-in, as on a GPU.
+//   - a bad launch configuration is reported by cudaGetLastError's stand-in, as on a GPU;
+//   - the threads of a block take turns in index order, or in reverse (reverse_thread_order).
 // It is slow and sees no races between blocks or inside warps, but it executes the index
 // arithmetic, the reductions and every synchronisation point of the kernels as written.
 #pragma once
@@ -42,6 +43,10 @@ inline thread_local uint3 block_index{0, 0, 0};
 inline thread_local dim3 block_dim, grid_dim;
 inline thread_local unsigned char* dynamic_shared = nullptr;
 inline thread_local const char* pending_error = nullptr;
+// The order in which the threads of a block take turns between barriers. A kernel that reads
+// another thread's write without a barrier in between gets a different answer in one of the
+// two orders, so the tests run the kernels both ways.
+inline bool reverse_thread_order = false;
 
 struct Fiber {
     ucontext_t context;
@@ -115,8 +120,8 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const Body& body) {
                 // Each round runs every live thread up to its next barrier (or its end).
                 for (bool live = true; live;) {
                     live = false;
-                    for (unsigned t = 0; t < threads; ++t) {
-                        Fiber& f = fibers[t];
+                    for (unsigned k = 0; k < threads; ++k) {
+                        Fiber& f = fibers[reverse_thread_order ? threads - 1 - k : k];
                         if (f.done) continue;
                         scheduler.current = &f;
                         thread_index = f.index;
