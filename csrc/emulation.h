@@ -87,11 +87,12 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const Body& body) {
         pending_error = "invalid configuration argument";
         return;
     }
-    std::unique_ptr<std::max_align_t[]> shared(
-        new std::max_align_t[shared_bytes / sizeof(std::max_align_t) + 1]);
+    // Exactly the bytes asked for (operator new aligns them for any type), so that a sanitizer
+    // build sees a kernel that overruns its dynamic shared memory.
+    std::unique_ptr<unsigned char[]> shared(new unsigned char[shared_bytes > 0 ? shared_bytes : 1]);
     block_dim = block;
     grid_dim = grid;
-    dynamic_shared = reinterpret_cast<unsigned char*>(shared.get());
+    dynamic_shared = shared.get();
     scheduler.invoke = [](const void* b) { (*static_cast<const Body*>(b))(); };
     scheduler.body = &body;
     auto& fibers = scheduler.fibers;

@@ -3,6 +3,7 @@ shared-memory and launch semantics on small probe kernels, and every kernel's se
 the threads of a block taking turns in both orders (a missing barrier shows in one of them)."""
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -128,3 +129,21 @@ def test_self_checks_pass_in_both_thread_orders(emulated_extension):
     finally:
         module.set_reverse_thread_order(False)
         extension.reset()
+
+
+def test_kernels_stay_inside_their_buffers(tmp_path):
+    """tests/kernel_memcheck.cpp: every launcher over a sweep of shapes on exact-size buffers, built
+    with AddressSanitizer and UndefinedBehaviorSanitizer (out-of-bounds global or shared memory
+    aborts with a report), like compute-sanitizer's memcheck on a GPU."""
+    compiler = shutil.which("g++")
+    home = extension.find_cuda_home()
+    if compiler is None or home is None:
+        pytest.skip("needs g++ and the CUDA headers")
+    binary = tmp_path / "kernel_memcheck"
+    source = Path(__file__).with_name("kernel_memcheck.cpp")
+    subprocess.run([compiler, "-std=c++20", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                    "-DSTYLENAS_EMULATE", f"-I{extension.source_dir()}", f"-I{home / 'include'}", str(source),
+                    "-o", str(binary)], check=True)
+    run = subprocess.run([str(binary)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.startswith("memcheck ok")
