@@ -9,9 +9,9 @@
 // The trailing block dominates the cost, and it is memory-bound, so each step touches it once:
 // the kernel that applies step j's rank-2 update also multiplies the updated block by step
 // j + 1's reflector, whose column it needs first; that column is cheap to update on its own.
-// Only the lower triangle is read or written. Per step, in launch order:
-//   update_vector(j):  p_j from the partial sums, then w_j               (one block per matrix)
-//   householder(j+1):  column j+1 after step j's update -> v, tau, beta  (one block per matrix)
+// Only the lower triangle is read or written. Two launches per step:
+//   reflector(j):      one block per matrix: p_j from the partial sums, then w_j; then the
+//                      column j+1 after step j's update -> its reflector v, tau, beta
 //   update_symv(j):    A22 -= v w^T + w v^T on 64 x 64 tiles of the lower triangle, and the
 //                      tiles' row and column sums of A22' v_{j+1} as partial sums
 // Partial sums are reduced in a fixed order: the result does not depend on scheduling.
@@ -76,9 +76,8 @@ __global__ void copy_kernel(const double* __restrict__ in, double* __restrict__ 
 // Reflector of column j: H x = beta e_1 with H = I - tau v v^T, v[j + 1] = 1, where x is the
 // column below the diagonal after step j - 1's update (applied here: the update kernel of step
 // j - 1 leaves this column alone). Its subdiagonal entry becomes beta, e_j of the tridiagonal.
-__global__ void householder_kernel(EigWorkspace ws, int n, int j) {
-    __shared__ double scratch[kEigThreads];
-    __shared__ double scale;
+__device__ void householder(const EigWorkspace& ws, int n, int j, double* scratch, double* scale_shared) {
+    double& scale = *scale_shared;
     const int b = blockIdx.x;
     double* a = ws.a + (int64_t)b * n * n;
     double* v = reflector(ws, b, n, j);
@@ -113,8 +112,7 @@ __global__ void householder_kernel(EigWorkspace ws, int n, int j) {
 
 // p_j = tau_j * (the partial sums of A22 v_j left by update_symv of step j - 1), then
 // w_j = p_j - (tau_j / 2)(p_j . v_j) v_j, over rows j + 1 .. n - 1.
-__global__ void update_vector_kernel(EigWorkspace ws, int n, int j) {
-    __shared__ double scratch[kEigThreads];
+__device__ void update_vector(const EigWorkspace& ws, int n, int j, double* scratch) {
     const int b = blockIdx.x;
     const int first_slot = j / kTile;  // the tiles update_symv covered: rows and columns >= j
     const int slots = tile_count(n);
@@ -132,6 +130,18 @@ __global__ void update_vector_kernel(EigWorkspace ws, int n, int j) {
     }
     const double coef = 0.5 * tau * block_sum(dot, scratch);
     for (int i = j + 1 + threadIdx.x; i < n; i += blockDim.x) w[i] -= coef * v[i];  // each thread its own i's
+}
+
+// The per-matrix work between two passes over the trailing block, one block per matrix:
+// w_j (when j >= 0), then the reflector of column j + 1 (when that step exists).
+__global__ void reflector_kernel(EigWorkspace ws, int n, int j) {
+    __shared__ double scratch[kEigThreads];
+    __shared__ double scale;
+    if (j >= 0) update_vector(ws, n, j, scratch);
+    if (j + 3 < n) {  // step j + 1 exists
+        __syncthreads();  // householder reads all of w_j
+        householder(ws, n, j + 1, scratch, &scale);
+    }
 }
 
 // One 64 x 64 tile (R, C), R >= C, of the lower triangle of A[first:, first:] with first = j + 1:
@@ -272,13 +282,12 @@ const char* launch_eigvalsh(const double* a, double* eig, double* workspace, con
     if (n >= 3) {
         const int tiles = tile_count(n);
         // Prologue: the reflector of column 0 and the partial sums of A22 v_0.
-        SN_LAUNCH(householder_kernel, batch, kEigThreads, 0, stream)(ws, n, 0);
+        SN_LAUNCH(reflector_kernel, batch, kEigThreads, 0, stream)(ws, n, -1);
         SN_LAUNCH(update_symv_kernel, dim3(tiles, tiles, batch), kEigThreads, 0, stream)(ws, n, -1, false, true);
         for (int j = 0; j + 2 < n; ++j) {
             const bool has_next = j + 3 < n;
             const unsigned int span = tiles - (j + 1) / kTile;
-            SN_LAUNCH(update_vector_kernel, batch, kEigThreads, 0, stream)(ws, n, j);
-            if (has_next) SN_LAUNCH(householder_kernel, batch, kEigThreads, 0, stream)(ws, n, j + 1);
+            SN_LAUNCH(reflector_kernel, batch, kEigThreads, 0, stream)(ws, n, j);
             SN_LAUNCH(update_symv_kernel, dim3(span, span, batch), kEigThreads, 0, stream)(ws, n, j, true, has_next);
         }
     }
