@@ -59,7 +59,9 @@ constexpr size_t kFiberStack = 64 * 1024;
 
 struct Scheduler {
     ucontext_t context;               // where a fiber goes at __syncthreads() or when it returns
-    std::vector<Fiber> fibers;        // kept between launches: stacks are allocated once
+    // Kept between launches, at fixed addresses: a ucontext_t points into itself (its saved
+    // floating-point state), so it must never move once getcontext has filled it.
+    std::vector<std::unique_ptr<Fiber>> fibers;
     Fiber* current = nullptr;
     void (*invoke)(const void*) = nullptr;
     const void* body = nullptr;
@@ -96,14 +98,14 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const Body& body) {
     scheduler.invoke = [](const void* b) { (*static_cast<const Body*>(b))(); };
     scheduler.body = &body;
     auto& fibers = scheduler.fibers;
-    if (fibers.size() < threads) fibers.resize(threads);
-    for (unsigned t = 0; t < threads; ++t) {
-        if (!fibers[t].stack) {
-            fibers[t].stack.reset(new char[kFiberStack]);
-            getcontext(&fibers[t].context);  // once: makecontext below only re-aims it
-        }
-        fibers[t].index = uint3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+    while (fibers.size() < threads) {
+        auto fiber = std::make_unique<Fiber>();
+        fiber->stack.reset(new char[kFiberStack]);
+        getcontext(&fiber->context);  // once: makecontext below only re-aims it
+        fibers.push_back(std::move(fiber));
     }
+    for (unsigned t = 0; t < threads; ++t)
+        fibers[t]->index = uint3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
     for (unsigned z = 0; z < grid.z; ++z)
         for (unsigned y = 0; y < grid.y; ++y)
             for (unsigned x = 0; x < grid.x; ++x) {
@@ -111,7 +113,7 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const Body& body) {
                 // Shared memory starts as garbage on a GPU: NaN bytes make a read-before-write show.
                 std::memset(dynamic_shared, 0xFF, shared_bytes);
                 for (unsigned t = 0; t < threads; ++t) {
-                    Fiber& f = fibers[t];
+                    Fiber& f = *fibers[t];
                     f.context.uc_stack.ss_sp = f.stack.get();
                     f.context.uc_stack.ss_size = kFiberStack;
                     f.context.uc_link = &scheduler.context;
@@ -122,7 +124,7 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const Body& body) {
                 for (bool live = true; live;) {
                     live = false;
                     for (unsigned k = 0; k < threads; ++k) {
-                        Fiber& f = fibers[reverse_thread_order ? threads - 1 - k : k];
+                        Fiber& f = *fibers[reverse_thread_order ? threads - 1 - k : k];
                         if (f.done) continue;
                         scheduler.current = &f;
                         thread_index = f.index;
