@@ -118,6 +118,17 @@ def test_launch_semantics(probe_output):
     assert probe_output["error_cleared"] == "1"
 
 
+def test_self_checks_ignore_autocast_and_no_grad(emulated_extension):
+    extension.activate_emulation()
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+            for op in sorted(extension._self_checks):
+                ok, error = extension.run_self_check(op, torch.device("cpu"))
+                assert ok, (op, error)
+    finally:
+        extension.reset()
+
+
 def test_self_checks_pass_in_both_thread_orders(emulated_extension):
     module = extension.activate_emulation()
     try:

@@ -307,8 +307,9 @@ def register_self_check(op: str, check: Callable[[torch.device], float], toleran
 def run_self_check(op: str, device: torch.device) -> tuple[bool, float | str]:
     check, tolerance = _self_checks[op]
     try:
-        # The first call may come from inside no_grad or inference_mode; the check needs autograd.
-        with torch.inference_mode(False), torch.enable_grad():
+        # The first call may come from inside no_grad, inference_mode or autocast; the check
+        # needs autograd, and both sides in the dtypes it chose.
+        with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
             error = float(check(device))
     except Exception as exc:  # a kernel that crashes fails its check like one that is wrong
         return False, f"{type(exc).__name__}: {exc}"
