@@ -65,6 +65,13 @@ def test_upfirdn2d_large_grid(device):
     compare(lambda x, impl: upfirdn2d(x, f, up=2, padding=[2, 1, 2, 1], impl=impl), [x], torch.float32)
 
 
+def test_upfirdn2d_more_planes_than_grid_rows(device):
+    """N * C above the 65535 grid rows: the kernel loops over planes."""
+    x = torch.randn([70000, 1, 1, 2], device=device)
+    f = torch.tensor([[0.5, 2.0]], device=device)
+    compare(lambda x, impl: upfirdn2d(x, f, padding=[1, 0, 0, 0], impl=impl), [x], torch.float32)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
 @pytest.mark.parametrize("act", list(ACTIVATIONS))
 def test_bias_act(dtype, act, device):
