@@ -61,6 +61,13 @@ def test_kernel_batch_shapes_and_order(kernel_device):
     assert eigvalsh(a[:0], impl="cuda").shape == (0, 3, 9)
 
 
+def test_kernel_batches_above_the_grid_limit_go_in_slices(kernel_device, monkeypatch):
+    module = importlib.import_module("stylenas.ops.eigvalsh")
+    monkeypatch.setattr(module, "MAX_KERNEL_BATCH", 3)
+    a = matrices(6)[0][:7].to(kernel_device)
+    assert_eigenvalues(eigvalsh(a, impl="cuda"), a)
+
+
 def test_kernel_larger_than_a_block(kernel_device):
     """n above the 256 threads and 64-row chunks of the kernel's tiles."""
     n = 300 if kernel_device.type == "cuda" else 270
