@@ -1,7 +1,6 @@
 """The host emulation of CUDA (csrc/emulation.h) that the kernel tests rely on: its barrier,
 shared-memory and launch semantics on small probe kernels, and every kernel's self-check with
 the threads of a block taking turns in both orders (a missing barrier shows in one of them)."""
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -82,18 +81,25 @@ int main() {
 """
 
 
+def compile_emulated(compiler_and_include, source, binary, *flags):
+    """A standalone program over csrc/ and its host emulation."""
+    compiler, include = compiler_and_include
+    subprocess.run([compiler, "-std=c++20", "-O1", *flags, "-DSTYLENAS_EMULATE", f"-I{extension.source_dir()}",
+                    f"-I{include}", str(source), "-o", str(binary)], check=True)
+
+
+def assert_self_checks_pass(*context):
+    for op in sorted(extension._self_checks):
+        ok, error = extension.run_self_check(op, torch.device("cpu"))
+        assert ok, (op, *context, error)
+
+
 @pytest.fixture(scope="module")
-def probe_output(tmp_path_factory):
-    compiler = shutil.which("g++")
-    home = extension.find_cuda_home()
-    if compiler is None or home is None:
-        pytest.skip("needs g++ and the CUDA headers")
+def probe_output(emulation_compiler, tmp_path_factory):
     folder = tmp_path_factory.mktemp("probe")
     (folder / "probe.cpp").write_text(PROBE)
-    binary = folder / "probe"
-    subprocess.run([compiler, "-std=c++20", "-O1", "-DSTYLENAS_EMULATE", f"-I{extension.source_dir()}",
-                    f"-I{home / 'include'}", str(folder / "probe.cpp"), "-o", str(binary)], check=True)
-    run = subprocess.run([str(binary)], check=True, capture_output=True, text=True, timeout=60)
+    compile_emulated(emulation_compiler, folder / "probe.cpp", folder / "probe")
+    run = subprocess.run([str(folder / "probe")], check=True, capture_output=True, text=True, timeout=60)
     return dict(line.split(" ", 1) for line in run.stdout.splitlines())
 
 
@@ -122,9 +128,7 @@ def test_self_checks_ignore_autocast_and_no_grad(emulated_extension):
     extension.activate_emulation()
     try:
         with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
-            for op in sorted(extension._self_checks):
-                ok, error = extension.run_self_check(op, torch.device("cpu"))
-                assert ok, (op, error)
+            assert_self_checks_pass("autocast")
     finally:
         extension.reset()
 
@@ -134,27 +138,19 @@ def test_self_checks_pass_in_both_thread_orders(emulated_extension):
     try:
         for reverse in (False, True):
             module.set_reverse_thread_order(reverse)
-            for op in sorted(extension._self_checks):
-                ok, error = extension.run_self_check(op, torch.device("cpu"))
-                assert ok, (op, reverse, error)
+            assert_self_checks_pass(f"reverse={reverse}")
     finally:
         module.set_reverse_thread_order(False)
         extension.reset()
 
 
-def test_kernels_stay_inside_their_buffers(tmp_path):
+def test_kernels_stay_inside_their_buffers(emulation_compiler, tmp_path):
     """tests/kernel_memcheck.cpp: every launcher over a sweep of shapes on exact-size buffers, built
     with AddressSanitizer and UndefinedBehaviorSanitizer (out-of-bounds global or shared memory
     aborts with a report), like compute-sanitizer's memcheck on a GPU."""
-    compiler = shutil.which("g++")
-    home = extension.find_cuda_home()
-    if compiler is None or home is None:
-        pytest.skip("needs g++ and the CUDA headers")
     binary = tmp_path / "kernel_memcheck"
-    source = Path(__file__).with_name("kernel_memcheck.cpp")
-    subprocess.run([compiler, "-std=c++20", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-                    "-DSTYLENAS_EMULATE", f"-I{extension.source_dir()}", f"-I{home / 'include'}", str(source),
-                    "-o", str(binary)], check=True)
+    compile_emulated(emulation_compiler, Path(__file__).with_name("kernel_memcheck.cpp"), binary,
+                     "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all")
     run = subprocess.run([str(binary)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.startswith("memcheck ok")
