@@ -83,18 +83,19 @@ __device__ void householder(const EigWorkspace& ws, int n, int j, double* scratc
     double* v = reflector(ws, b, n, j);
     const double* v_prev = reflector(ws, b, n, j - 1);
     const double* w_prev = ws.w + (int64_t)b * n;
-    // x_r = A[r][j] - v_prev[r] w_prev[j] - w_prev[r] v_prev[j] (no previous step for j = 0)
     const double vj = j > 0 ? v_prev[j] : 0.0, wj = j > 0 ? w_prev[j] : 0.0;
+    // x_r = A[r][j] - v_prev[r] w_prev[j] - w_prev[r] v_prev[j] (no previous step for j = 0)
+    auto column = [&](int r) { return a[(int64_t)r * n + j] - (j > 0 ? v_prev[r] * wj + w_prev[r] * vj : 0.0); };
     double squares = 0;
     for (int r = j + 2 + threadIdx.x; r < n; r += blockDim.x) {
-        const double x = a[(int64_t)r * n + j] - (j > 0 ? v_prev[r] * wj + w_prev[r] * vj : 0.0);
+        const double x = column(r);
         v[r] = x;
         squares += x * x;
     }
     const double xnorm = sqrt(block_sum(squares, scratch));
     if (threadIdx.x == 0) {
         const int r = j + 1;
-        const double alpha = a[(int64_t)r * n + j] - (j > 0 ? v_prev[r] * wj + w_prev[r] * vj : 0.0);
+        const double alpha = column(r);
         double tau = 0, beta = alpha, s = 0;
         if (xnorm > 0) {
             beta = -copysign(hypot(alpha, xnorm), alpha);

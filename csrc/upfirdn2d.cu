@@ -34,7 +34,8 @@ void launch_shape(const void* x, const void* f, void* y, const Upfirdn2dParams& 
     using Acc = typename AccType<T>::type;
     const int plane_out = p.out_h * p.out_w;
     const int threads = plane_out >= 256 ? 256 : ((plane_out + 31) / 32) * 32;  // small planes: small blocks
-    const unsigned int blocks_x = grid_size(plane_out, threads) < 1024 ? grid_size(plane_out, threads) : 1024;
+    const unsigned int blocks_needed = grid_size(plane_out, threads);
+    const unsigned int blocks_x = blocks_needed < 1024 ? blocks_needed : 1024;
     const unsigned int blocks_y = p.planes < 65535 ? (unsigned int)p.planes : 65535;
     const size_t shared = sizeof(Acc) * p.f_h * p.f_w;
     const auto kernel = upfirdn2d_kernel<T, UP_X, UP_Y, DOWN_X, DOWN_Y, F_H, F_W>;

@@ -188,7 +188,7 @@ def _compile(name: str, sources: list[Path], build_dir: Path, include_dir: Path,
 
 def _compile_emulated(name: str, sources: list[Path], build_dir: Path, include_dir: Path, verbose: bool):
     """The same sources built by the host compiler with -DSTYLENAS_EMULATE (csrc/emulation.h):
-    the kernels then run on CPU tensors, one host thread per CUDA thread. For tests only."""
+    the kernels then run on CPU tensors, each CUDA thread a fiber on the calling thread. For tests only."""
     home = find_cuda_home()
     if home is None:
         raise BuildError("no CUDA toolkit found: the emulated build still needs its headers (cuda_fp16.h)")
@@ -201,8 +201,7 @@ def _compile_emulated(name: str, sources: list[Path], build_dir: Path, include_d
         name=name,
         sources=[str(s) for s in sources if s.suffix != ".cu"] + [str(kernels)],
         extra_include_paths=[str(include_dir), str(home / "include")],
-        extra_cflags=["-O1", "-std=c++20", "-DSTYLENAS_EMULATE", "-pthread"],
-        extra_ldflags=["-pthread"],
+        extra_cflags=["-O1", "-std=c++20", "-DSTYLENAS_EMULATE"],
         build_directory=str(build_dir),
         with_cuda=False,
         verbose=verbose,
@@ -268,8 +267,8 @@ def reset() -> None:
 
 def activate_emulation(verbose: bool = False):
     """Use the host-emulated build of the kernels (csrc/emulation.h) for the rest of the process
-    (until `reset()`): the ops then send CPU tensors to the kernels, run one host thread at a
-    time. Slow; for tests and `python -m stylenas.ops check --emulated` on machines without a GPU."""
+    (until `reset()`): the ops then send CPU tensors to the kernels, whose CUDA threads take turns
+    on the calling thread. Slow; for tests and `python -m stylenas.ops check --emulated` on machines without a GPU."""
     module = build(verbose=verbose, emulate=True)
     with _lock:
         _state.update(tried=True, module=module, error=None, emulated=True)
