@@ -1,25 +1,7 @@
-"""Benchmark the custom ops: PyTorch reference vs CUDA kernel (vs NVlabs' plugin), as JSON."""
+"""Benchmark the custom ops: PyTorch reference vs CUDA kernel (vs NVlabs' plugin), as JSON. Same as `stylenas bench-ops`."""
 import sys
 
-import click
-
-from stylenas.io import dump_json
-from stylenas.ops import bench
-
-
-@click.command()
-@click.option("--device", default="auto", show_default=True, help="cuda, cpu or auto.")
-@click.option("--quick/--full", default=None, help="Small shapes (default on CPU) or StyleGAN2-sized ones.")
-@click.option("--repeats", default=5, show_default=True, help="Timed repetitions per case (median).")
-@click.option("--nvlabs", "nvlabs_path", type=click.Path(exists=True, file_okay=False),
-              help="A stylegan2-ada-pytorch checkout to time its plugin beside ours (GPU only).")
-@click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON here.")
-def main(device, quick, repeats, nvlabs_path, out):
-    """Forward+backward time of every op on StyleGAN2-sized shapes; prints JSON to stdout."""
-    result = bench.run(device=device, quick=quick, repeats=repeats, nvlabs_path=nvlabs_path,
-                       log=lambda line: click.echo(line, err=True))
-    click.echo(dump_json(result, out))
-
+from stylenas.ops.commands import bench_ops_command as main
 
 if __name__ == "__main__":
     sys.exit(main())

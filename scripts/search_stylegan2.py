@@ -1,38 +1,7 @@
-"""Search a StyleGAN2 generator architecture with alphaGAN: writes OUTDIR/genotype.json."""
+"""Search a StyleGAN2 generator architecture with alphaGAN: writes OUTDIR/genotype.json. Same as `stylenas search`."""
 import sys
 
-import click
-
-from stylenas.search.run import SearchConfig, SearchError, run_search
-
-
-@click.command()
-@click.option("--data", required=True, type=click.Path(), help="LMDB of images (prepare_data.py or rosinality's).")
-@click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--space", type=click.Choice(["micro", "macro"]), default="micro", show_default=True,
-              help="micro: one op choice shared by all layers of a kind; macro: one per layer.")
-@click.option("--dynamic-w/--no-dynamic-w", default=True, show_default=True,
-              help="Search the latent W_1..W_8 of every conv and toRGB layer (else W_8 everywhere).")
-@click.option("--resolution", type=int, help="Image resolution (a power of two stored in the LMDB; default: largest).")
-@click.option("--preset", type=click.Choice(["stylegan2", "tiny", "s", "l"]), default="stylegan2", show_default=True,
-              help="stylegan2: the paper's T=20, R=5, S=20, 500 iterations, batch 2, 1/8 channels; tiny: CPU demo.")
-@click.option("--iters", type=int, help="Search iterations (default: the preset's).")
-@click.option("--batch", type=int, help="Batch size (default: the preset's).")
-@click.option("--channel-mult", type=float, help="Channel multiplier of G and D (default: the preset's).")
-@click.option("--loss", type=click.Choice(["hinge", "logistic"]),
-              help="Adversarial loss: hinge (alphaGAN eq. 5, every preset's default) or StyleGAN2's logistic.")
-@click.option("--device", default="auto", show_default=True, help="cuda, cuda:N, cpu or auto.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--sample-every", type=int, default=50, show_default=True, help="Sample grid every N iterations.")
-@click.option("--checkpoint-every", type=int, default=10, show_default=True, help="Checkpoint every N iterations.")
-@click.option("--resume", is_flag=True, help="Continue the search in OUTDIR from its last checkpoint.")
-def main(**options):
-    """alphaGAN (Tian et al.) on the StyleGAN2 search space."""
-    try:
-        run_search(SearchConfig(**options))
-    except (SearchError, ValueError, FileNotFoundError) as error:
-        raise click.ClickException(str(error))
-
+from stylenas.search.commands import search_command as main
 
 if __name__ == "__main__":
     sys.exit(main())

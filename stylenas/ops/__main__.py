@@ -10,7 +10,7 @@ import torch
 from . import extension
 
 
-@click.group()
+@click.group("ops")
 def main():
     """Build and check the StyleNAS CUDA extension."""
 

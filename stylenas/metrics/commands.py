@@ -1,0 +1,59 @@
+"""The metric commands: ``stylenas fid`` and ``stylenas bench-fid`` (also ``scripts/fid.py``,
+``scripts/bench_fid.py``)."""
+import json
+
+import click
+
+from ..io import dump_json
+from . import bench
+from .cli import FIDError, evaluate, format_text
+
+
+@click.command("fid", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("a", type=click.Path())
+@click.argument("b", type=click.Path(), required=False)
+@click.option("--num", type=int, help="Use the first N images of each image input (default: all).")
+@click.option("--batch", default=50, show_default=True, help="Images per Inception batch.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--workers", default=4, show_default=True, help="Data-loading worker processes.")
+@click.option("--inception", type=click.Path(), help="pt_inception-2015-12-05-6726825d.pth (else "
+              "$STYLENAS_INCEPTION, the torch hub cache, or a download).")
+@click.option("--save-stats", "save_stats", type=click.Path(dir_okay=False), help="Write A's mu and sigma here (.npz).")
+@click.option("--is", "want_is", is_flag=True, help="Also the Inception Score of A (10 splits).")
+@click.option("--kid", "want_kid", is_flag=True, help="Also the Kernel Inception Distance of A and B.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def fid_command(a, b, num, batch, device, workers, inception, save_stats, want_is, want_kid, as_json):
+    """FID between A and B; each an image folder (recursive), an .lmdb or an .npz (mu, sigma)
+    (generator checkpoints: not supported yet, they come with the retraining issue).
+
+    With only A and --save-stats, computes and saves A's statistics. The last line is
+    `FID: <value>`; progress goes to stderr.
+    """
+    try:
+        result = evaluate(a, b, num=num, batch=batch, device=device, workers=workers, inception=inception,
+                          save_stats_path=save_stats, want_is=want_is, want_kid=want_kid)
+    except FIDError as e:
+        raise click.ClickException(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        for line in format_text(result):
+            click.echo(line)
+
+
+@click.command("bench-fid")
+@click.option("--dims", default=2048, show_default=True, help="Feature dimensions (2048 for the FID Inception).")
+@click.option("--samples", default=4096, show_default=True, help="Samples behind each statistics pair.")
+@click.option("--batch", default=16, show_default=True, help="Candidates in the batched call.")
+@click.option("--repeats", default=3, show_default=True, help="Timed repetitions of the fast routes (median).")
+@click.option("--slow-repeats", default=1, show_default=True, help="Timed repetitions of the scipy sqrtm route.")
+@click.option("--few-samples", default=500, show_default=True,
+              help="Also time singular statistics from this many samples (0: skip).")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda (ours only; peers run on the CPU).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON here.")
+def bench_fid_command(dims, samples, batch, repeats, slow_repeats, few_samples, device, out):
+    """Frechet distance: ours vs pytorch-fid's scipy sqrtm vs torchmetrics, batched vs looped, on the
+    same statistics in one run; progress on stderr, JSON on stdout."""
+    result = bench.run(dims=dims, samples=samples, batch=batch, repeats=repeats, slow_repeats=slow_repeats,
+                       few_samples=few_samples, device=device, log=lambda line: click.echo(line, err=True))
+    click.echo(dump_json(result, out))
