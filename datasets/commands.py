@@ -22,12 +22,16 @@ from .prepare import prepare_data, summary_lines
 @click.option("--workers", type=click.IntRange(1), default=None,
               help="Processes decoding and resizing images [default: CPU count, at most 8].")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
-def prepare_data_command(src, out, sizes, resize_filter, image_format, quality, workers, force):
+@click.option("--from", "source_format", type=click.Choice(["cifar10", "stl10"]), default=None,
+              help="SRC is CIFAR-10's cifar-10-batches-py (50k training images) or STL-10's stl10_binary "
+                   "(unlabeled + train, 105k) folder instead of image files.")
+def prepare_data_command(src, out, sizes, resize_filter, image_format, quality, workers, force, source_format):
     """Resize (short side) and centre-crop every image of SRC (a folder, searched recursively, or a
     .zip) to each --size and store them in OUT. Unreadable files are skipped and listed."""
     try:
         summary = prepare_data(src, out, sizes, resize_filter=resize_filter, image_format=image_format,
-                               quality=quality, workers=workers, force=force)
+                               quality=quality, workers=workers, force=force,
+                               source_format=source_format)
     except DatasetError as error:
         raise click.ClickException(str(error))
     for line in summary_lines(summary):

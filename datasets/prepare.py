@@ -13,6 +13,7 @@ from stylenas import __version__
 
 from .errors import DatasetError
 from .images import FILTERS, FORMATS, ImageSource, encode_image, load_image, resize_center_crop
+from .cifar import ArrayImageSource
 from .store import LMDBWriter
 
 
@@ -90,12 +91,14 @@ def parse_sizes(sizes):
 
 
 def prepare_data(src, out, sizes, resize_filter="lanczos", image_format="jpeg", quality=95, workers=None,
-                 force=False, progress=True):
+                 force=False, progress=True, source_format=None):
     """Write every readable image of ``src`` (folder searched recursively, or .zip; sorted paths) to
     the LMDB ``out`` at each size: short side resized with ``resize_filter``, centre square cropped,
     stored as JPEG (``quality``, 4:4:4) or PNG. Unreadable files are skipped and listed in the
     returned summary {count, sizes, skipped: [(name, reason)], upscaled, ignored, seconds,
-    images_per_s}. ``workers``: processes decoding and resizing (default: CPU count, at most 8)."""
+    images_per_s}. ``workers``: processes decoding and resizing (default: CPU count, at most 8).
+    ``source_format`` "cifar10" or "stl10": ``src`` is CIFAR-10's python batches or STL-10's
+    binary folder instead (datasets/cifar.py)."""
     sizes = parse_sizes(sizes)
     workers = default_workers() if workers is None else workers
     if resize_filter not in FILTERS:
@@ -106,7 +109,8 @@ def prepare_data(src, out, sizes, resize_filter="lanczos", image_format="jpeg", 
         raise DatasetError(f"--quality must be in 1..100, got {quality}")
     if workers < 1:
         raise DatasetError(f"--workers must be >= 1, got {workers}")
-    source = ImageSource(src)
+    # source_format "cifar10" / "stl10": the datasets' own array files (datasets/cifar.py)
+    source = ArrayImageSource(source_format, src) if source_format else ImageSource(src)
     if not len(source):
         raise DatasetError(f"{src}: no image files found (expected png, jpg, webp, bmp, tif, ... files)")
 
