@@ -1,0 +1,127 @@
+"""Data-parallel training under ``torchrun`` (one or many machines), and the same code in one process.
+
+API:
+- ``init_distributed(device="auto") -> Dist``: reads torchrun's ``RANK``, ``WORLD_SIZE``,
+  ``LOCAL_RANK``; with more than one process it joins the process group (nccl when the device is
+  a GPU, gloo on the CPU) and gives each process ``cuda:LOCAL_RANK`` (or the CPU). Without torchrun
+  it is one process: rank 0 of 1, nothing initialised. Multi-node launches use torchrun's own
+  rendezvous (``--nnodes``, ``--rdzv-endpoint``); nothing here needs to know.
+- ``Dist``: ``rank``, ``world_size``, ``local_rank``, ``device``, ``backend``; ``is_main`` (only
+  rank 0 writes files), ``barrier()``, ``all_reduce_mean(tensor)`` (in place),
+  ``sync_gradients(params)`` (one flat all-reduce of every gradient, averaged),
+  ``gather_objects(obj)`` (a list over ranks on every rank), ``broadcast_object(obj)`` (rank 0's),
+  ``shard(batch)`` (this rank's rows of a global batch: rows rank, rank + world, ...),
+  ``wrap_ddp(module)`` (``DistributedDataParallel`` on more than one process, else the module),
+  ``close()``.
+
+Sharding a global batch by stride (not by contiguous blocks) keeps minibatch-stddev groups, which
+are strided too, the same as in one process whenever the per-process batch is a multiple of the
+group size.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from ..devices import resolve_device
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    backend: str | None = None
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+    @property
+    def active(self):
+        return self.world_size > 1
+
+    def barrier(self):
+        if self.active:
+            dist.barrier()
+
+    def all_reduce_mean(self, tensor):
+        if self.active:
+            dist.all_reduce(tensor)
+            tensor.div_(self.world_size)
+        return tensor
+
+    def sync_gradients(self, params):
+        """Average the gradients of ``params`` over the processes (one flat all-reduce). Parameters
+        without a gradient take zeros so every process sends the same layout."""
+        if not self.active:
+            return
+        params = [p for p in params if p.requires_grad]
+        if not params:
+            return
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
+        dist.all_reduce(flat)
+        flat.div_(self.world_size)
+        offset = 0
+        for p in params:
+            p.grad = flat[offset:offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+
+    def gather_objects(self, obj):
+        if not self.active:
+            return [obj]
+        out = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast_object(self, obj):
+        if not self.active:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def shard(self, batch):
+        """This process's rows of a global batch (tensor or list)."""
+        return batch[self.rank::self.world_size]
+
+    def local_batch(self, global_batch, what="--batch"):
+        if global_batch % self.world_size:
+            raise ValueError(f"{what} {global_batch} must be divisible by the number of processes "
+                             f"({self.world_size})")
+        return global_batch // self.world_size
+
+    def wrap_ddp(self, module, **kwargs):
+        if not self.active:
+            return module
+        device_ids = [self.device] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids, **kwargs)
+
+    def close(self):
+        if self.active and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def init_distributed(device="auto", timeout_minutes=30):
+    """The process's place in a torchrun launch (or a single process); see the module docstring."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Dist(device=resolve_device(device))
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    wanted = resolve_device(device)
+    if wanted.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ValueError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPUs are visible "
+                             f"(use --nproc_per_node <= the GPU count)")
+        wanted = torch.device("cuda", local_rank)
+        torch.cuda.set_device(wanted)
+    backend = "nccl" if wanted.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_minutes))
+    return Dist(rank, world_size, local_rank, wanted, backend)
