@@ -1,4 +1,11 @@
 """Conventional-GAN searchers on small images (installed as ``stylenas.conventional``).
 
-AutoGAN, AGAN, DEGAS, alphaGAN on AutoGAN cells and DGGAN land here with their issues.
+CIFAR-10 (32 px) and STL-10 (48 px) generators built from genotypes: the published AutoGAN-A/B/C
+and alphaGAN (l)/(s), and those found by alphaGAN on AutoGAN-style cells (``alphagan_space``)
+and DEGAS (``degas``); the fixed SNGAN/AutoGAN discriminator; the retraining loop (``train``).
 """
+from .genotypes import PUBLISHED, ConventionalGenotype, autogan_code, autogan_from_code, load_genotype
+from .networks import Discriminator, build_generator, build_networks, count_parameters
+
+__all__ = ["PUBLISHED", "ConventionalGenotype", "Discriminator", "autogan_code", "autogan_from_code",
+           "build_generator", "build_networks", "count_parameters", "load_genotype"]
