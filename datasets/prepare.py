@@ -1,7 +1,9 @@
 """prepare_data: a folder or .zip of images -> an LMDB of square images at one or more sizes."""
+import collections
+import concurrent.futures
 import contextlib
-import multiprocessing
 import os
+import signal
 import sys
 import time
 import warnings
@@ -40,8 +42,19 @@ def _init_worker(job):
     _job = job
 
 
+def _init_pool_worker(job):
+    # Ctrl-C reaches the whole process group; only the main process handles it (it cancels the
+    # rest and waits for the chunks in flight), so workers do not print tracebacks of their own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(job)
+
+
 def _work(name):
     return name, process_image(_job[0], name, *_job[1:])
+
+
+def _work_chunk(names):
+    return [_work(name) for name in names]
 
 
 def default_workers():
@@ -50,15 +63,43 @@ def default_workers():
 
 @contextlib.contextmanager
 def _results(job, names, workers):
-    """(name, result) in the order of ``names``, computed in ``workers`` processes (1: in this one)."""
+    """(name, result) in the order of ``names``, computed in ``workers`` processes (1: in this one).
+
+    A ProcessPoolExecutor, not a multiprocessing.Pool: when the system kills a worker (out of
+    memory, a crash in a decoder) the Pool replaces it and waits forever for the lost task, whereas
+    the executor fails every pending task with BrokenProcessPool, which ends the run here with a
+    DatasetError. The pool is torn down on any exit, also KeyboardInterrupt."""
     if workers == 1:
         _init_worker(job)
         yield map(_work, names)
         return
-    # a pool is torn down on any exit, also KeyboardInterrupt; chunks keep inter-process traffic
-    # low and imap keeps the sorted order
-    with multiprocessing.Pool(workers, _init_worker, (job,)) as pool:
-        yield pool.imap(_work, names, chunksize=max(1, min(16, len(names) // (8 * workers))))
+    pool = concurrent.futures.ProcessPoolExecutor(workers, initializer=_init_pool_worker, initargs=(job,))
+    try:
+        yield _ordered(pool, names, chunk=max(1, min(16, len(names) // (8 * workers))), window=4 * workers)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ordered(pool, names, chunk, window):
+    """Results of ``names`` in order, at most ``window`` chunks in flight (chunks keep inter-process
+    traffic low; the window bounds the encoded images waiting in memory for the writer)."""
+    starts = iter(range(0, len(names), chunk))
+    pending = collections.deque()
+    while True:
+        for start in starts:
+            pending.append((start, pool.submit(_work_chunk, names[start:start + chunk])))
+            if len(pending) >= window:
+                break
+        if not pending:
+            return
+        start, future = pending.popleft()
+        try:
+            yield from future.result()
+        except concurrent.futures.process.BrokenProcessPool:
+            raise DatasetError(
+                f"a worker process ended abruptly after {start} of {_files(len(names))} were prepared (killed "
+                f"by the system, e.g. out of memory, or crashed in an image decoder); nothing was written. "
+                f"If memory is short, retry with fewer --workers") from None
 
 
 class _NoBar:

@@ -4,15 +4,25 @@
     b"{size}-{i:05d}"  -> encoded image (JPEG or PNG) of image i at size x size
     b"stylenas-meta"   -> JSON: sizes, count, format, quality, filter, source, version (ours only)
 
-Writing goes to a temporary sibling folder that is renamed into place on success, so a failed or
-interrupted run never leaves a half-written output. Reading opens each file once per process.
+Writing goes to a hidden temporary sibling folder, ``.<name>.tmp-XXXX``, that is renamed into place
+on success, so a failed or interrupted run never leaves a half-written output. A writer that is
+killed outright (SIGKILL, out of memory, power loss) cannot remove that folder; the next writer into
+the same output finds it by the lock file the dead writer held, says so and removes it. Reading
+opens each file once per process.
 """
+import glob
 import json
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows has no flock: leftovers are then reported, never removed
+    fcntl = None
 
 import lmdb
 
@@ -28,6 +38,95 @@ def record_key(size, index):
     return f"{size}-{index:05d}".encode()
 
 
+WRITER_LOCK = "writer.lock"  # inside a temporary folder, locked (flock) by its writer while it lives
+
+# The lock fds of this process's writers. A forked child (a prepare_data worker) closes its copies,
+# so a child that outlives its killed parent does not keep the dead writer's lock held.
+_LOCK_FDS = set()
+
+
+def _close_inherited_locks():
+    for fd in _LOCK_FDS:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _LOCK_FDS.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
+def temp_prefix(path):
+    """Name prefix of the temporary folders of writers into ``path``."""
+    return f".{Path(path).name}.tmp-"
+
+
+def _disk_usage(folder):
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512  # data.mdb may be sparse
+            except OSError:
+                pass
+    return total
+
+
+def _human(size):
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000
+
+
+def _writer_is_alive(folder):
+    """False when nobody holds ``folder``'s writer lock (its writer died: the kernel drops a flock
+    when its process ends, however it ends); True while a writer holds it; None when it cannot be
+    told (no lock file, or no flock on this system)."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(folder / WRITER_LOCK, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the lock just taken
+    return False
+
+
+def remove_stale_temporaries(path, log=None):
+    """Remove the temporary folders that writers into ``path`` left behind when they were killed
+    before finishing; returns the removed folders. Folders of a writer that is still running are
+    left alone, and so are folders without a writer lock (written by an older version, or by a
+    writer in the instant between creating and locking it): those are only reported."""
+    path = Path(path)
+    log = log or (lambda line: print(line, file=sys.stderr))
+    if not path.parent.is_dir():
+        return []
+    removed = []
+    for folder in sorted(path.parent.glob(glob.escape(temp_prefix(path)) + "*")):
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        alive = _writer_is_alive(folder)
+        if alive:
+            continue
+        size = _human(_disk_usage(folder))
+        if alive is None:
+            log(f"{path}: found {folder.name} ({size}), a temporary folder without a writer lock; if no "
+                f"other run is writing {path.name}, it is a leftover of an interrupted run: delete it by hand")
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        log(f"{path}: removed {folder.name} ({size}), the temporary folder of an earlier run into "
+            f"{path.name} that was killed before it finished")
+        removed.append(folder)
+    return removed
+
+
 def _is_lmdb_dir(path):
     """A folder holding nothing but LMDB files: safe to replace with --force."""
     names = set(os.listdir(path))
@@ -36,7 +135,9 @@ def _is_lmdb_dir(path):
 
 class LMDBWriter:
     """Write images into a new LMDB at ``path``; ``close()`` moves it into place, ``abort()`` (also
-    on any exception inside ``with``) deletes the temporary folder. Use::
+    on any exception inside ``with``) deletes the temporary folder. Opening one first removes the
+    temporary folders that killed writers into ``path`` left (``remove_stale_temporaries``; ``log``
+    receives the line saying so, default stderr). Use::
 
         with LMDBWriter(out, sizes) as w:
             for images in ...:
@@ -44,13 +145,15 @@ class LMDBWriter:
             w.close(meta)
     """
 
-    def __init__(self, path, sizes, force=False, commit_bytes=64 << 20, map_size=1 << 30):
+    def __init__(self, path, sizes, force=False, commit_bytes=64 << 20, map_size=1 << 30, log=None):
         self.path, self.sizes, self.force = Path(path), sorted(sizes), force
+        self.removed = remove_stale_temporaries(self.path, log)
         self.check_target()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.tmp-", dir=self.path.parent))
-        self.env = None
+        self.tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(self.path), dir=self.path.parent))
+        self.env = self.lock_fd = None
         try:
+            self._lock()
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp's private 0700 would stick to the output
@@ -59,6 +162,23 @@ class LMDBWriter:
             self.abort()
             raise
         self.count, self.pending, self.pending_bytes, self.commit_bytes = 0, [], 0, commit_bytes
+
+    def _lock(self):
+        """Hold a flock on the temporary folder's lock file for as long as this process lives. The
+        file gets its final name only once locked, so another writer never sees it unlocked."""
+        if fcntl is None:
+            return
+        staging = self.tmp / f"{WRITER_LOCK}.new"
+        self.lock_fd = os.open(staging, os.O_RDWR | os.O_CREAT, 0o644)
+        _LOCK_FDS.add(self.lock_fd)
+        fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+        os.replace(staging, self.tmp / WRITER_LOCK)
+
+    def _unlock(self):
+        if self.lock_fd is not None:
+            _LOCK_FDS.discard(self.lock_fd)
+            os.close(self.lock_fd)
+            self.lock_fd = None
 
     def check_target(self):
         if not (self.path.exists() or self.path.is_symlink()):
@@ -101,6 +221,8 @@ class LMDBWriter:
         self.env.close()
         self.env = None
         self.check_target()  # it may have appeared meanwhile
+        if self.lock_fd is not None:  # the output holds LMDB files only; the fd keeps the lock until renamed
+            os.unlink(self.tmp / WRITER_LOCK)
         old = None
         if self.path.exists():  # --force: swap, then delete the old one
             old = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.old-", dir=self.path.parent))
@@ -115,6 +237,7 @@ class LMDBWriter:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         self.tmp = None
+        self._unlock()
         return self.path
 
     def abort(self):
@@ -124,6 +247,7 @@ class LMDBWriter:
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
+        self._unlock()
 
     def __enter__(self):
         return self

@@ -670,3 +670,93 @@ def test_bench_smoke_and_readers_agree(tmp_path):
     row = result["read"][0]
     assert row["workers"] == 0 and row["rosinality_style"] > 0 and row["ours_uint8"] > 0 and row["speedup"] > 0
     assert result["prepare"][0]["images_per_s"] > 0 and result["config"]["mean_record_bytes"] > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# killed workers and killed runs
+
+def _crash_on(name):
+    """A process_image that kills its own process (as the OOM killer or a segfault would) on ``name``."""
+    real = prepare_module.process_image
+
+    def process_image(source, file, *args):
+        if file == name:
+            os._exit(9)
+        return real(source, file, *args)
+    return process_image
+
+
+def test_killed_worker_fails_the_run_instead_of_hanging(tmp_path, monkeypatch):
+    import faulthandler
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        Image.fromarray(noise(i, 8, 8)).save(src / f"{i:02d}.png")
+    monkeypatch.setattr(prepare_module, "process_image", _crash_on("17.png"))  # workers are forked
+    faulthandler.dump_traceback_later(120, exit=True)  # a hang fails the whole run, loudly
+    try:
+        with pytest.raises(DatasetError, match=r"a worker process ended abruptly after \d+ of 40 files were "
+                                               r"prepared \(killed by the system.*nothing was written"):
+            prepare_data(src, tmp_path / "out.lmdb", [8], workers=2, progress=False)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert sorted(os.listdir(tmp_path)) == ["src"]
+    # through the command line: one Error line, exit code 1
+    result = CliRunner().invoke(load_script("prepare_data").main,
+                                [str(src), "--out", str(tmp_path / "out.lmdb"), "--size", "8", "--workers", "2"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: a worker process ended abruptly")
+
+
+@pytest.mark.slow
+def test_temporary_folder_of_a_killed_run_is_removed_by_the_next(tmp_path):
+    """A real SIGKILL of a prepare-data run in the middle of writing (slowed down so it is caught
+    there), then a second run into the same output."""
+    import signal
+    import time
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(30):
+        Image.fromarray(noise(i, 8, 8)).save(src / f"{i:02d}.png")
+    out = tmp_path / "out.lmdb"
+    slow_run = ("import sys, time\n"
+                "from stylenas.datasets import prepare\n"
+                "real = prepare.process_image\n"
+                "def slow(*args):\n"
+                "    time.sleep(0.2)\n"
+                "    return real(*args)\n"
+                "prepare.process_image = slow\n"
+                f"prepare.prepare_data({str(src)!r}, {str(out)!r}, [8], workers=2, progress=False)\n")
+    live = LMDBWriter(out, [8])  # a writer that is alive keeps its folder
+    child = subprocess.Popen([sys.executable, "-c", slow_run], cwd=ROOT, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while len(os.listdir(tmp_path)) < 3:  # src, live's folder, the child's folder
+            assert child.poll() is None and time.monotonic() < deadline, child.stderr.read()
+            time.sleep(0.05)
+        time.sleep(0.5)  # some images written
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    killed = [n for n in os.listdir(tmp_path) if n.startswith(".out.lmdb.tmp-") and tmp_path / n != live.tmp]
+    assert len(killed) == 1 and not out.exists() and (tmp_path / killed[0] / "data.mdb").is_file()
+
+    result = CliRunner().invoke(load_script("prepare_data").main,
+                                [str(src), "--out", str(out), "--size", "8", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"{out}: removed {killed[0]} (" in result.output and "killed before it finished" in result.output
+    assert live.tmp.is_dir() and (live.tmp / "writer.lock").is_file() and live.tmp.name not in result.output
+    live.abort()
+    assert sorted(os.listdir(tmp_path)) == ["out.lmdb", "src"]
+    assert len(LMDBImages(out)) == 30 and sorted(os.listdir(out)) == ["data.mdb", "lock.mdb"]
+
+
+def test_leftover_without_a_writer_lock_is_reported_not_removed(tmp_path, capsys):
+    old = tmp_path / ".out.lmdb.tmp-abc123"  # as a version without writer locks named it
+    old.mkdir()
+    (old / "data.mdb").write_bytes(b"\0" * 4096)
+    with LMDBWriter(tmp_path / "out.lmdb", [8]) as writer:
+        writer.add({8: b"x"})
+        writer.close()
+    assert "found .out.lmdb.tmp-abc123" in capsys.readouterr().err and old.is_dir()
