@@ -346,6 +346,40 @@ def mmd2_by_hand(x, y):
     return xx + yy - 2 * xy
 
 
+def kid_oracle(x, y, num_subsets=100, subset_size=1000, seed=0):
+    """KID in plain numpy: the subsets kernel_inception_distance documents (np.random.default_rng(seed);
+    for each subset rng.choice(len(x), m, replace=False), then the same for y), each scored by the
+    unbiased MMD^2 with k(a, b) = (a.b / d + 1)^3 written out as sums; mean and population std."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    rng = np.random.default_rng(seed)
+    m, d = min(subset_size, len(x), len(y)), x.shape[1]
+    values = []
+    for _ in range(num_subsets):
+        xs, ys = x[rng.choice(len(x), m, replace=False)], y[rng.choice(len(y), m, replace=False)]
+        kxx, kyy, kxy = (xs @ xs.T / d + 1) ** 3, (ys @ ys.T / d + 1) ** 3, (xs @ ys.T / d + 1) ** 3
+        off_diagonal = lambda k: k.sum() - np.trace(k)  # noqa: E731
+        values.append((off_diagonal(kxx) + off_diagonal(kyy)) / (m * (m - 1)) - 2 * kxy.sum() / m ** 2)
+    return float(np.mean(values)), float(np.std(values))
+
+
+def test_kid_oracle_is_the_loop_formula():
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((9, 4)), rng.standard_normal((7, 4)) + 0.3
+    sub = np.random.default_rng(5)
+    xs, ys = x[sub.choice(9, 6, replace=False)], y[sub.choice(7, 6, replace=False)]
+    assert kid_oracle(x, y, num_subsets=1, subset_size=6, seed=5)[0] == pytest.approx(mmd2_by_hand(xs, ys), rel=1e-12)
+
+
+@pytest.mark.parametrize("na,nb,m,subsets,seed", [(40, 30, 10, 7, 0), (25, 60, 1000, 3, 4), (50, 50, 2, 20, 1)])
+def test_kid_matches_numpy_oracle_on_subsets(na, nb, m, subsets, seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((na, 12)) * 2, rng.standard_normal((nb, 12)) + 0.4
+    mean, std = kernel_inception_distance(torch.from_numpy(a).float(), b, num_subsets=subsets, subset_size=m, seed=seed)
+    want = kid_oracle(torch.from_numpy(a).float().double().numpy(), b, subsets, m, seed)
+    assert mean == pytest.approx(want[0], rel=1e-10) and std == pytest.approx(want[1], rel=1e-8)
+    assert std > 0 or min(na, nb) <= m
+
+
 def test_kid_matches_hand_computation():
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((12, 5)), rng.standard_normal((12, 5)) + 0.5

@@ -39,7 +39,9 @@ def kernel_inception_distance(features_a, features_b, num_subsets=100, subset_si
     m = min(subset_size, n_a, n_b) samples each (drawn without replacement), as in the KID
     paper and NVlabs' stylegan2-ada metric. Reported as the mean and the population std of
     the per-subset estimates. Computed in float64 on `device` (default: where features_a
-    lives; 100 subsets of 1000 are ~1.2 TFLOP, quick on a GPU); `seed` fixes the subsets.
+    lives; 100 subsets of 1000 are ~1.2 TFLOP, quick on a GPU). The subsets: with
+    rng = np.random.default_rng(seed), subset k takes rows rng.choice(n_a, m, replace=False)
+    of A and then rng.choice(n_b, m, replace=False) of B (the tests rebuild them this way).
     """
     a = torch.as_tensor(features_a).detach()
     device = a.device if device is None else torch.device(device)
