@@ -6,6 +6,7 @@ import torch
 
 from stylenas.nn import NUM_WS, Discriminator, Generator, MappingNetwork, MinibatchStd, SynthesisNetwork
 from stylenas.nn import synthesis_layout
+from stylenas.nn.networks import w_slots
 
 TINY = dict(channel_base=256, channel_max=16)
 
@@ -74,6 +75,48 @@ def test_ops_and_w_indices_change_the_network():
     used = ws.clone()
     used[:, 2] += 1
     assert not torch.allclose(g(used, noise_mode="const"), base)
+
+
+def test_latent_slots_are_stylegan2s_w_layout():
+    # NVlabs: block b reads ws[w_idx : w_idx + num_conv + num_torgb], w_idx += num_conv, so each toRGB
+    # shares the slot of the next block's conv0 and the last toRGB has its own: num_ws = 2 log2(R) - 2
+    assert w_slots(16) == [0, 1, 1, 2, 3, 3, 4, 5]
+    assert w_slots(16, "free") == list(range(8))
+    for resolution, num_ws in [(4, 2), (8, 4), (256, 14), (1024, 18)]:
+        assert SynthesisNetwork(resolution, channel_base=64, channel_max=4).num_ws == num_ws
+    with pytest.raises(ValueError, match="torgb_w must be one of"):
+        w_slots(16, "own")
+
+
+def test_style_mixing_input_is_per_latent_slot():
+    """ws [N, num_ws, 8, w_dim]: a toRGB takes the same source as the next block's up conv."""
+    torch.manual_seed(0)
+    g = SynthesisNetwork(16, w_dim=8, **TINY).eval()
+    a, b = torch.randn(2, NUM_WS, 8), torch.randn(2, NUM_WS, 8)
+    mixed = torch.stack([a] * 2 + [b] * 4, dim=1)  # slots 0-1 from a: b4.conv1, b4.torgb, b8.conv0
+    inputs = []
+    hooks = [getattr(g.blocks[name.split(".")[0]], name.split(".")[1]).register_forward_hook(
+        lambda module, args, out: inputs.append(args[1])) for name, _ in g.layout]
+    with torch.no_grad():
+        g(mixed, noise_mode="const")
+    for hook in hooks:
+        hook.remove()
+    sources = [a if slot < 2 else b for slot in g.w_slots]
+    assert all(torch.equal(w, src[:, NUM_WS - 1]) for w, src in zip(inputs, sources))
+    assert [name for (name, _), src in zip(g.layout, sources) if src is a] == ["b4.conv1", "b4.torgb", "b8.conv0"]
+    with pytest.raises(ValueError, match="latent slots"):
+        g(torch.randn(2, len(g.layout), NUM_WS, 8))
+    # free: one slot per style layer
+    assert SynthesisNetwork(16, w_dim=8, torgb_w="free", **TINY)(torch.randn(2, 8, NUM_WS, 8)).shape == (2, 3, 16, 16)
+
+
+def test_tied_layers_must_agree_on_their_latent():
+    g = SynthesisNetwork(16, w_indices={"b8.conv0": 2}, **TINY)
+    assert g.w_indices == [7, 2, 2, 7, 7, 7, 7, 7]  # b4.torgb follows b8.conv0
+    with pytest.raises(ValueError, match="b4.torgb and b8.conv0 read one latent"):
+        SynthesisNetwork(16, w_indices={"b8.conv0": 2, "b4.torgb": 3}, **TINY)
+    free = SynthesisNetwork(16, w_indices={"b8.conv0": 2, "b4.torgb": 3}, torgb_w="free", **TINY)
+    assert free.w_indices == [7, 3, 2, 7, 7, 7, 7, 7]
 
 
 def test_invalid_choices_are_rejected():

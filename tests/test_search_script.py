@@ -1,5 +1,6 @@
 """scripts/search_stylegan2.py end to end on an LMDB of demo images, and its one-line errors."""
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,8 @@ def test_search_on_an_lmdb_writes_a_genotype(cli, demo_lmdb, tmp_path):
     assert genotype.source["settings"]["data"] == str(demo_lmdb)
     assert genotype.source["settings"]["loss"] == "logistic"
     assert (out / "samples" / "iter000002.png").is_file() and (out / "alphas.png").is_file()
+    assert "macro at 16px: 243 architectures" in result.output  # 3^5: five conv layers
+    assert json.loads((out / "genotype.json").read_text())["space_size"] == 243
     resumed = CliRunner().invoke(cli, ["--data", str(demo_lmdb), "--outdir", str(out), "--preset", "tiny",
                                        "--iters", "3", "--space", "macro", "--no-dynamic-w", "--loss", "logistic",
                                        "--resume"])

@@ -5,8 +5,12 @@
 - ``SynthesisNetwork`` is the "skip" generator: constant 4x4 input, per resolution an
   up-sampling conv (``b{res}.conv0``), a normal conv (``b{res}.conv1``) and a toRGB whose
   outputs are upsampled and summed. The operation of every conv layer and the W index of
-  every conv and toRGB layer are parameters; the defaults (conv_3x3, deconv, W_8) give the
+  every latent slot are parameters; the defaults (conv_3x3, deconv, W_8) give the
   original StyleGAN2, parameter for parameter.
+- Latent slots (``w_slots``): with ``torgb_w="tied"`` (default) they are StyleGAN2's own w
+  layout, one slot per conv layer plus one for the last toRGB, each other toRGB sharing the
+  slot of the next block's up-sampling conv (alphaGAN Fig. 1: tRGB_k receives the latent of
+  L_k); ``"free"`` gives every toRGB a slot of its own.
 - ``Discriminator`` is StyleGAN2's residual discriminator with minibatch standard deviation.
 """
 
@@ -40,6 +44,29 @@ def synthesis_layout(resolution):
         layout.append((f"b{res}.conv1", "normal"))
         layout.append((f"b{res}.torgb", "torgb"))
     return layout
+
+
+TORGB_W = ("tied", "free")
+
+
+def w_slots(resolution, torgb_w="tied"):
+    """The latent slot of every style layer of ``synthesis_layout(resolution)``: layers in one
+    slot read one latent (one W_i choice, one style-mixing source).
+
+    "tied": StyleGAN2's w layout (2 log2(R) - 2 slots): conv layers take consecutive slots and
+    each toRGB the slot of the conv that follows it, the last toRGB one of its own.
+    "free": one slot per style layer."""
+    if torgb_w not in TORGB_W:
+        raise ValueError(f"torgb_w must be one of {', '.join(TORGB_W)}, got {torgb_w!r}")
+    layout = synthesis_layout(resolution)
+    if torgb_w == "free":
+        return list(range(len(layout)))
+    slots, next_slot = [], 0
+    for _, kind in layout:
+        slots.append(next_slot)  # a toRGB takes the slot the next conv will take
+        if kind != "torgb":
+            next_slot += 1
+    return slots
 
 
 def block_resolutions(resolution):
@@ -78,13 +105,16 @@ class MappingNetwork(nn.Module):
 class SynthesisNetwork(nn.Module):
     """The skip-architecture synthesis network; `ops` maps layer names of
     ``synthesis_layout(resolution)`` to operations and `w_indices` maps style-layer names to
-    0-based W indices (missing entries take the original StyleGAN2 choice)."""
+    0-based W indices (missing entries take the original StyleGAN2 choice; layers sharing a
+    latent slot, see ``w_slots``, must agree)."""
 
     def __init__(self, resolution, ops=None, w_indices=None, w_dim=512, img_channels=3, channel_base=32768,
-                 channel_max=512, channel_mult=1.0, conv_clamp=None):
+                 channel_max=512, channel_mult=1.0, conv_clamp=None, torgb_w="tied"):
         super().__init__()
         self.resolution, self.w_dim, self.img_channels = resolution, w_dim, img_channels
         self.layout = synthesis_layout(resolution)
+        self.torgb_w = torgb_w
+        self.w_slots = w_slots(resolution, torgb_w)  # per style layer
         ops, w_indices = dict(ops or {}), dict(w_indices or {})
         unknown = (set(ops) | set(w_indices)) - {name for name, _ in self.layout}
         if unknown:
@@ -95,7 +125,6 @@ class SynthesisNetwork(nn.Module):
         self.const = nn.Parameter(torch.randn([channels[4], 4, 4]))
         self.register_buffer("resample_filter", setup_filter(FIR), persistent=False)
         self.blocks = nn.ModuleDict()
-        self.w_indices = []  # per style layer, 0-based: W_{i + 1}
         for name, kind in self.layout:
             block, layer = name.split(".")
             res = int(block[1:])
@@ -111,10 +140,22 @@ class SynthesisNetwork(nn.Module):
                     raise ValueError(f"{name} is a {kind} layer: op must be one of {', '.join(valid)}, got {op!r}")
                 module = self.make_conv(name, kind, op, in_ch, channels[res], w_dim, res, conv_clamp)
             setattr(self.blocks[block], layer, module)
-            index = w_indices.get(name, NUM_WS - 1)
-            if not (isinstance(index, int) and 0 <= index < NUM_WS):
+        self.w_indices = self.resolve_w_indices(w_indices)  # per style layer, 0-based: W_{i + 1}
+
+    def resolve_w_indices(self, w_indices):
+        """The W index of every style layer: the one given for its slot, else W_8."""
+        per_slot = {}
+        for (name, _), slot in zip(self.layout, self.w_slots):
+            if name not in w_indices:
+                continue
+            index = w_indices[name]
+            if not (isinstance(index, int) and not isinstance(index, bool) and 0 <= index < NUM_WS):
                 raise ValueError(f"{name}: W index must be in 0..{NUM_WS - 1} (W_1..W_{NUM_WS}), got {index!r}")
-            self.w_indices.append(index)
+            other, other_index = per_slot.setdefault(slot, (name, index))
+            if other_index != index:
+                raise ValueError(f"{other} and {name} read one latent (torgb_w={self.torgb_w!r}), so their W "
+                                 f"indices must agree; got {other_index} and {index}")
+        return [per_slot.get(slot, (None, NUM_WS - 1))[1] for slot in self.w_slots]
 
     # The supernet overrides these hooks to put mixed layers and mixed latents in place of
     # discrete ones.
@@ -136,19 +177,25 @@ class SynthesisNetwork(nn.Module):
     def num_style_layers(self):
         return len(self.layout)
 
+    @property
+    def num_ws(self):
+        """Latent slots: 2 log2(R) - 2 with tied toRGB latents (StyleGAN2's num_ws)."""
+        return self.w_slots[-1] + 1
+
     def forward(self, ws, noise_mode="random", fused=None):
-        """ws: mapping outputs [N, 8, w_dim], or per style layer [N, num_style_layers, 8, w_dim]
-        (style mixing). Returns images [N, img_channels, R, R], roughly in [-1, 1]."""
+        """ws: mapping outputs [N, 8, w_dim], or per latent slot [N, num_ws, 8, w_dim] (style
+        mixing; ``w_slots`` says which layers read a slot). Returns images [N, img_channels, R, R],
+        roughly in [-1, 1]."""
         if ws.ndim == 3:
-            ws = ws.unsqueeze(1).expand(-1, self.num_style_layers, -1, -1)
-        if ws.shape[1] != self.num_style_layers:
-            raise ValueError(f"ws has {ws.shape[1]} style layers, the network {self.num_style_layers}")
+            ws = ws.unsqueeze(1).expand(-1, self.num_ws, -1, -1)
+        if ws.shape[1] != self.num_ws:
+            raise ValueError(f"ws has {ws.shape[1]} latent slots, the network {self.num_ws}")
         x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
         img = None
         for index, (name, kind) in enumerate(self.layout):
             block, layer = name.split(".")
             module = getattr(self.blocks[block], layer)
-            w = self.select_w(index, ws[:, index])
+            w = self.select_w(index, ws[:, self.w_slots[index]])
             if kind == "torgb":
                 y = module(x, w, fused=fused)
                 img = y if img is None else upsample2d(img, self.resample_filter) + y

@@ -15,6 +15,9 @@ from .run import SearchConfig, SearchError, run_search
               help="micro: one op choice shared by all layers of a kind; macro: one per layer.")
 @click.option("--dynamic-w/--no-dynamic-w", default=True, show_default=True,
               help="Search the latent W_1..W_8 of every conv and toRGB layer (else W_8 everywhere).")
+@click.option("--torgb-w", type=click.Choice(["tied", "free"]), default="tied", show_default=True,
+              help="tied: each toRGB reads the latent of the next block's up-sampling conv, only the last has its "
+                   "own (the paper's space, StyleGAN2's w layout); free: every toRGB has its own beta.")
 @click.option("--resolution", type=int, help="Image resolution (a power of two stored in the LMDB; default: largest).")
 @click.option("--preset", type=click.Choice(["stylegan2", "tiny", "s", "l"]), default="stylegan2", show_default=True,
               help="stylegan2: the paper's T=20, R=5, S=20, 500 iterations, batch 2, 1/8 channels; tiny: CPU demo.")

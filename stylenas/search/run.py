@@ -21,11 +21,12 @@ import torch
 import torchvision
 
 from ..nn.layers import NORMAL_OPS, UP_OPS
-from ..nn.networks import Discriminator, check_resolution
+from ..nn.networks import TORGB_W, Discriminator, check_resolution
 from ..devices import resolve_device
 from ..io import atomic_path
 from ..plots import save_image_atomic, save_line_panels
 from .alphagan import PRESETS, AlphaGANSearcher, softmax_entropy
+from .genotype import space_size
 from .supernet import SPACES, SuperGenerator
 
 STATE_FILE = "search-state.pt"
@@ -54,6 +55,7 @@ class SearchConfig:
     outdir: str
     space: str = "micro"
     dynamic_w: bool = True
+    torgb_w: str = "tied"  # tied: the paper's space (toRGB shares the next up conv's latent); free: own beta
     resolution: int | None = None
     preset: str = "stylegan2"
     iters: int | None = None
@@ -67,7 +69,7 @@ class SearchConfig:
     checkpoint_every: int = 10
 
     # fields that must agree between a run and its --resume
-    STRUCTURAL = ("space", "dynamic_w", "resolution", "preset", "batch", "channel_mult", "loss", "seed", "data",
+    STRUCTURAL = ("space", "dynamic_w", "torgb_w", "resolution", "preset", "batch", "channel_mult", "loss", "seed", "data",
                   "images")
 
 
@@ -130,6 +132,8 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
         raise SearchError(f"--preset must be one of {', '.join(PRESETS)}, got {config.preset!r}")
     if config.space not in SPACES:
         raise SearchError(f"--space must be one of {', '.join(SPACES)}, got {config.space!r}")
+    if config.torgb_w not in TORGB_W:
+        raise SearchError(f"--torgb-w must be one of {', '.join(TORGB_W)}, got {config.torgb_w!r}")
     preset = PRESETS[config.preset]
     batch = config.batch or preset.batch
     iters = config.iters if config.iters is not None else preset.iterations
@@ -159,7 +163,7 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
 
     torch.manual_seed(config.seed)
     G = SuperGenerator(resolution, z_dim=network["z_dim"], w_dim=network["w_dim"], space=config.space,
-                       dynamic_w=config.dynamic_w, **channels).to(device)
+                       dynamic_w=config.dynamic_w, torgb_w=config.torgb_w, **channels).to(device)
     D = Discriminator(resolution, **channels).to(device)
     z_dim = network["z_dim"]
     searcher = AlphaGANSearcher(G, D, lambda n: torch.randn(n, z_dim, device=device),
@@ -175,7 +179,7 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
         if not state_path.is_file():
             raise SearchError(f"--resume: no {STATE_FILE} in {outdir} to resume from")
         state = torch.load(state_path, map_location=device, weights_only=True)
-        saved = state["settings"]
+        saved = {"torgb_w": "free", **state["settings"]}  # states from before the option were untied
         mismatched = [k for k in SearchConfig.STRUCTURAL if saved.get(k) != settings.get(k)]
         if mismatched:
             raise SearchError(f"--resume: {state_path} was written with different settings: " + ", ".join(
@@ -207,6 +211,10 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
         if history:
             plot_alphas(history, outdir / "alphas.png")
 
+    paradigm = config.space + ("+dynamic_w" if config.dynamic_w else "")
+    size = space_size(resolution, paradigm, config.torgb_w)
+    log(f"search space {paradigm}{f' (toRGB latents {config.torgb_w})' if config.dynamic_w else ''} at "
+        f"{resolution}px: {size} architectures (~{size:.2g})")
     log(f"searching {config.space}{' + dynamic W' if config.dynamic_w else ''} at {resolution}px on {device}: "
         f"{iters} iterations of T={preset.T}, R={preset.R}, S={preset.S}, batch {batch}, {loss} loss, "
         f"{len(train_idx)} training / {len(val_idx)} validation images")

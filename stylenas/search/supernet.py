@@ -4,8 +4,11 @@ Every conv layer of the synthesis network becomes a mixed layer holding one cand
 operation (normal: conv_1x1, conv_3x3, conv_5x5; up: deconv, nearest_conv, bilinear_conv),
 each with its own weights and style affine, combined as sum_k softmax(alpha)_k op_k(x)
 (eq. 8). ``micro`` shares one alpha vector among all normal layers and one among all up
-layers; ``macro`` gives every layer its own. With ``dynamic_w`` every conv and toRGB layer
-reads sum_i softmax(beta)_i W_i over the 8 mapping outputs; without it, W_8 as StyleGAN2.
+layers; ``macro`` gives every layer its own. With ``dynamic_w`` every latent slot (see
+``stylenas.nn.networks.w_slots``) reads sum_i softmax(beta)_i W_i over the 8 mapping outputs;
+without it, W_8 as StyleGAN2. With ``torgb_w="tied"`` (the paper's space, section 4.2 and
+Fig. 1) a toRGB shares the beta of the next block's up-sampling conv and only the last toRGB
+has its own, so 2 log2(R) - 2 betas; ``"free"`` gives every toRGB its own beta.
 
 The architecture parameters live in ``arch`` (a ParameterDict) and are returned by
 ``arch_parameters()``; everything else is a weight (``weight_parameters()``), so the two
@@ -44,14 +47,20 @@ def _key(name):
 
 
 class SuperSynthesisNetwork(SynthesisNetwork):
-    def __init__(self, resolution, space="micro", dynamic_w=True, **kwargs):
+    def __init__(self, resolution, space="micro", dynamic_w=True, torgb_w="tied", **kwargs):
         if space not in SPACES:
             raise ValueError(f"search space must be one of {', '.join(SPACES)}, got {space!r}")
         self.space, self.dynamic_w = space, dynamic_w
-        super().__init__(resolution, **kwargs)
+        super().__init__(resolution, torgb_w=torgb_w, **kwargs)
+        # A slot's beta is named after its conv layer (or the last toRGB, which has no conv).
+        slot_name = {}
+        for (name, kind), slot in zip(self.layout, self.w_slots):
+            if kind != "torgb" or slot not in slot_name:
+                slot_name[slot] = name
+        self.beta_keys = [f"beta_{_key(slot_name[slot])}" for slot in self.w_slots]  # per style layer
         if dynamic_w:
-            for name, _ in self.layout:
-                self.arch[f"beta_{_key(name)}"] = nn.Parameter(ARCH_INIT_SCALE * torch.randn(NUM_WS))
+            for key in dict.fromkeys(self.beta_keys):
+                self.arch[key] = nn.Parameter(ARCH_INIT_SCALE * torch.randn(NUM_WS))
 
     def alpha_key(self, name, kind):
         return f"alpha_{kind}" if self.space == "micro" else f"alpha_{_key(name)}"
@@ -72,7 +81,7 @@ class SuperSynthesisNetwork(SynthesisNetwork):
     def select_w(self, index, ws):
         if not self.dynamic_w:
             return ws[:, NUM_WS - 1]
-        weights = torch.softmax(self.arch[f"beta_{_key(self.layout[index][0])}"], dim=0)
+        weights = torch.softmax(self.arch[self.beta_keys[index]], dim=0)
         return torch.einsum("nkd,k->nd", ws, weights.to(ws.dtype))
 
     def arch_parameters(self):
@@ -84,7 +93,8 @@ class SuperSynthesisNetwork(SynthesisNetwork):
     def w_weights(self, name):
         if not self.dynamic_w:
             return torch.nn.functional.one_hot(torch.tensor(NUM_WS - 1), NUM_WS).float()
-        return torch.softmax(self.arch[f"beta_{_key(name)}"].detach(), dim=0)
+        index = [n for n, _ in self.layout].index(name)
+        return torch.softmax(self.arch[self.beta_keys[index]].detach(), dim=0)
 
 
 class SuperGenerator(Generator):
@@ -104,7 +114,7 @@ class SuperGenerator(Generator):
         """Derive the discrete architecture: argmax of every alpha and beta (section 4.2)."""
         net = self.synthesis
         layers = []
-        for name, kind in net.layout:
+        for (name, kind), beta_key in zip(net.layout, net.beta_keys):
             entry = {"name": name}
             if kind != "torgb":
                 ops = UP_OPS if kind == "up" else NORMAL_OPS
@@ -113,13 +123,13 @@ class SuperGenerator(Generator):
                 entry["op_weights"] = {op: round(float(v), 6) for op, v in zip(ops, p)}
             q = net.w_weights(name)
             entry["w"] = int(q.argmax()) + 1
-            if net.dynamic_w:
+            if net.dynamic_w and beta_key == f"beta_{_key(name)}":  # a tied toRGB shows its w only
                 entry["w_weights"] = [round(float(v), 6) for v in q]
             layers.append(entry)
         paradigm = net.space + ("+dynamic_w" if net.dynamic_w else "")
         arch = {key: [float(v) for v in value.detach().cpu()] for key, value in net.arch.items()}
         return Genotype(self.resolution, layers, paradigm, channels=dict(channels), arch_parameters=arch,
-                        source=source).validate()
+                        source=source, torgb_w=net.torgb_w).validate()
 
     def discrete_state_dict(self, genotype):
         """The weights of the discrete network of `genotype` taken from this supernet (the
