@@ -15,13 +15,28 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def emulation_compiler():
-    """(g++, CUDA include folder) for builds over csrc/emulation.h; skips the test without them."""
+    """(g++, CUDA include folder) for builds over csrc/emulation.h; skips the test, naming what is
+    missing, without them."""
     from stylenas.ops import extension
 
-    compiler, home = shutil.which("g++"), extension.find_cuda_home()
-    if compiler is None or home is None:
-        pytest.skip("the host emulation of the kernels needs g++ and the CUDA toolkit headers")
-    return compiler, home / "include"
+    problem = extension.toolkit_problem(emulate=True)
+    if problem:
+        pytest.skip(f"the host emulation of the kernels cannot be built: {problem}")
+    if shutil.which("g++") is None:
+        pytest.skip("the host emulation of the kernels needs g++ (not on PATH)")
+    return shutil.which("g++"), extension.find_cuda_home() / "include"
+
+
+@pytest.fixture(scope="session")
+def cuda_extension():
+    """The real extension for the GPU tests; they skip where this machine cannot build it (no nvcc,
+    no CUDA headers, ...), but a build that fails where it can is an error."""
+    from stylenas.ops import extension
+
+    problem = extension.toolkit_problem()
+    if problem:
+        pytest.skip(f"the CUDA extension cannot be built here: {problem}")
+    return extension.build()
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +57,7 @@ def kernel_device(request, monkeypatch):
     monkeypatch.delenv("STYLENAS_OPS", raising=False)
     extension.reset()
     if request.param == "cuda":
+        request.getfixturevalue("cuda_extension")
         yield torch.device("cuda")
     else:
         request.getfixturevalue("emulated_extension")  # built once per session

@@ -1,6 +1,7 @@
 """``python -m stylenas.ops build`` compiles the CUDA extension now (nvcc is enough, no GPU
 needed); ``python -m stylenas.ops check`` runs every kernel's self-check on the GPU
-(``--emulated``: on the CPU through the host emulation of the kernels)."""
+(``--emulated``: on the CPU through the host emulation of the kernels; ``--auto``: whichever of
+the two this machine can, else one line saying why the kernels were not checked)."""
 
 import sys
 
@@ -30,8 +31,21 @@ def build(verbose):
 @main.command()
 @click.option("--emulated", is_flag=True,
               help="No GPU needed: run the kernels on the CPU through their host emulation (csrc/emulation.h).")
-def check(emulated):
+@click.option("--auto", "auto_device", is_flag=True,
+              help="On the GPU if there is one, else through the host emulation; where the CUDA toolkit they "
+                   "need is missing, print one line saying so and exit 0 (the ops then use their references).")
+def check(emulated, auto_device):
     """Compare every CUDA op with its reference on the current GPU and print a table."""
+    if emulated and auto_device:
+        raise click.UsageError("--emulated and --auto exclude each other")
+    if auto_device:
+        emulated = not torch.cuda.is_available()
+        problem = extension.toolkit_problem(emulate=emulated)
+        if problem:
+            what = "no CUDA GPU, and the host emulation cannot be built" if emulated else \
+                "the CUDA extension cannot be built"
+            click.echo(f"kernels not checked: {what}: {problem}; the ops use their PyTorch references")
+            return
     if not emulated and not torch.cuda.is_available():
         raise click.ClickException("no CUDA GPU visible: the kernels cannot run here (try --emulated)")
     try:

@@ -4,7 +4,10 @@ The extension (``csrc/``) is compiled with ``torch.utils.cpp_extension.load`` (n
 first time a CUDA op is needed, once per process. Builds go to a private temporary folder
 and are published by an atomic rename into a cache folder named after a hash of every
 source and header, the torch and CUDA versions and the GPU architectures, so concurrent
-processes never wait on a lock and a stale half-build is never picked up.
+processes never wait on a lock and a stale half-build is never picked up. The key also covers
+the compiler flags, the compilers' versions and this file (the build code itself). A machine
+without what the build needs (`toolkit_problem` names it) gets the references, with one warning
+when a CUDA tensor first asks for a kernel.
 
 ``STYLENAS_OPS`` selects the implementation: ``auto`` (default: the kernels on CUDA tensors
 when the extension builds and passes its self-check, else the PyTorch reference), ``ref``
@@ -15,11 +18,13 @@ error instead of a warning). ``STYLENAS_CACHE`` overrides the cache folder
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -32,10 +37,20 @@ import torch
 MODES = ("auto", "ref", "cuda")
 DEFAULT_ARCH_LIST = "8.0;9.0"  # used only when no GPU is visible and TORCH_CUDA_ARCH_LIST is unset
 _SOURCE_SUFFIXES = (".cpp", ".cu", ".cuh", ".h")
+CFLAGS = ["-O3"]
+CUDA_CFLAGS = ["-O3"]
+EMULATED_CFLAGS = ["-O1", "-std=c++20", "-DSTYLENAS_EMULATE"]
+# Read by nvcc or torch's build besides our flags, so they change the library too.
+_BUILD_ENVIRONMENT = ("CXX", "NVCC_APPEND_FLAGS", "NVCC_PREPEND_FLAGS")
 
 
 class BuildError(RuntimeError):
     """The CUDA extension could not be compiled or loaded."""
+
+
+class ToolkitMissing(BuildError):
+    """This machine lacks something the build needs (nvcc, the CUDA headers, a C++ compiler, ninja):
+    the extension cannot be built here, as opposed to a build that was tried and failed."""
 
 
 def mode() -> str:
@@ -78,16 +93,22 @@ def arch_list() -> str:
     return DEFAULT_ARCH_LIST
 
 
-def cache_key(src: Path | None = None, arch: str | None = None) -> str:
-    """Hash of the sources and headers, torch, CUDA, Python ABI and GPU architectures."""
+def cache_key(src: Path | None = None, arch: str | None = None, emulate: bool = False) -> str:
+    """Hash of the sources and headers, the build code and flags, the compilers' versions, torch,
+    CUDA, the Python ABI and the GPU architectures (`emulate`: of the host-emulated build)."""
     src = source_dir() if src is None else src
     digest = hashlib.sha256()
-    for path in source_files(src):
+    for path in source_files(src) + [Path(__file__)]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    for item in (torch.__version__, str(torch.version.cuda), sys.implementation.cache_tag,
-                 sys.platform, arch_list() if arch is None else arch):
+    flags = EMULATED_CFLAGS if emulate else CFLAGS + ["cuda:"] + CUDA_CFLAGS
+    items = [torch.__version__, str(torch.version.cuda), sys.implementation.cache_tag, sys.platform,
+             " ".join(flags), compiler_versions(emulate)]
+    items += [f"{var}={os.environ.get(var, '')}" for var in _BUILD_ENVIRONMENT]
+    if not emulate:
+        items.append(arch_list() if arch is None else arch)
+    for item in items:
         digest.update(item.encode() + b"\0")
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()[:16] + ("_emulated" if emulate else "")
 
 
 def cache_root() -> Path:
@@ -125,11 +146,73 @@ def find_cuda_home() -> Path | None:
     return next((c for c in candidates if _is_toolkit(c)), None)
 
 
-def _prepare_toolkit() -> list[str]:
-    """Point torch's cpp_extension at the toolkit; returns extra linker flags."""
+def _host_compiler() -> str:
+    return os.environ.get("CXX", "c++")  # the one torch's cpp_extension runs
+
+
+@functools.lru_cache(maxsize=None)
+def _version_output(command: str) -> str:
+    """`command --version` (empty when it cannot run)."""
+    try:
+        run = subprocess.run([command, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return run.stdout.strip() if run.returncode == 0 else ""
+
+
+def nvcc_release(home: Path) -> str | None:
+    """The toolkit's CUDA release ("13.0") as nvcc reports it, or None when nvcc does not run."""
+    match = re.search(r"release (\d+\.\d+)", _version_output(str(home / "bin" / "nvcc")))
+    return match.group(1) if match else None
+
+
+def compiler_versions(emulate: bool = False) -> str:
+    """The compilers the build would run, as they describe themselves (part of the cache key)."""
+    host = shutil.which(_host_compiler())
+    items = [_version_output(host).split("\n")[0] if host else "no host compiler"]
+    if not emulate:
+        home = find_cuda_home()
+        items.append(_version_output(str(home / "bin" / "nvcc")) if home else "no nvcc")
+    return "\n".join(items)
+
+
+def toolkit_problem(emulate: bool = False) -> str | None:
+    """What this machine lacks to compile the extension (`emulate`: its host-emulated variant,
+    which needs the CUDA headers but not nvcc), in words for the user; None when nothing is missing."""
+    if not emulate and torch.version.cuda is None:
+        return f"this PyTorch ({torch.__version__}) was built without CUDA"
     home = find_cuda_home()
     if home is None:
-        raise BuildError("no CUDA toolkit found (nvcc not on PATH and CUDA_HOME not set)")
+        return "no CUDA toolkit (nvcc is not on PATH, CUDA_HOME is not set)"
+    where = next((f"{var}={home}" for var in ("CUDA_HOME", "CUDA_PATH") if os.environ.get(var) == str(home)),
+                 f"the CUDA toolkit at {home}")
+    needed = ["include/cuda_runtime.h", "include/cuda_fp16.h"] + ([] if emulate else ["bin/nvcc"])
+    missing = [name for name in needed if not (home / name).exists()]
+    if missing:
+        return f"{where} is not a CUDA toolkit ({', '.join(missing)} missing)"
+    if not emulate:
+        release = nvcc_release(home)
+        if release is None:
+            return f"{home / 'bin' / 'nvcc'} does not run"
+        if release.split(".")[0] != torch.version.cuda.split(".")[0]:
+            return f"nvcc {release} ({home}) cannot build for this PyTorch, which uses CUDA {torch.version.cuda}"
+    if shutil.which(_host_compiler()) is None:
+        return f"no C++ compiler ({_host_compiler()} is not on PATH)"
+    if _ninja_folder() is None:
+        return "ninja is not installed (pip install ninja)"
+    return None
+
+
+def _ninja_folder() -> str | None:
+    """Where the ninja that torch's build runs lives: on PATH, or beside this Python (a venv that
+    was not activated, as `make` runs it)."""
+    found = shutil.which("ninja") or shutil.which("ninja", path=str(Path(sys.executable).parent))
+    return str(Path(found).parent) if found else None
+
+
+def _prepare_toolkit() -> list[str]:
+    """Point torch's cpp_extension at the toolkit; returns extra linker flags."""
+    home = find_cuda_home()  # build() has checked that it is a toolkit
     os.environ.setdefault("CUDA_HOME", str(home))
     from torch.utils import cpp_extension
 
@@ -148,17 +231,21 @@ def _module_name(key: str) -> str:
     return f"stylenas_ops_{key}"
 
 
-def _import_built(folder: Path, name: str):
-    so_files = sorted(folder.glob(f"{name}*.so")) + sorted(folder.glob(f"{name}*.pyd"))
-    if not so_files:
-        return None
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, so_files[0])
+def _load_library(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    sys.modules[name] = module
     return module
+
+
+def _import_built(folder: Path, name: str):
+    """The library published in `folder`, None when it holds none; raises when it does not load."""
+    libraries = sorted(folder.glob(f"{name}*.so")) + sorted(folder.glob(f"{name}*.pyd"))
+    if not libraries:
+        return None
+    if name not in sys.modules:
+        sys.modules[name] = _load_library(libraries[0], name)
+    return sys.modules[name]
 
 
 def _compile(name: str, sources: list[Path], build_dir: Path, include_dir: Path, verbose: bool):
@@ -172,8 +259,8 @@ def _compile(name: str, sources: list[Path], build_dir: Path, include_dir: Path,
             name=name,
             sources=[str(s) for s in sources],
             extra_include_paths=[str(include_dir)],
-            extra_cflags=["-O3"],
-            extra_cuda_cflags=["-O3"],
+            extra_cflags=CFLAGS,
+            extra_cuda_cflags=CUDA_CFLAGS,
             extra_ldflags=ldflags,
             build_directory=str(build_dir),
             with_cuda=True,
@@ -189,9 +276,7 @@ def _compile(name: str, sources: list[Path], build_dir: Path, include_dir: Path,
 def _compile_emulated(name: str, sources: list[Path], build_dir: Path, include_dir: Path, verbose: bool):
     """The same sources built by the host compiler with -DSTYLENAS_EMULATE (csrc/emulation.h):
     the kernels then run on CPU tensors, each CUDA thread a fiber on the calling thread. For tests only."""
-    home = find_cuda_home()
-    if home is None:
-        raise BuildError("no CUDA toolkit found: the emulated build still needs its headers (cuda_fp16.h)")
+    home = find_cuda_home()  # build() has checked that its headers are there
     from torch.utils import cpp_extension
 
     # The .cu files are compiled as C++: one translation unit that includes them all.
@@ -201,7 +286,7 @@ def _compile_emulated(name: str, sources: list[Path], build_dir: Path, include_d
         name=name,
         sources=[str(s) for s in sources if s.suffix != ".cu"] + [str(kernels)],
         extra_include_paths=[str(include_dir), str(home / "include")],
-        extra_cflags=["-O1", "-std=c++20", "-DSTYLENAS_EMULATE"],
+        extra_cflags=EMULATED_CFLAGS,
         build_directory=str(build_dir),
         with_cuda=False,
         verbose=verbose,
@@ -212,34 +297,68 @@ def build(verbose: bool = False, emulate: bool = False):
     """Compile (or load from the cache) the extension now; returns the loaded module.
 
     `emulate=True` builds the host-emulated variant instead (kernels on CPU tensors, for tests).
-    Raises BuildError with the compiler's message on failure; the log stays in the cache folder.
+    Raises ToolkitMissing when this machine cannot compile it, BuildError with the compiler's
+    message when the build fails (the log stays in the cache folder) or the cache is not writable.
     """
+    problem = toolkit_problem(emulate)
+    if problem:
+        raise ToolkitMissing(problem)
+    if shutil.which("ninja") is None:  # torch runs plain `ninja`
+        os.environ["PATH"] = _ninja_folder() + os.pathsep + os.environ.get("PATH", "")
     src = source_dir()
-    key = cache_key(src) + ("_emulated" if emulate else "")
+    key = cache_key(src, emulate=emulate)
     name = _module_name(key)
     root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
     final = root / key
+    broken = None  # why the published build in `final` is unusable
     if final.is_dir():
-        module = _import_built(final, name)
+        try:
+            module = _import_built(final, name)
+        except Exception as error:  # damaged or deleted library, a dependency gone: dlopen's errors vary
+            module, broken = None, f"{type(error).__name__}: {error}"
         if module is not None:
             return module
+        broken = broken or "no library in it"
     what = "host-emulated kernels" if emulate else "CUDA extension"
-    print(f"stylenas.ops: building the {what} into {final} (first use; a few minutes)",
-          file=sys.stderr, flush=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{key}.tmp-", dir=root))
+    why = "first use" if broken is None else f"the cached build does not load ({broken})"
+    print(f"stylenas.ops: building the {what} into {final} ({why}; a few minutes)", file=sys.stderr, flush=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{key}.tmp-", dir=root))
+    except OSError as error:
+        raise BuildError(f"cannot write to the extension cache {root} ({type(error).__name__}: {error}); "
+                         "set STYLENAS_CACHE to a writable folder") from error
     log = root / f"{key}.build.log"
     try:
         module = (_compile_emulated if emulate else _compile)(name, compiled_sources(src), tmp, src, verbose)
     except Exception as error:  # compiler errors arrive as RuntimeError, OSError, CalledProcessError
         shutil.rmtree(tmp, ignore_errors=True)
-        log.write_text(str(error))
-        raise BuildError(f"{_first_error_line(str(error))} (full log: {log})") from error
+        try:
+            log.write_text(str(error))
+            where = f"full log: {log}"
+        except OSError:
+            where = f"the log could not be written to {log}"
+        raise BuildError(f"{_first_error_line(str(error))} ({where})") from error
+    _publish(tmp, final, replace=broken is not None)
+    sys.modules[name] = module  # later calls in this process take it, not a second load of the same library
+    return module
+
+
+def _publish(tmp: Path, final: Path, replace: bool) -> None:
+    """Atomic rename of a finished build into the cache. A broken build there (`replace`) is moved
+    aside first, so that it is rebuilt once and not by every later process; otherwise a folder
+    already there is another process's equal build, which won the race, and ours is dropped."""
+    aside = final.with_name(f"{final.name}.broken-{os.getpid()}")
+    if replace:
+        try:
+            os.rename(final, aside)
+        except OSError:
+            pass  # another process replaced it already
     try:
-        os.rename(tmp, final)  # atomic publish; fails harmlessly if another process won the race
+        os.rename(tmp, final)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
-    return module
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _first_error_line(message: str) -> str:
@@ -282,16 +401,20 @@ def get_extension():
         return None
     with _lock:
         if not _state["tried"]:
-            _state["tried"] = True
             try:
-                _state["module"] = build()
-            except BuildError as error:
-                _state["error"] = str(error)
-                if mode() == "auto":
-                    warnings.warn(
-                        f"stylenas.ops: the CUDA extension failed to build: {error}. Using the slower "
-                        "PyTorch reference ops; set STYLENAS_OPS=ref to skip the build.",
-                        RuntimeWarning, stacklevel=3)
+                module, error = build(), None
+            except Exception as exc:  # whatever went wrong (compiler, cache folder, loading), the references work
+                module, error = None, exc
+            if error is not None and not isinstance(error, BuildError):
+                error_text = f"{type(error).__name__}: {error}"
+            else:
+                error_text = None if error is None else str(error)
+            _state.update(tried=True, module=module, error=error_text)
+            if error is not None and mode() == "auto":
+                what = "cannot be built here" if isinstance(error, ToolkitMissing) else "failed to build"
+                warnings.warn(f"stylenas.ops: the CUDA extension {what}: {error_text}. Using the slower "
+                              "PyTorch reference ops; set STYLENAS_OPS=ref to skip the build.",
+                              RuntimeWarning, stacklevel=3)
     if _state["module"] is None and mode() == "cuda":
         raise BuildError(f"STYLENAS_OPS=cuda but the CUDA extension is unavailable: {_state['error']}")
     return _state["module"]
@@ -320,6 +443,11 @@ def _on_cuda(tensor: torch.Tensor) -> bool:
     return tensor.is_cpu if _state["emulated"] else tensor.is_cuda
 
 
+def _stream_capturing() -> bool:
+    """Whether a CUDA graph capture is under way on the current stream (never under emulation)."""
+    return not _state["emulated"] and torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
 def use_cuda(op: str, tensor: torch.Tensor, impl: str) -> bool:
     """Decide between the kernel and the reference for one call of `op` on `tensor`."""
     if impl not in MODES:
@@ -336,6 +464,11 @@ def use_cuda(op: str, tensor: torch.Tensor, impl: str) -> bool:
         return False
     key = (op, str(tensor.device))
     if key not in _self_check_results:
+        if _stream_capturing():
+            # The check reads its result back to the host, which a CUDA graph capture forbids: it
+            # runs at the first call outside a capture, and the captured graph keeps the reference
+            # (the kernel only when STYLENAS_OPS=cuda insists on it).
+            return mode() == "cuda"
         ok, error = run_self_check(op, tensor.device)
         _self_check_results[key] = ok
         if not ok:
