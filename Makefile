@@ -30,8 +30,7 @@ demo: $(STAMP)
 	@echo "== custom ops: reference timings (kernels too on a GPU) =="
 	$(PY) scripts/bench_ops.py --quick --repeats 3 --out $(DEMO_OUT)/bench_ops.json > /dev/null
 	@echo "== custom ops: the CUDA kernels against their references (host emulation without a GPU) =="
-	@if $(PY) -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
-		$(PY) -m stylenas.ops check; else $(PY) -m stylenas.ops check --emulated; fi
+	$(PY) -m stylenas.ops check --auto
 	@echo "== data: 2000 procedural demo images at 32 and 64 px =="
 	$(PY) scripts/make_demo_data.py --out $(DEMO_OUT)/demo.lmdb --size 32 --size 64 --num 2000 --force
 	@echo "== search: alphaGAN, micro + dynamic W, tiny preset at 32 px =="
