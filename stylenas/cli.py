@@ -13,10 +13,13 @@ COMMANDS = {
     "make-demo-data": "stylenas.datasets.commands:make_demo_data_command",
     "fid": "stylenas.metrics.commands:fid_command",
     "search": "stylenas.search.commands:search_command",
+    "train": "stylenas.train.commands:train_command",
+    "generate": "stylenas.train.commands:generate_command",
     "ops": "stylenas.ops.__main__:main",
     "bench-ops": "stylenas.ops.commands:bench_ops_command",
     "bench-fid": "stylenas.metrics.commands:bench_fid_command",
     "bench-search": "stylenas.search.commands:bench_search_command",
+    "bench-train": "stylenas.train.commands:bench_train_command",
     "bench-data": "stylenas.datasets.commands:bench_data_command",
 }
 

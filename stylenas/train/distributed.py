@@ -59,13 +59,14 @@ class Dist:
 
     def sync_gradients(self, params):
         """Average the gradients of ``params`` over the processes (one flat all-reduce). Parameters
-        without a gradient take zeros so every process sends the same layout."""
+        without a gradient are left without one (Adam skips them, as in one process); every process
+        runs the same graph, so the set is the same everywhere."""
         if not self.active:
             return
-        params = [p for p in params if p.requires_grad]
+        params = [p for p in params if p.grad is not None]
         if not params:
             return
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
+        flat = torch.cat([p.grad.flatten() for p in params])
         dist.all_reduce(flat)
         flat.div_(self.world_size)
         offset = 0

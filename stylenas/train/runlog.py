@@ -96,7 +96,8 @@ def snapshot_name(kimg):
 def to_uint8(images):
     if images.dtype == torch.uint8:
         return images
-    return images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    # floor(x + 0.5) like PIL and stylenas.metrics.to_uint8, so grids, PNGs and FID see the same pixels
+    return (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
 
 
 def save_image_grid(images, path, nrow=8):

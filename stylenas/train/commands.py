@@ -1,0 +1,126 @@
+"""The retraining commands: ``stylenas train``, ``stylenas generate``, ``stylenas bench-train`` (also
+``scripts/train_stylegan2.py``, ``scripts/generate.py``, ``scripts/bench_train.py``)."""
+from pathlib import Path
+
+import click
+
+from ..io import dump_json
+from .checkpoint import CheckpointError
+from .config import CFG_NAMES
+
+
+@click.command("train")
+@click.option("--data", required=True, type=click.Path(), help="LMDB of images (prepare_data.py or rosinality's).")
+@click.option("--genotype", required=True, help="genotype.json of a search, or 'stylegan2' (the original "
+              "architecture, the baseline).")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--cfg", type=click.Choice(CFG_NAMES), default="auto", show_default=True,
+              help="NVlabs' presets (batch, mbstd group, channels, lr, gamma, EMA, mapping) or tiny (CPU demo).")
+@click.option("--resolution", type=int, help="With --genotype stylegan2: the resolution (default: largest stored).")
+@click.option("--batch", type=int, help="Total batch over all processes.")
+@click.option("--kimg", type=float, help="Training length in thousands of real images shown (fractions allowed).")
+@click.option("--snap", type=float, help="kimg between snapshots (fractions allowed).")
+@click.option("--gamma", type=float, help="R1 weight.")
+@click.option("--pl-weight", type=float, help="Path-length weight (0: off).")
+@click.option("--mixing", type=float, help="Style-mixing probability.")
+@click.option("--ema-kimg", type=float, help="EMA half-life in kimg.")
+@click.option("--mbstd-group", type=int, help="Minibatch-stddev group size.")
+@click.option("--lr", type=float, help="Adam learning rate of G and D.")
+@click.option("--fp16-res", type=int, help="Highest resolutions run in reduced precision on a GPU (0: none).")
+@click.option("--precision", type=click.Choice(["bf16", "fp16"]), help="Reduced precision of --fp16-res layers.")
+@click.option("--metrics", type=click.Choice(["fid50k_full", "none"]), help="FID at every snapshot.")
+@click.option("--fid-num", type=int, help="Generated images per FID (default 50000).")
+@click.option("--fid-stats", type=click.Path(dir_okay=False), help="Reference statistics (.npz); default: "
+              "computed from --data once and cached.")
+@click.option("--inception", type=click.Path(dir_okay=False), help="FID Inception weights file.")
+@click.option("--seed", type=int, help="Random seed (default 0).")
+@click.option("--resume", is_flag=True, help="Continue from OUTDIR/checkpoint.pt.")
+@click.option("--device", default="auto", show_default=True, help="cuda, cuda:N, cpu or auto (torchrun: the "
+              "local rank's GPU).")
+@click.option("--workers", type=int, default=2, show_default=True, help="Data-loading worker processes.")
+def train_command(data, genotype, outdir, cfg, resolution, resume, device, workers, fid_stats, inception, **rest):
+    """Retrain a genotype with StyleGAN2's recipe; `torchrun --nproc_per_node N` for N processes."""
+    from .run import TrainError, TrainOptions, train
+
+    overrides = {k: v for k, v in rest.items() if v is not None}  # TrainConfig fields
+    try:
+        train(TrainOptions(data=data, genotype=genotype, outdir=outdir, cfg=cfg, resolution=resolution,
+                           resume=resume, device=device, workers=workers, fid_stats=fid_stats, inception=inception,
+                           overrides=overrides))
+    except (TrainError, CheckpointError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+@click.command("generate")
+@click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="Training checkpoint (any snapshot).")
+@click.option("--seeds", default="0-63", show_default=True, help="Seeds, e.g. 0-63,100.")
+@click.option("--trunc", type=float, default=1.0, show_default=True, help="Truncation psi (each W_i toward its mean).")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False))
+@click.option("--grid", is_flag=True, help="One grid.png instead of one file per seed.")
+@click.option("--mix-rows", help="Seeds of style-mixing rows (with the --seeds as columns): writes mixing.png.")
+@click.option("--mix-cutoff", type=int, default=None, help="First latent slot taken from the row seed "
+              "(default: the middle).")
+@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def generate_command(ckpt, seeds, trunc, outdir, grid, mix_rows, mix_cutoff, noise_mode, device):
+    """Images of a trained generator (G_ema): OUTDIR/seed0000.png ... (the same seed, the same image)."""
+    from ..devices import resolve_device
+    from .checkpoint import load_generator
+    from .generate import generate, parse_seeds, style_mixing
+    from .runlog import save_image_grid
+    from ..plots import save_image_atomic
+    import torchvision
+
+    try:
+        dev = resolve_device(device)
+        seed_list = parse_seeds(seeds)
+        G, info = load_generator(ckpt, dev)
+    except (ValueError, CheckpointError) as error:
+        raise click.ClickException(str(error)) from None
+    if info["kind"] != "stylegan2" and (mix_rows or trunc != 1.0):
+        raise click.ClickException(f"{ckpt}: truncation and style mixing need a StyleGAN2 checkpoint, this is "
+                                   f"{info['kind']}")
+    outdir = Path(outdir)
+    if info["kind"] == "stylegan2":
+        images = generate(G, seed_list, trunc, dev, noise_mode=noise_mode)
+    else:
+        from .generate import generate_conventional
+
+        images = generate_conventional(G, info, seed_list, dev)
+    if grid:
+        save_image_grid(images, outdir / "grid.png", nrow=min(8, len(seed_list)))
+    else:
+        for seed, image in zip(seed_list, images):
+            save_image_atomic(torchvision.transforms.functional.to_pil_image(image), outdir / f"seed{seed:04d}.png")
+    if mix_rows:
+        try:
+            rows = parse_seeds(mix_rows)
+            cutoff = mix_cutoff if mix_cutoff is not None else G.synthesis.num_ws // 2
+            mixed = style_mixing(G, rows, seed_list, cutoff, trunc, dev, noise_mode)
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
+        save_image_grid(mixed, outdir / "mixing.png", nrow=len(seed_list) + 1)
+    click.echo(f"{len(seed_list)} images of {ckpt} (kimg {info.get('kimg')}) in {outdir}")
+
+
+@click.command("bench-train")
+@click.option("--resolution", type=int, default=None, help="Default: 256 on a GPU, 16 on the CPU.")
+@click.option("--cfg", type=click.Choice(CFG_NAMES), default=None, help="Default: paper256 on a GPU, tiny on the CPU.")
+@click.option("--batch", type=int, default=None, help="Default: the cfg's.")
+@click.option("--steps", type=int, default=16, show_default=True, help="Timed steps (a multiple of 16 amortises "
+              "R1 and path length exactly).")
+@click.option("--nvlabs", type=click.Path(file_okay=False), help="A stylegan2-ada-pytorch checkout: also time its "
+              "networks and StyleGAN2Loss at the same configuration.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON here.")
+def bench_train_command(resolution, cfg, batch, steps, nvlabs, device, out):
+    """Seconds per kimg of full training steps (G, D, lazy R1 and path length amortised), ours vs NVlabs; JSON."""
+    from ..devices import resolve_device
+    from . import bench
+
+    try:
+        dev = resolve_device(device)
+        result = bench.run(dev, resolution, cfg, batch, steps, nvlabs, log=lambda line: click.echo(line, err=True))
+    except (ValueError, bench.BenchError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(dump_json(result, out))

@@ -1,0 +1,159 @@
+"""Using a trained generator: images from seeds, grids, style-mixing grids, and FID.
+
+- ``parse_seeds("0-63,100")`` -> [0, ..., 63, 100].
+- ``latent_from_seed(seed, z_dim)``: z of one seed, drawn on the CPU, so a seed gives the same image
+  on every device and batch size.
+- ``generate(G, seeds, trunc=1.0, device, batch=16, noise_mode="const")``: uint8 [N, 3, R, R].
+- ``style_mixing(G, row_seeds, col_seeds, cutoff, trunc)``: rows take the latent slots from
+  ``cutoff`` on from the row seed (each layer its own W_i of that seed's mapping outputs);
+  returns a grid tensor with the column images on top and the row images on the left.
+- ``GeneratedImages(G, num, trunc, device)``: a Dataset of ``num`` uint8 images (seeds 0..num-1),
+  made in batches on demand, for the FID code (``stylenas.metrics``); use it with num_workers=0.
+- ``fid_of_generator(G, ref_stats, num, device, inception=None, trunc=1.0)``: pytorch-fid's FID of
+  ``num`` quantised G images against ``(mu, sigma)``.
+- ``reference_stats(data, resolution, inception, cache_dir, device)``: FID statistics of an LMDB
+  at one resolution, computed once and cached (keyed by path, size, mtime, resolution).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from .runlog import to_uint8
+
+
+def parse_seeds(text):
+    seeds = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1) if not part.startswith("-") else (None, None)
+                lo, hi = int(lo), int(hi)
+                if hi < lo:
+                    raise ValueError
+                seeds.extend(range(lo, hi + 1))
+            else:
+                seeds.append(int(part))
+        except (TypeError, ValueError):
+            raise ValueError(f"--seeds: expected numbers and ranges like 0-63,100, got {part!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise ValueError(f"--seeds: expected non-negative seeds like 0-63,100, got {text!r}")
+    return seeds
+
+
+def latent_from_seed(seed, z_dim):
+    return torch.randn([z_dim], generator=torch.Generator().manual_seed(int(seed)))
+
+
+@torch.no_grad()
+def generate(G, seeds, trunc=1.0, device="cpu", batch=16, noise_mode="const"):
+    out = []
+    for i in range(0, len(seeds), batch):
+        z = torch.stack([latent_from_seed(s, G.z_dim) for s in seeds[i:i + batch]]).to(device)
+        out.append(to_uint8(G(z, truncation_psi=trunc, noise_mode=noise_mode)).cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def generate_conventional(G, info, seeds, device="cpu", batch=16):
+    """The same for a conventional-GAN generator (``G(z)``, z of ``info["z_dim"]``, no truncation)."""
+    out = []
+    for i in range(0, len(seeds), batch):
+        z = torch.stack([latent_from_seed(s, info["z_dim"]) for s in seeds[i:i + batch]]).to(device)
+        out.append(to_uint8(G(z)).cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def style_mixing(G, row_seeds, col_seeds, cutoff, trunc=1.0, device="cpu", noise_mode="const"):
+    """A (rows + 1) x (cols + 1) grid [(R+1)(C+1), 3, H, W]: top row the column seeds, left column
+    the row seeds, cell (r, c) = column seed's latents before slot ``cutoff``, row seed's after."""
+    synthesis = G.synthesis
+    num_ws = synthesis.num_ws
+    if not 1 <= cutoff < num_ws:
+        raise ValueError(f"--mix-cutoff must be in 1..{num_ws - 1} (the network has {num_ws} latent slots)")
+
+    def mapped(seeds):
+        z = torch.stack([latent_from_seed(s, G.z_dim) for s in seeds]).to(device)
+        return G.mapping(z, truncation_psi=trunc, update_w_avg=False)  # [n, 8, w]
+
+    rows, cols = mapped(row_seeds), mapped(col_seeds)
+    blank = torch.full([1, G.synthesis.img_channels, G.resolution, G.resolution], 255, dtype=torch.uint8)
+    images = [blank] + [to_uint8(synthesis(cols[j:j + 1], noise_mode=noise_mode)).cpu() for j in range(len(cols))]
+    for i in range(len(rows)):
+        images.append(to_uint8(synthesis(rows[i:i + 1], noise_mode=noise_mode)).cpu())
+        for j in range(len(cols)):
+            slots = torch.stack([cols[j] if s < cutoff else rows[i] for s in range(num_ws)]).unsqueeze(0)
+            images.append(to_uint8(synthesis(slots, noise_mode=noise_mode)).cpu())
+    return torch.cat(images)
+
+
+class GeneratedImages(torch.utils.data.Dataset):
+    """``num`` generator images (seeds offset .. offset + num - 1) as uint8 [3, R, R], in batches."""
+
+    def __init__(self, G, num, trunc=1.0, device="cpu", batch=32, seed_offset=0, noise_mode="random"):
+        self.G, self.num, self.trunc, self.device = G, num, trunc, torch.device(device)
+        self.batch, self.seed_offset, self.noise_mode = batch, seed_offset, noise_mode
+        self._start, self._images = None, None
+
+    def __len__(self):
+        return self.num
+
+    def __getitem__(self, index):
+        if not 0 <= index < self.num:
+            raise IndexError(index)
+        start = index - index % self.batch
+        if start != self._start:
+            seeds = range(self.seed_offset + start, self.seed_offset + min(start + self.batch, self.num))
+            cuda = [self.device] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):  # the caller's generators stay untouched
+                torch.manual_seed(self.seed_offset + start)  # noise inputs: the same images every time
+                self._images = generate(self.G, list(seeds), self.trunc, self.device, self.batch, self.noise_mode)
+            self._start = start
+        return self._images[index - start]
+
+
+def fid_of_generator(G, ref_stats, num, device, inception=None, trunc=1.0, batch=32, progress=None):
+    from ..metrics import InceptionV3FID, extract_features, frechet_distance
+
+    net = inception if isinstance(inception, torch.nn.Module) else InceptionV3FID(weights=inception).to(device)
+    images = GeneratedImages(G, num, trunc=trunc, device=device, batch=batch)
+    stats, _, _ = extract_features(net, images, batch_size=batch, num_workers=0, progress=progress)
+    return frechet_distance(*stats.stats(), *ref_stats)
+
+
+def stats_cache_path(data, resolution, cache_dir=None):
+    path = Path(data).resolve()
+    stat = path.stat() if path.exists() else None
+    mdb = path / "data.mdb"
+    if mdb.is_file():
+        stat = mdb.stat()
+    key = f"{path}|{stat.st_size if stat else 0}|{stat.st_mtime_ns if stat else 0}|{resolution}"
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    cache_dir = Path(cache_dir or os.environ.get("STYLENAS_CACHE", Path.home() / ".cache" / "stylenas")) / "fid-stats"
+    return cache_dir / f"{path.stem}-{resolution}px-{digest}.npz"
+
+
+def reference_stats(data, resolution, device, inception=None, cache_dir=None, workers=0, log=None):
+    """(mu, sigma) of every image of ``data`` at ``resolution``; cached on disk after the first time."""
+    from ..datasets import LMDBImages
+    from ..metrics import InceptionV3FID, extract_features, load_stats, save_stats
+
+    cache = stats_cache_path(data, resolution, cache_dir)
+    if cache.is_file():
+        return load_stats(cache)
+    net = inception if isinstance(inception, torch.nn.Module) else InceptionV3FID(weights=inception).to(device)
+    images = LMDBImages(data, resolution=resolution)
+    if log:
+        log(f"FID reference statistics of {data} at {resolution} px ({len(images)} images), cached in {cache}")
+    stats, _, _ = extract_features(net, images, batch_size=50, num_workers=workers)
+    mu, sigma = stats.stats()
+    save_stats(cache, mu, sigma)
+    return mu, sigma

@@ -1,0 +1,238 @@
+"""The retraining run behind ``stylenas train`` / ``scripts/train_stylegan2.py``: data, genotype,
+configuration, the loop, snapshots, resume, FID.
+
+Output folder (rank 0 writes it):
+  checkpoint.pt                    the resume point, rewritten atomically at every snapshot
+  network-snapshot-<kimg>.pt       a checkpoint kept at every snapshot (NVlabs' naming; decimals
+                                   when --snap is fractional); network-snapshot-best.pt by FID
+  log.jsonl                        one line per snapshot: losses, R1, path length, D accuracy,
+                                   s/kimg, s/step, memory, learning rates, NaN count, FID
+  losses.png                       those values over the run
+  samples/reals.png, samples/fakes<kimg>.png, samples/fakes<kimg>-trunc0.7.png
+  genotype.json, config.json       what is being trained
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import torch
+
+from ..datasets import DatasetError, LMDBImages
+from ..io import dump_json
+from ..nn.networks import check_resolution
+from ..search.genotype import Genotype, GenotypeError
+from .checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from .config import TrainConfig, resolve_config
+from .data import TrainingBatches
+from .distributed import init_distributed
+from .runlog import KeepBest, Progress, RunLog, plot_series, save_image_grid, snapshot_name
+from .stylegan2 import StyleGAN2Trainer, TrainError, build_networks, fixed_latents, memory_gb
+
+CHECKPOINT = "checkpoint.pt"
+GRID_SIZE = 32
+LOGGED = ("loss_G", "loss_D", "r1_penalty", "pl_length", "score_real", "score_fake", "D_accuracy", "fid")
+
+
+@dataclass
+class TrainOptions:
+    data: str
+    genotype: str
+    outdir: str
+    cfg: str = "auto"
+    resolution: int | None = None
+    resume: bool = False
+    device: str = "auto"
+    workers: int = 2
+    fid_stats: str | None = None
+    inception: str | None = None
+    overrides: dict = field(default_factory=dict)  # TrainConfig fields from the command line
+
+
+def open_data(path, resolution):
+    try:
+        return LMDBImages(path, resolution=resolution)
+    except DatasetError as error:
+        raise TrainError(f"--data: {error}") from None
+
+
+def load_genotype(spec, data, resolution):
+    """(Genotype, dataset) for ``--genotype stylegan2|PATH``; the data must store its resolution."""
+    if spec == "stylegan2":
+        if resolution is not None:
+            try:
+                check_resolution(resolution)
+            except ValueError as error:
+                raise TrainError(f"--resolution: {error}") from None
+        dataset = open_data(data, resolution)
+        return Genotype.original(dataset.resolution), dataset
+    try:
+        genotype = Genotype.load(spec)
+    except GenotypeError as error:
+        raise TrainError(f"--genotype: {error}") from None
+    if resolution is not None and resolution != genotype.resolution:
+        raise TrainError(f"--resolution {resolution} differs from the genotype's {genotype.resolution} px ({spec})")
+    try:
+        dataset = LMDBImages(data, resolution=genotype.resolution)
+    except DatasetError as error:
+        if "is not stored" in str(error):
+            raise TrainError(f"--genotype {spec} is for {genotype.resolution} px images, but {error}") from None
+        raise TrainError(f"--data: {error}") from None
+    return genotype, dataset
+
+
+def check_resume(state, config, genotype, path):
+    saved = TrainConfig.from_dict(state["config"]).to_dict()
+    now = config.to_dict()
+    changed = [k for k in TrainConfig.STRUCTURAL if saved.get(k) != now.get(k)]
+    if changed:
+        raise TrainError(f"--resume: {path} was trained with another configuration: " + ", ".join(
+            f"{k}={saved.get(k)!r} (now {now.get(k)!r})" for k in changed))
+    saved_layers = [(layer["name"], layer.get("op"), layer["w"]) for layer in state["genotype"]["layers"]]
+    now_layers = [(layer["name"], layer.get("op"), layer["w"]) for layer in genotype.layers]
+    if saved_layers != now_layers or state["genotype"].get("torgb_w") != genotype.torgb_w:
+        raise TrainError(f"--resume: {path} was trained from another genotype (give the same --genotype)")
+
+
+def train(options: TrainOptions, log=None):
+    """Run (or resume) a training; returns the final checkpoint's path."""
+    dist = init_distributed(options.device)
+    log = log or (lambda line: click.echo(line, err=True))
+    say = log if dist.is_main else (lambda line: None)
+    try:
+        return _train(options, dist, say)
+    finally:
+        dist.close()
+
+
+def _train(options, dist, say):
+    outdir = Path(options.outdir)
+    files = {"checkpoint": outdir / CHECKPOINT, "log": outdir / "log.jsonl", "samples": outdir / "samples"}
+    genotype, dataset = load_genotype(options.genotype, options.data, options.resolution)
+    overrides = dict(options.overrides)
+    if dist.device.type != "cuda":
+        overrides["fp16_res"] = 0  # reduced precision only pays (and is implemented) on a GPU
+    try:
+        config = resolve_config(options.cfg, genotype.resolution, dist.world_size, **overrides)
+        local_batch = dist.local_batch(config.batch)
+    except ValueError as error:
+        raise TrainError(str(error)) from None
+    if len(dataset) < config.batch:
+        raise TrainError(f"--data: {options.data} holds {len(dataset)} images, fewer than one batch ({config.batch})")
+    if config.metrics != "none" and options.fid_stats is None:
+        from ..metrics import find_weights, InceptionWeightsError
+
+        try:
+            find_weights(options.inception, download=False)
+        except InceptionWeightsError as error:
+            raise TrainError(f"--metrics {config.metrics}: {error}") from None
+
+    torch.manual_seed(config.seed)
+    G, D = build_networks(genotype, config)
+    trainer = StyleGAN2Trainer(G, D, config, dist)
+    best = KeepBest(outdir / "network-snapshot-best.pt", "fid", "min")
+
+    if options.resume:
+        try:
+            state = load_checkpoint(files["checkpoint"], map_location=dist.device, kind="stylegan2")
+        except CheckpointError as error:
+            raise TrainError(f"--resume: {error}") from None
+        check_resume(state, config, genotype, files["checkpoint"])
+        trainer.load_state_dict(state)
+        best.load_state_dict(state.get("best", {}))
+        if len(state.get("rng", [])) == dist.world_size:
+            restore_rng(state["rng"][dist.rank])
+        say(f"resumed {files['checkpoint']} at kimg {trainer.nimg / 1000:g} (step {trainer.step_index})")
+    elif files["checkpoint"].exists():
+        raise TrainError(f"{outdir} already holds a training run ({CHECKPOINT}); use --resume or another --outdir")
+    dist.barrier()  # every process has read the checkpoint before rank 0 rewrites anything
+
+    total_nimg = int(round(config.kimg * 1000))
+    snap_nimg = config.snap * 1000
+    runlog = None
+    if dist.is_main:
+        files["samples"].mkdir(parents=True, exist_ok=True)
+        genotype.save(outdir / "genotype.json")
+        dump_json({**config.to_dict(), "processes": dist.world_size, "data": str(options.data),
+                   "genotype_source": str(options.genotype)}, outdir / "config.json")
+        runlog = RunLog(files["log"], resume_at=trainer.nimg / 1000 if options.resume else None)
+        if not options.resume:
+            reals = torch.stack([dataset[i] for i in range(min(GRID_SIZE, len(dataset)))])
+            save_image_grid(reals, files["samples"] / "reals.png", nrow=8)
+
+    ref_stats, inception = None, None
+    if config.metrics == "fid50k_full" and dist.is_main:
+        from ..metrics import InceptionV3FID, load_stats
+        from .generate import reference_stats
+
+        inception = InceptionV3FID(weights=options.inception).to(dist.device)
+        ref_stats = load_stats(options.fid_stats) if options.fid_stats else reference_stats(
+            options.data, config.resolution, dist.device, inception=inception, log=say)
+
+    say(f"training {genotype.paradigm} genotype at {config.resolution} px on {dist.world_size} process(es) "
+        f"({dist.device}): cfg {config.cfg}, batch {config.batch} ({local_batch} per process), "
+        f"{config.kimg:g} kimg, snapshot every {config.snap:g} kimg, gamma {config.gamma:g}, "
+        f"pl weight {config.pl_weight:g}, mixing {config.mixing:g}, lr {config.lr:g}")
+    batches = TrainingBatches(dataset, config.batch, dist, seed=config.seed, start_step=trainer.step_index,
+                              num_workers=options.workers)
+    grid_z = fixed_latents(config, GRID_SIZE).to(dist.device)
+    progress = Progress(config.kimg, start=trainer.nimg / 1000)
+    tick_start, tick_nimg, tick_steps = time.perf_counter(), trainer.nimg, 0
+    last_print = time.perf_counter()
+    next_snap = (int(trainer.nimg // snap_nimg) + 1) * snap_nimg
+
+    def snapshot():
+        nonlocal tick_start, tick_nimg, tick_steps
+        kimg = trainer.nimg / 1000
+        elapsed = time.perf_counter() - tick_start
+        record = {"kimg": kimg, "step": trainer.step_index, **trainer.stats.means(dist)}
+        record.update({"s_per_kimg": elapsed / max((trainer.nimg - tick_nimg) / 1000, 1e-12),
+                       "s_per_step": elapsed / max(tick_steps, 1), "memory_gb": memory_gb(dist.device),
+                       **trainer.learning_rates(), "nan_count": trainer.nan_count,
+                       "pl_mean": float(trainer.pl_mean), "processes": dist.world_size})
+        rngs = dist.gather_objects(capture_rng())
+        if dist.is_main:
+            with torch.no_grad():
+                save_image_grid(trainer.G_ema(grid_z, noise_mode="const"), files["samples"] / f"fakes{kimg:09.3f}.png")
+                save_image_grid(trainer.G_ema(grid_z, truncation_psi=0.7, noise_mode="const"),
+                                files["samples"] / f"fakes{kimg:09.3f}-trunc0.7.png")
+            state = {"kind": "stylegan2", **trainer.state_dict(), "rng": rngs, "genotype": genotype.to_dict(),
+                     "config": config.to_dict(), "data": {"path": str(options.data), "images": len(dataset),
+                                                          "position": trainer.step_index}}
+            if ref_stats is not None:
+                from .generate import fid_of_generator
+
+                record["fid"] = fid_of_generator(trainer.G_ema, ref_stats, config.fid_num, dist.device,
+                                                 inception=inception)
+                best.update(record["fid"], state, save_checkpoint)
+            state["best"] = best.state_dict()
+            runlog.write(record)  # before the checkpoint: a kill in between drops this line on resume
+            save_checkpoint(state, outdir / snapshot_name(kimg))
+            save_checkpoint(state, files["checkpoint"])
+            plot_series(runlog.records(), LOGGED, outdir / "losses.png")
+            say(progress.line(kimg, **{k: record[k] for k in ("loss_G", "loss_D", "fid") if k in record}))
+        dist.barrier()
+        tick_start, tick_nimg, tick_steps = time.perf_counter(), trainer.nimg, 0
+
+    if trainer.nimg >= total_nimg and options.resume:
+        say(f"nothing to do: {files['checkpoint']} is at kimg {trainer.nimg / 1000:g} >= --kimg {config.kimg:g}")
+    while trainer.nimg < total_nimg:
+        step, reals = next(batches)
+        assert step == trainer.step_index
+        trainer.step(reals)
+        tick_steps += 1
+        if trainer.nimg >= next_snap or trainer.nimg >= total_nimg:
+            snapshot()
+            while next_snap <= trainer.nimg:
+                next_snap += snap_nimg
+        elif dist.is_main and time.perf_counter() - last_print > 30:
+            say(progress.line(trainer.nimg / 1000))
+            last_print = time.perf_counter()
+    if dist.is_main:
+        runlog.close()
+        say(f"done: {files['checkpoint']} (kimg {trainer.nimg / 1000:g}, {trainer.nan_count} NaN/Inf gradient "
+            f"entries zeroed)")
+    return files["checkpoint"]

@@ -1,0 +1,291 @@
+"""Retraining a StyleGAN2 genotype with StyleGAN2's recipe (Karras et al. 2020; the alphaGAN paper
+retrains its genotypes this way, supplementary material), written after NVlabs
+stylegan2-ada-pytorch's ``training_loop.py`` / ``loss.py`` without ADA.
+
+One training step on a global batch of B images (B over all processes):
+  1. Gmain: G minimises softplus(-D(G(z))), with style mixing (probability 0.9).
+  2. Greg (every 4 steps): path-length penalty on B / 2 latents, weight 2, scaled by 4.
+  3. Dmain: D minimises softplus(D(G(z))) + softplus(-D(x)).
+  4. Dreg (every 16 steps): R1, gamma / 2 * ||grad D(x)||^2, scaled by 16.
+  Each phase is one Adam update (lr and betas corrected for lazy regularisation); gradients are
+  averaged over processes, NaN/Inf entries are zeroed and counted; then the EMA generator follows.
+
+Determinism: every random draw of step k (latents, mixing, noise inputs, path-length noise, data
+order and flips) comes from generators seeded by (seed, k, phase) and is drawn for the whole global
+batch, each process keeping its rows (``Dist.shard``). Hence a run resumed from any checkpoint
+retraces the uninterrupted run bit for bit on the CPU, and N processes with total batch B train
+the networks of 1 process with batch B (to float rounding of the gradient all-reduce). Still
+different: minibatch-stddev groups when the per-process batch is not a multiple of the group.
+The w_avg of the mapping network and the path-length mean are tracked with the global batch mean
+(all-reduced), unlike stylegan2-ada-pytorch where each GPU keeps its own.
+
+Gradients are averaged by one flat all-reduce per phase after backward (as stylegan3's training
+loop does) rather than by DistributedDataParallel hooks: the phases run two discriminator
+forwards per update and double backward passes (R1, path length), which DDP's hooks handle only
+with extra care, and the explicit all-reduce is deterministic.
+
+Dynamic W: the synthesis network reads, per latent slot, one of the mapping outputs W_1..W_8
+(the genotype's choice). Style mixing replaces the slot's source from the crossover slot on: every
+layer after it takes its chosen W_i from the second latent's mapping outputs. Truncation lerps
+each W_i toward its own running mean (``MappingNetwork.w_avg``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..nn.networks import Discriminator, Generator
+from ..search.genotype import Genotype
+from .config import TrainConfig
+from .data import stream_generator
+from .loss import (d_logistic_loss, ema_beta, g_nonsaturating_loss, lazy_regularisation, path_length_noise,
+                   path_lengths, r1_penalty, update_ema, zero_nonfinite_gradients)
+
+# one random stream per phase of a step
+STREAMS = {"Gmain": 1, "Greg": 2, "Dmain": 3, "Dreg": 4}
+
+
+class TrainError(ValueError):
+    """A run that cannot start or resume (bad data, genotype, checkpoint or option); one line."""
+
+
+def build_networks(genotype: Genotype, config: TrainConfig):
+    """(G, D) of ``genotype`` at the configuration's size (not the size it was searched at)."""
+    if genotype.resolution != config.resolution:
+        raise TrainError(f"the genotype is for {genotype.resolution} px, the training for {config.resolution} px")
+    channels = dict(channel_base=config.channel_base, channel_max=config.channel_max, channel_mult=1.0)
+    G = Generator(config.resolution, z_dim=config.z_dim, w_dim=config.w_dim, conv_clamp=config.conv_clamp,
+                  **channels, **genotype.synthesis_kwargs())
+    D = Discriminator(config.resolution, mbstd_group_size=config.mbstd_group, conv_clamp=config.conv_clamp, **channels)
+    return G, D
+
+
+def generator_from_checkpoint(state, device):
+    """(G_ema, info) of a "stylegan2" checkpoint dict (``checkpoint.load_generator`` calls this)."""
+    genotype = Genotype.from_dict(state["genotype"], where="checkpoint genotype")
+    config = TrainConfig.from_dict(state["config"])
+    G, _ = build_networks(genotype, config)
+    G.load_state_dict(state["G_ema"])
+    counters = state.get("counters", {})
+    info = {"resolution": config.resolution, "z_dim": config.z_dim, "kimg": counters.get("kimg"),
+            "step": counters.get("step"), "cfg": config.cfg, "genotype": genotype, "config": config}
+    return G.to(device), info
+
+
+def make_noise(synthesis, batch, generator, device):
+    """Noise inputs of every conv layer for ``batch`` images (None for toRGB layers)."""
+    noise = []
+    for name, kind in synthesis.layout:
+        if kind == "torgb":
+            noise.append(None)
+        else:
+            res = int(name.split(".")[0][1:])
+            noise.append(torch.randn([batch, 1, res, res], generator=generator, device=device))
+    return noise
+
+
+@dataclass
+class StepStats:
+    """Per-step values accumulated as tensors (no host sync per step) and averaged at a log line."""
+    sums: dict = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)
+
+    def add(self, name, value):
+        value = value.detach().float().mean() if torch.is_tensor(value) else torch.tensor(float(value))
+        self.sums[name] = self.sums.get(name, 0) + value
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def means(self, dist):
+        names = sorted(self.sums)
+        if not names:
+            return {}
+        values = torch.stack([torch.as_tensor(self.sums[n], dtype=torch.float32).to(dist.device) / self.counts[n]
+                              for n in names])
+        dist.all_reduce_mean(values)
+        self.sums, self.counts = {}, {}
+        return dict(zip(names, values.tolist()))
+
+
+class StyleGAN2Trainer:
+    """The networks, optimisers and counters of a run, and ``step(reals)``. ``reals`` are this
+    process's rows of the global batch; ``dist`` is a ``distributed.Dist``."""
+
+    def __init__(self, G, D, config: TrainConfig, dist):
+        self.config, self.dist, self.device = config, dist, dist.device
+        self.G, self.D = G.to(self.device).train(), D.to(self.device).train()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        g_lr, g_betas = lazy_regularisation(config.lr, config.adam_betas,
+                                            config.g_reg_interval if config.pl_weight > 0 else None)
+        d_lr, d_betas = lazy_regularisation(config.lr, config.adam_betas,
+                                            config.d_reg_interval if config.gamma > 0 else None)
+        self.G_opt = torch.optim.Adam(self.G.parameters(), lr=g_lr, betas=g_betas, eps=config.adam_eps)
+        self.D_opt = torch.optim.Adam(self.D.parameters(), lr=d_lr, betas=d_betas, eps=config.adam_eps)
+        self.pl_mean = torch.zeros([], device=self.device)
+        self.step_index, self.nimg, self.nan_count = 0, 0, 0
+        self.local_batch = dist.local_batch(config.batch)
+        self.pl_batch = config.batch // config.pl_batch_shrink
+        if config.pl_weight > 0 and (self.pl_batch < dist.world_size or self.pl_batch % dist.world_size):
+            raise TrainError(f"the path-length batch (--batch {config.batch} / {config.pl_batch_shrink}) must be a "
+                             f"multiple of the number of processes ({dist.world_size})")
+        self.stats = StepStats()
+
+    # -------------------------------------------------------------------------------- generation
+
+    def _track_w_avg(self, ws):
+        """Update the mapping network's running mean of every W_i with the global batch mean."""
+        mapping = self.G.mapping
+        mean = self.dist.all_reduce_mean(ws.detach().mean(0))
+        with torch.no_grad():
+            mapping.w_avg.copy_(mean.lerp(mapping.w_avg, mapping.w_avg_beta))
+
+    def generate(self, batch, generator, track_w_avg=True):
+        """Fakes for this process's rows of a global batch of ``batch`` latents drawn from
+        ``generator``, with style mixing; returns (images, per-slot latents [n, slots, 8, w_dim])."""
+        G, dist, device = self.G, self.dist, self.device
+        z = dist.shard(torch.randn([batch, self.config.z_dim], generator=generator, device=device))
+        z2 = dist.shard(torch.randn([batch, self.config.z_dim], generator=generator, device=device))
+        num_ws = G.synthesis.num_ws
+        mix = float(torch.rand([], generator=generator, device=device)) < self.config.mixing
+        cutoff = int(torch.randint(1, max(num_ws, 2), [], generator=generator, device=device))
+        noise = [n if n is None else dist.shard(n) for n in make_noise(G.synthesis, batch, generator, device)]
+        ws = G.mapping(z, update_w_avg=False)
+        if track_w_avg:
+            self._track_w_avg(ws)
+        slots = ws.unsqueeze(1).repeat(1, num_ws, 1, 1)
+        if mix and cutoff < num_ws:
+            ws2 = G.mapping(z2, update_w_avg=False)
+            slots = torch.cat([slots[:, :cutoff], ws2.unsqueeze(1).expand(-1, num_ws - cutoff, -1, -1)], dim=1)
+        return G.synthesis(slots, noise=noise), slots
+
+    # -------------------------------------------------------------------------------- phases
+
+    def _update(self, module, opt):
+        params = [p for p in module.parameters() if p.requires_grad]
+        self.dist.sync_gradients(params)
+        bad = zero_nonfinite_gradients(params)
+        self.nan_count += bad
+        opt.step()
+        return bad
+
+    def phase_Gmain(self, step):
+        self.G.requires_grad_(True), self.D.requires_grad_(False)
+        g = stream_generator(self.config.seed, step, STREAMS["Gmain"], self.device)
+        fakes, _ = self.generate(self.config.batch, g)
+        fake_logits = self.D(fakes)
+        loss = g_nonsaturating_loss(fake_logits)
+        self.G_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.stats.add("nan_G", self._update(self.G, self.G_opt))
+        self.stats.add("loss_G", loss)
+        self.stats.add("score_fake", fake_logits)
+
+    def phase_Greg(self, step):
+        config = self.config
+        self.G.requires_grad_(True), self.D.requires_grad_(False)
+        g = stream_generator(config.seed, step, STREAMS["Greg"], self.device)
+        fakes, slots = self.generate(self.pl_batch, g)
+        noise = self.dist.shard(path_length_noise([self.pl_batch, *fakes.shape[1:]], g, self.device))
+        lengths = path_lengths(fakes, slots, noise)
+        batch_mean = self.dist.all_reduce_mean(lengths.detach().mean())
+        pl_mean = self.pl_mean.lerp(batch_mean, config.pl_decay)
+        self.pl_mean.copy_(pl_mean)
+        penalty = (lengths - pl_mean).square()
+        loss = penalty.mean() * config.pl_weight * config.g_reg_interval
+        self.G_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.stats.add("nan_G", self._update(self.G, self.G_opt))
+        self.stats.add("pl_length", lengths)
+        self.stats.add("pl_penalty", penalty)
+
+    def phase_Dmain(self, step, reals):
+        self.G.requires_grad_(False), self.D.requires_grad_(True)
+        g = stream_generator(self.config.seed, step, STREAMS["Dmain"], self.device)
+        with torch.no_grad():
+            fakes, _ = self.generate(self.config.batch, g)
+        fake_logits, real_logits = self.D(fakes), self.D(reals)
+        loss = d_logistic_loss(fake_logits, real_logits)
+        self.D_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.stats.add("nan_D", self._update(self.D, self.D_opt))
+        self.stats.add("loss_D", loss)
+        self.stats.add("score_real", real_logits)
+        self.stats.add("D_accuracy", ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean()) / 2)
+
+    def phase_Dreg(self, step, reals):
+        config = self.config
+        self.G.requires_grad_(False), self.D.requires_grad_(True)
+        r1, _ = r1_penalty(self.D, reals)
+        loss = r1.mean() * (config.gamma / 2) * config.d_reg_interval
+        self.D_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.stats.add("nan_D", self._update(self.D, self.D_opt))
+        self.stats.add("r1_penalty", r1)
+
+    def step(self, reals):
+        """One training step on this process's rows of the global batch ``self.step_index``."""
+        config, step = self.config, self.step_index
+        self.phase_Gmain(step)
+        if config.pl_weight > 0 and step % config.g_reg_interval == 0:
+            self.phase_Greg(step)
+        self.phase_Dmain(step, reals)
+        if config.gamma > 0 and step % config.d_reg_interval == 0:
+            self.phase_Dreg(step, reals)
+        beta = ema_beta(config.batch, config.ema_kimg, config.ema_rampup, self.nimg)
+        update_ema(self.G_ema, self.G, beta)
+        self.step_index += 1
+        self.nimg += config.batch
+        self.G.requires_grad_(True), self.D.requires_grad_(True)
+
+    # -------------------------------------------------------------------------------- state
+
+    def learning_rates(self):
+        return {"lr_G": self.G_opt.param_groups[0]["lr"], "lr_D": self.D_opt.param_groups[0]["lr"]}
+
+    def state_dict(self):
+        return {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+                "G_opt": self.G_opt.state_dict(), "D_opt": self.D_opt.state_dict(), "pl_mean": self.pl_mean.cpu(),
+                "counters": {"step": self.step_index, "nimg": self.nimg, "kimg": self.nimg / 1000,
+                             "nan_count": self.nan_count}}
+
+    def load_state_dict(self, state):
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.G_opt.load_state_dict(state["G_opt"])
+        self.D_opt.load_state_dict(state["D_opt"])
+        self.pl_mean.copy_(state["pl_mean"])
+        counters = state["counters"]
+        self.step_index, self.nimg, self.nan_count = counters["step"], counters["nimg"], counters["nan_count"]
+
+
+def fixed_latents(config, count):
+    """The latents of the sample grids: the same for every snapshot, resume and process count."""
+    return torch.randn([count, config.z_dim], generator=torch.Generator().manual_seed(config.seed + 123_457))
+
+
+def memory_gb(device):
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux
+
+
+def seconds_since(t0):
+    return time.perf_counter() - t0
+
+
+def finite_or_none(value):
+    return value if value is not None and math.isfinite(value) else None
+
+
+def run_dir_files(outdir):
+    outdir = Path(outdir)
+    return {"checkpoint": outdir / "checkpoint.pt", "log": outdir / "log.jsonl", "samples": outdir / "samples",
+            "best": outdir / "network-snapshot-best.pt", "losses": outdir / "losses.png"}
