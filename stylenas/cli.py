@@ -21,6 +21,9 @@ COMMANDS = {
     "bench-search": "stylenas.search.commands:bench_search_command",
     "bench-train": "stylenas.train.commands:bench_train_command",
     "bench-data": "stylenas.datasets.commands:bench_data_command",
+    "train-conventional": "stylenas.conventional.commands:train_conventional_command",
+    "search-conventional": "stylenas.conventional.commands:search_conventional_command",
+    "bench-conventional": "stylenas.conventional.commands:bench_conventional_command",
 }
 
 

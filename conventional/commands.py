@@ -1,0 +1,112 @@
+"""The conventional-GAN commands: ``stylenas train-conventional``, ``stylenas search-conventional``,
+``stylenas bench-conventional`` (also ``scripts/train_conventional.py``, ``scripts/search_conventional.py``,
+``scripts/bench_conventional.py``)."""
+
+from __future__ import annotations
+
+import click
+
+from ..io import dump_json
+
+
+def _floats(text, what, count):
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected {count} comma-separated numbers, got {text!r}", param_hint=what) from None
+    if len(values) != count:
+        raise click.BadParameter(f"expected {count} comma-separated numbers, got {text!r}", param_hint=what)
+    return values
+
+
+@click.command("train-conventional")
+@click.option("--genotype", required=True,
+              help="A genotype.json of a conventional search, or autogan_a|autogan_b|autogan_c|alphagan_l|alphagan_s.")
+@click.option("--data", required=True, type=click.Path(), help="Training LMDB (e.g. from prepare-data --from cifar10).")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@click.option("--steps", type=click.IntRange(1), default=None,
+              help="G steps [default: paper 50k at 32 px, 80k at 48 px; tiny 20].")
+@click.option("--preset", type=click.Choice(["paper", "tiny"]), default="paper", show_default=True,
+              help="paper: the papers' sizes and batches; tiny: a CPU-minutes configuration.")
+@click.option("--loss", type=click.Choice(["hinge", "wgan-gp", "ctgan"]), default=None,
+              help="[default: ctgan for DEGAS genotypes, else hinge]")
+@click.option("--resolution", type=int, default=None, help="Which size of the LMDB [default: the largest].")
+@click.option("--lr", type=float, default=2e-4, show_default=True, help="Adam learning rate of G and D.")
+@click.option("--betas", default=None, help="Adam betas 'b1,b2' [default: 0,0.9; 0.5,0.9 at 48 px].")
+@click.option("--g-batch", type=click.IntRange(1), default=None, help="G batch [preset: 128].")
+@click.option("--d-batch", type=click.IntRange(1), default=None, help="D batch [preset: 64].")
+@click.option("--snap", type=click.IntRange(1), default=None, help="G steps between checkpoints [preset: 1000].")
+@click.option("--metrics", default="", help="Comma list of is,fid measured at every checkpoint on G_ema.")
+@click.option("--fid-stats", type=click.Path(dir_okay=False), default=None,
+              help="Training-set statistics (.npz of stylenas fid --save-stats) for --metrics fid.")
+@click.option("--metric-num", type=click.IntRange(1), default=None, help="Samples per metric [preset: 50000].")
+@click.option("--inception", type=click.Path(dir_okay=False), default=None, help="FID Inception weights file.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N (under torchrun: per process).")
+@click.option("--resume", is_flag=True, help="Continue the run in OUTDIR from its checkpoint.pt.")
+def train_conventional_command(genotype, data, outdir, steps, preset, loss, resolution, lr, betas, g_batch, d_batch,
+                               snap, metrics, fid_stats, metric_num, inception, seed, device, resume):
+    """Retrain a conventional genotype against the SNGAN/AutoGAN discriminator (hinge, n_critic 5,
+    Adam 2e-4, linear decay, EMA of G) into OUTDIR/checkpoint.pt. Multi-GPU: torchrun
+    --nproc_per_node N scripts/train_conventional.py ..."""
+    from .train import TrainConfig, TrainError, run_training
+
+    wanted = tuple(m for m in metrics.replace(" ", "").split(",") if m)
+    unknown = [m for m in wanted if m not in ("is", "fid")]
+    if unknown:
+        raise click.BadParameter(f"unknown metric {unknown[0]!r}; expected is, fid", param_hint="--metrics")
+    overrides = {k: v for k, v in (("g_batch", g_batch), ("d_batch", d_batch)) if v}
+    config = TrainConfig(genotype, data, outdir, preset=preset, steps=steps, loss=loss, resolution=resolution, lr=lr,
+                         betas=_floats(betas, "--betas", 2) if betas else None, seed=seed, device=device,
+                         resume=resume, snap=snap, metrics=wanted, fid_stats=fid_stats, metric_num=metric_num,
+                         inception=inception, overrides=overrides)
+    try:
+        run_training(config)
+    except (TrainError, ValueError, FileNotFoundError) as error:
+        raise click.ClickException(str(error))
+
+
+@click.command("search-conventional")
+@click.option("--method", required=True, type=click.Choice(["alphagan", "degas"]),
+              help="alphagan: alphaGAN on AutoGAN-style cells; degas: DEGAS (GLO) on the whole generator.")
+@click.option("--data", required=True, type=click.Path(), help="LMDB (CIFAR-10 32 px or STL-10 48 px).")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Search folder.")
+@click.option("--preset", default=None,
+              help="alphagan: s | l | tiny [s]; degas: cifar | stl | tiny [cifar at 32 px, stl otherwise].")
+@click.option("--iters", type=click.IntRange(0), default=None, help="Search iterations / epochs [preset].")
+@click.option("--resolution", type=int, default=None, help="Which size of the LMDB [default: the largest].")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--sample-every", type=click.IntRange(0), default=None, help="Iterations between sample grids [preset].")
+@click.option("--resume", is_flag=True, help="Continue the search in OUTDIR.")
+def search_conventional_command(method, data, outdir, preset, iters, resolution, seed, device, sample_every, resume):
+    """Search a conventional generator; writes OUTDIR/genotype.json (retrain it with
+    train-conventional --genotype OUTDIR/genotype.json), log.jsonl, alphas.png, samples/ and
+    search-state.pt (for --resume)."""
+    from .search import SearchConfig, SearchError, run_search
+
+    config = SearchConfig(method, data, outdir, preset=preset, iters=iters, resolution=resolution, seed=seed,
+                          device=device, sample_every=sample_every, resume=resume)
+    try:
+        run_search(config)
+    except (SearchError, ValueError, FileNotFoundError) as error:
+        raise click.ClickException(str(error))
+
+
+@click.command("bench-conventional")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--config", "configs", default=None,
+              help="tiny and/or paper, comma-separated [default: tiny on the CPU, tiny,paper on a GPU].")
+@click.option("--repeats", type=click.IntRange(1), default=3, show_default=True, help="Timed repeats (median).")
+@click.option("--threads", type=click.IntRange(0), default=1, show_default=True,
+              help="torch CPU threads (0: leave torch's default).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
+def bench_conventional_command(device, configs, repeats, threads, out):
+    """Seconds per alphaGAN search iteration, per DEGAS search step and per retraining step; on a
+    GPU at the paper's configuration too, with the alphaGAN search cost projected against the
+    paper's 3 GPU-hours (s) and 22 (l). Prints JSON."""
+    from .bench import run
+
+    result = run(device=device, configs=configs, repeats=repeats, threads=threads,
+                 log=lambda line: click.echo(line, err=True))
+    click.echo(dump_json(result, out))
