@@ -1,0 +1,247 @@
+"""StyleGAN2 retraining: losses and regularisers against hand computations, EMA and lazy-regularisation
+corrections, style mixing with dynamic W, w_avg/path-length tracking, and a tiny run that learns."""
+import math
+
+import pytest
+import torch
+
+from stylenas.search.genotype import Genotype
+from stylenas.train.config import CFG_SPECS, resolve_config
+from stylenas.train.data import GlobalBatchSampler, flip_mask, stream_generator
+from stylenas.train.distributed import Dist
+from stylenas.train.loss import (d_logistic_loss, ema_beta, g_nonsaturating_loss, lazy_regularisation, path_lengths,
+                                 r1_penalty, update_ema, zero_nonfinite_gradients)
+from stylenas.train.stylegan2 import STREAMS, StyleGAN2Trainer, build_networks
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks run an order of magnitude faster on one thread when the CPU is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(resolution=8, **overrides):
+    return resolve_config("tiny", resolution, **{"batch": 4, "mbstd_group": 2, "channel_base": 64,
+                                                 "channel_max": 8, "z_dim": 8, "w_dim": 8, **overrides})
+
+
+def dynamic_genotype(resolution=8):
+    """W choices that differ between latent slots, tied toRGBs agreeing with the next up conv."""
+    genotype = Genotype.original(resolution)
+    genotype.paradigm = "micro+dynamic_w"
+    choice = {"b4.conv1": 2, "b4.torgb": 5, "b8.conv0": 5, "b8.conv1": 7, "b8.torgb": 3}
+    for layer in genotype.layers:
+        layer["w"] = choice[layer["name"]]
+    return genotype.validate()
+
+
+# ------------------------------------------------------------------------------------------- losses
+
+def test_logistic_losses_by_hand():
+    fake, real = torch.tensor([[0.5], [-1.0]]), torch.tensor([[2.0], [0.0]])
+    sp = lambda x: math.log1p(math.exp(x))  # noqa: E731
+    assert g_nonsaturating_loss(fake).item() == pytest.approx((sp(-0.5) + sp(1.0)) / 2)
+    assert d_logistic_loss(fake, real).item() == pytest.approx((sp(0.5) + sp(-1.0)) / 2 + (sp(-2.0) + sp(0.0)) / 2)
+
+
+class QuadraticD(torch.nn.Module):
+    """D(x) = (a . x)^2 / 2: grad_x D = (a . x) a, so ||grad||^2 = (a . x)^2 ||a||^2."""
+
+    def __init__(self, a):
+        super().__init__()
+        self.a = torch.nn.Parameter(a)
+
+    def forward(self, x):
+        return ((x * self.a).sum([1, 2, 3]) ** 2 / 2).unsqueeze(1)
+
+
+def test_r1_penalty_by_hand_and_its_gradient():
+    torch.manual_seed(0)
+    a, x = torch.randn(1, 2, 3, 3, dtype=torch.float64), torch.randn(4, 2, 3, 3, dtype=torch.float64)
+    D = QuadraticD(a.clone())
+    penalty, logits = r1_penalty(D, x)
+    ax = (x * a).sum([1, 2, 3])
+    assert torch.allclose(penalty, ax ** 2 * a.square().sum())
+    assert torch.allclose(logits[:, 0], ax ** 2 / 2)
+    # the penalty is differentiable for D's update: d/da sum_i (a.x_i)^2 ||a||^2
+    penalty.sum().backward()
+    expected = sum(2 * axi * x[i:i + 1] * a.square().sum() + axi ** 2 * 2 * a for i, axi in enumerate(ax))
+    assert torch.allclose(D.a.grad, expected)
+
+
+def test_path_lengths_by_hand():
+    """img = M @ latents^2 (elementwise square): J^T y = 2 latents * (M^T y); squared sums per slot,
+    averaged over slots as NVlabs averages over its w slots, then the square root."""
+    torch.manual_seed(1)
+    n, slots, dim, pixels = 3, 4, 5, 2 * 4 * 4
+    M = torch.randn(pixels, slots * dim, dtype=torch.float64)
+    latents = torch.randn(n, slots, dim, dtype=torch.float64, requires_grad=True)
+    images = (latents.flatten(1).square() @ M.T).view(n, 2, 4, 4)
+    y = torch.randn(n, 2, 4, 4, dtype=torch.float64) / 4
+    lengths = path_lengths(images, latents, y)
+    jt_y = 2 * latents.detach() * (y.flatten(1) @ M).view(n, slots, dim)
+    assert torch.allclose(lengths, jt_y.square().sum(2).mean(1).sqrt())
+    lengths.sum().backward()  # create_graph: the penalty reaches what made the images
+    assert latents.grad is not None and latents.grad.abs().sum() > 0
+
+
+def test_lazy_regularisation_and_ema_by_hand():
+    lr, betas = lazy_regularisation(0.002, (0.0, 0.99), 16)
+    assert lr == pytest.approx(0.002 * 16 / 17) and betas == (0.0, pytest.approx(0.99 ** (16 / 17)))
+    assert lazy_regularisation(0.002, (0.0, 0.99), None) == (0.002, (0.0, 0.99))
+    assert ema_beta(32, 10, None, 5000) == pytest.approx(0.5 ** (32 / 10000))
+    assert ema_beta(32, 10, 0.05, 1000) == pytest.approx(0.5 ** (32 / 50))  # ramp-up: 0.05 * 1000 images
+    assert ema_beta(32, 10, 0.05, 0) == 0.0  # first step: the EMA starts as a copy
+    ema, model = torch.nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    with torch.no_grad():
+        model.weight.fill_(2.0), model.running_mean.fill_(5.0)
+    update_ema(ema, model, 0.75)
+    assert torch.allclose(ema.weight, torch.full([3], 0.75 * 1 + 0.25 * 2))
+    assert torch.equal(ema.running_mean, model.running_mean)  # buffers are copied
+
+
+def test_trainer_optimisers_carry_the_lazy_correction():
+    config = tiny_config(lr=0.002, gamma=1.0, pl_weight=2.0)
+    trainer = StyleGAN2Trainer(*build_networks(Genotype.original(8), config), config, Dist())
+    g, d = trainer.G_opt.param_groups[0], trainer.D_opt.param_groups[0]
+    assert g["lr"] == pytest.approx(0.002 * 4 / 5) and g["betas"][1] == pytest.approx(0.99 ** (4 / 5))
+    assert d["lr"] == pytest.approx(0.002 * 16 / 17) and d["betas"][1] == pytest.approx(0.99 ** (16 / 17))
+    config = tiny_config(lr=0.002, gamma=0.0, pl_weight=0.0)
+    trainer = StyleGAN2Trainer(*build_networks(Genotype.original(8), config), config, Dist())
+    assert trainer.G_opt.param_groups[0]["lr"] == 0.002 and trainer.D_opt.param_groups[0]["lr"] == 0.002
+
+
+def test_nonfinite_gradients_are_zeroed_and_counted():
+    p = torch.nn.Parameter(torch.zeros(4))
+    p.grad = torch.tensor([1.0, float("nan"), float("inf"), 2.0])
+    assert zero_nonfinite_gradients([p]) == 2
+    assert torch.equal(p.grad, torch.tensor([1.0, 0.0, 0.0, 2.0]))
+
+
+def test_nvlabs_presets():
+    assert CFG_SPECS["paper256"] == dict(ref_gpus=8, kimg=25000, mb=64, mbstd=8, fmaps=0.5, lrate=0.0025, gamma=1,
+                                         ema=20, ramp=None, map=8)
+    c = resolve_config("paper1024", 1024)
+    assert (c.batch, c.mbstd_group, c.channel_base, c.lr, c.gamma, c.ema_kimg) == (32, 4, 32768, 0.002, 2, 10)
+    c = resolve_config("auto", 256, world_size=2)
+    assert (c.batch, c.mbstd_group, c.channel_base, c.lr) == (32, 4, 16384, 0.0025)
+    assert c.gamma == pytest.approx(0.0002 * 256 ** 2 / 32) and c.ema_kimg == pytest.approx(10) and c.ema_rampup == 0.05
+    c = resolve_config("stylegan2", 256, batch=16, kimg=0.5, gamma=3)
+    assert (c.batch, c.kimg, c.gamma, c.z_dim, c.w_dim) == (16, 0.5, 3, 512, 512)
+    with pytest.raises(ValueError, match="--mixing is a probability"):
+        resolve_config("tiny", 8, mixing=1.5)
+    with pytest.raises(ValueError, match="--cfg must be one of"):
+        resolve_config("huge", 8)
+
+
+# --------------------------------------------------------------------------------- dynamic W, mixing
+
+def capture_latents(G):
+    """The latent every style layer's affine receives, in forward order."""
+    seen, hooks = [], []
+    for name, _ in G.synthesis.layout:
+        block, layer = name.split(".")
+        module = getattr(G.synthesis.blocks[block], layer)
+        hooks.append(module.affine.register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach())))
+    return seen, hooks
+
+
+def test_style_mixing_with_dynamic_w_reads_the_chosen_latents():
+    genotype = dynamic_genotype()
+    config = tiny_config(mixing=1.0)
+    trainer = StyleGAN2Trainer(*build_networks(genotype, config), config, Dist())
+    G, num_ws = trainer.G, trainer.G.synthesis.num_ws
+    assert num_ws == 4 and G.synthesis.w_slots == [0, 1, 1, 2, 3]
+    # the draws of generate(), in its order, from the same stream
+    g = stream_generator(0, 3, STREAMS["Gmain"])
+    z, z2 = torch.randn([4, 8], generator=g), torch.randn([4, 8], generator=g)
+    torch.rand([], generator=g)
+    cutoff = int(torch.randint(1, num_ws, [], generator=g))
+    seen, hooks = capture_latents(G)
+    with torch.no_grad():
+        trainer.generate(4, stream_generator(0, 3, STREAMS["Gmain"]), track_w_avg=False)
+        ws1, ws2 = G.mapping(z, update_w_avg=False), G.mapping(z2, update_w_avg=False)
+    for h in hooks:
+        h.remove()
+    chosen = [layer["w"] - 1 for layer in genotype.layers]
+    for index, (slot, w_index) in enumerate(zip(G.synthesis.w_slots, chosen)):
+        source = ws1 if slot < cutoff else ws2  # after the crossover: the second latent's W_i
+        assert torch.allclose(seen[index], source[:, w_index]), (index, slot, cutoff)
+    assert any(slot >= cutoff for slot in G.synthesis.w_slots) and 1 <= cutoff < num_ws
+
+
+def test_no_mixing_reads_one_latent_and_truncation_is_per_w():
+    genotype = dynamic_genotype()
+    config = tiny_config(mixing=0.0)
+    trainer = StyleGAN2Trainer(*build_networks(genotype, config), config, Dist())
+    G = trainer.G
+    g = stream_generator(0, 0, STREAMS["Gmain"])
+    z = torch.randn([4, 8], generator=g)
+    with torch.no_grad():
+        trainer.generate(4, stream_generator(0, 0, STREAMS["Gmain"]), track_w_avg=True)
+        ws = G.mapping(z, update_w_avg=False)
+    # w_avg follows the global batch mean of every W_i
+    assert torch.allclose(G.mapping.w_avg, ws.mean(0) * (1 - G.mapping.w_avg_beta), atol=1e-6)
+    seen, hooks = capture_latents(G)
+    with torch.no_grad():
+        G.synthesis(G.mapping(z, truncation_psi=0.5, update_w_avg=False), noise_mode="const")
+    for h in hooks:
+        h.remove()
+    for index, layer in enumerate(genotype.layers):
+        i = layer["w"] - 1
+        assert torch.allclose(seen[index], G.mapping.w_avg[i] + 0.5 * (ws[:, i] - G.mapping.w_avg[i]), atol=1e-6)
+
+
+def test_path_length_phase_tracks_the_mean():
+    config = tiny_config(pl_weight=2.0)
+    trainer = StyleGAN2Trainer(*build_networks(dynamic_genotype(), config), config, Dist())
+    from stylenas.train.loss import path_length_noise
+
+    g = stream_generator(0, 0, STREAMS["Greg"])
+    fakes, slots = trainer.generate(trainer.pl_batch, g, track_w_avg=False)
+    lengths = path_lengths(fakes, slots, path_length_noise([2, 3, 8, 8], g, "cpu"))
+    trainer.phase_Greg(0)
+    assert trainer.pl_batch == 2
+    assert trainer.pl_mean.item() == pytest.approx(0.01 * lengths.mean().item(), rel=1e-5)
+
+
+# ------------------------------------------------------------------------------------------- data
+
+def test_global_batches_do_not_depend_on_the_process_count():
+    one = GlobalBatchSampler(10, 4, seed=3)
+    two = [GlobalBatchSampler(10, 4, seed=3, rank=r, world_size=2, start_step=0) for r in range(2)]
+    it1, it2 = iter(one), [iter(s) for s in two]
+    for step in range(6):  # crosses epochs (10 images, batches of 4)
+        full = next(it1)
+        parts = [next(i) for i in it2]
+        assert full[0::2] == parts[0] and full[1::2] == parts[1]
+    resumed = iter(GlobalBatchSampler(10, 4, seed=3, start_step=4))
+    assert next(resumed) == one.global_indices(4)
+    epoch0 = [i for s in range(2) for i in one.global_indices(s)] + one.global_indices(2)[:2]
+    assert sorted(epoch0) == list(range(10))  # every image once per epoch
+    assert torch.equal(flip_mask(0, 5, 8), flip_mask(0, 5, 8)) and not torch.equal(flip_mask(0, 5, 64),
+                                                                                    flip_mask(0, 6, 64))
+
+
+# ---------------------------------------------------------------------------------- a tiny run learns
+
+def test_tiny_training_separates_real_from_fake():
+    """D learns to tell real images (smooth ramps) from G's at the start: its loss falls from 2 ln 2
+    at initialisation, its accuracy rises, and it scores reals above fakes."""
+    torch.manual_seed(0)
+    reals_pool = torch.rand(32, 3, 8, 8) * 0.2 + torch.linspace(-0.9, 0.9, 8).view(1, 1, 1, 8)  # smooth ramps
+    config = tiny_config(pl_weight=0.0, gamma=0.01)
+    trainer = StyleGAN2Trainer(*build_networks(Genotype.original(8), config), config, Dist())
+    first, last = None, None
+    for step in range(24):
+        trainer.step(reals_pool[(step * 4) % 32:(step * 4) % 32 + 4])
+        if step == 0:
+            first = trainer.stats.means(Dist())
+    last = trainer.stats.means(Dist())
+    assert first["loss_D"] == pytest.approx(2 * math.log(2), abs=0.2)
+    assert last["loss_D"] < 2 * math.log(2) - 0.2 and last["D_accuracy"] > 0.75
+    assert last["score_real"] > last["score_fake"] + 0.5 and last["loss_G"] > math.log(2)
+    assert trainer.nimg == 24 * 4 and trainer.nan_count == 0
