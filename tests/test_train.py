@@ -245,3 +245,23 @@ def test_tiny_training_separates_real_from_fake():
     assert last["loss_D"] < 2 * math.log(2) - 0.2 and last["D_accuracy"] > 0.75
     assert last["score_real"] > last["score_fake"] + 0.5 and last["loss_G"] > math.log(2)
     assert trainer.nimg == 24 * 4 and trainer.nan_count == 0
+
+
+def test_explicit_noise_inputs():
+    """Training passes the noise of the global batch explicitly: zeros equal noise_mode='none', the
+    layers' constant noise equals noise_mode='const', and a wrong count is refused."""
+    config = tiny_config()
+    G, _ = build_networks(dynamic_genotype(), config)
+    with torch.no_grad():
+        G.synthesis.blocks.b8.conv1.noise_strength.fill_(0.5)
+        ws = G.mapping(torch.randn(2, 8))
+        layout = G.synthesis.layout
+        zeros = [None if kind == "torgb" else torch.zeros(2, 1, int(name[1:].split(".")[0]), int(name[1:].split(".")[0]))
+                 for name, kind in layout]
+        assert torch.equal(G.synthesis(ws, noise=zeros), G.synthesis(ws, noise_mode="none"))
+        const = [None if kind == "torgb" else getattr(G.synthesis.blocks[name.split(".")[0]], name.split(".")[1])
+                 .noise_const.expand(2, 1, -1, -1) for name, kind in layout]
+        assert torch.allclose(G.synthesis(ws, noise=const), G.synthesis(ws, noise_mode="const"))
+        assert not torch.allclose(G.synthesis(ws, noise=const), G.synthesis(ws, noise_mode="none"))
+        with pytest.raises(ValueError, match="noise has 1 entries"):
+            G.synthesis(ws, noise=zeros[:1])

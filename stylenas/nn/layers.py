@@ -91,7 +91,8 @@ class SynthesisLayer(nn.Module):
         self.register_buffer("noise_const", torch.randn([resolution, resolution]))
         self.register_buffer("resample_filter", setup_filter(FIR), persistent=False)
 
-    def forward(self, x, w, noise_mode="random", fused=None):
+    def forward(self, x, w, noise_mode="random", fused=None, noise=None):
+        """``noise`` [N, 1, R, R] replaces the drawn noise input (training draws it per global batch)."""
         styles = self.affine(w)
         if self.op == "nearest_conv":
             x = F.interpolate(x, scale_factor=2, mode="nearest")
@@ -99,7 +100,9 @@ class SynthesisLayer(nn.Module):
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         x = modulated_conv2d(x, self.weight, styles, up=2 if self.op == "deconv" else 1,
                              padding=self.weight.shape[-1] // 2, resample_filter=self.resample_filter, fused=fused)
-        if noise_mode == "random":
+        if noise is not None:
+            x = x + noise.to(x.dtype) * self.noise_strength
+        elif noise_mode == "random":
             x = x + torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device,
                                 dtype=x.dtype) * self.noise_strength
         elif noise_mode == "const":

@@ -182,10 +182,13 @@ class SynthesisNetwork(nn.Module):
         """Latent slots: 2 log2(R) - 2 with tied toRGB latents (StyleGAN2's num_ws)."""
         return self.w_slots[-1] + 1
 
-    def forward(self, ws, noise_mode="random", fused=None):
+    def forward(self, ws, noise_mode="random", fused=None, noise=None):
         """ws: mapping outputs [N, 8, w_dim], or per latent slot [N, num_ws, 8, w_dim] (style
         mixing; ``w_slots`` says which layers read a slot). Returns images [N, img_channels, R, R],
-        roughly in [-1, 1]."""
+        roughly in [-1, 1]. ``noise``: optional noise inputs, one [N, 1, R, R] tensor per conv layer
+        of ``layout`` (None for toRGB layers), in place of drawing them."""
+        if noise is not None and len(noise) != len(self.layout):
+            raise ValueError(f"noise has {len(noise)} entries, the network {len(self.layout)} style layers")
         if ws.ndim == 3:
             ws = ws.unsqueeze(1).expand(-1, self.num_ws, -1, -1)
         if ws.shape[1] != self.num_ws:
@@ -200,7 +203,8 @@ class SynthesisNetwork(nn.Module):
                 y = module(x, w, fused=fused)
                 img = y if img is None else upsample2d(img, self.resample_filter) + y
             else:
-                x = module(x, w, noise_mode=noise_mode, fused=fused, **self.layer_kwargs(index))
+                extra = {"noise": noise[index]} if noise is not None else {}
+                x = module(x, w, noise_mode=noise_mode, fused=fused, **extra, **self.layer_kwargs(index))
         return img
 
 
