@@ -1,0 +1,89 @@
+"""Tiny conventional searches (alphaGAN on AutoGAN cells, DEGAS): they run, resume exactly, and
+write a genotype that train-conventional retrains as is."""
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from stylenas.conventional import load_genotype
+from stylenas.conventional.commands import search_conventional_command, train_conventional_command
+from stylenas.conventional.search import SearchConfig, SearchError, run_search
+from stylenas.datasets import make_demo_data
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def images(n=24, size=16, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=gen) for _ in range(n)]
+
+
+def quiet(line):
+    pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["alphagan", "degas"])
+def test_search_resumes_exactly(tmp_path, method):
+    data = images()
+    whole = SearchConfig(method, "mem", str(tmp_path / "whole"), preset="tiny", iters=4, device="cpu", sample_every=2)
+    g_whole = run_search(whole, dataset=data, log=quiet)
+    cut = SearchConfig(method, "mem", str(tmp_path / "cut"), preset="tiny", iters=2, device="cpu", sample_every=2)
+    run_search(cut, dataset=data, log=quiet)
+    cut.iters, cut.resume = 4, True
+    g_cut = run_search(cut, dataset=data, log=quiet)
+    assert g_cut.arch_parameters == g_whole.arch_parameters  # alphas bit for bit
+    assert g_cut.body == g_whole.body
+    first = torch.load(tmp_path / "whole" / "search-state.pt", weights_only=True)["method"]
+    second = torch.load(tmp_path / "cut" / "search-state.pt", weights_only=True)["method"]
+    G1 = first["searcher"]["G"] if method == "alphagan" else first["G"]
+    G2 = second["searcher"]["G"] if method == "alphagan" else second["G"]
+    for key in G1:
+        torch.testing.assert_close(G1[key], G2[key], rtol=0, atol=0, msg=key)
+    log = [json.loads(line)["iteration"] for line in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3, 4]
+    for name in ("genotype.json", "alphas.png", "samples/iter000004.png"):
+        assert (tmp_path / "cut" / name).is_file()
+    # the alphas moved away from their 1e-3 start, and the state holds them
+    alphas = torch.cat([torch.tensor(v).flatten() for v in g_cut.arch_parameters.values()])
+    assert alphas.abs().max() > 1e-2
+
+
+def test_search_errors(tmp_path):
+    with pytest.raises(SearchError, match="method"):
+        run_search(SearchConfig("autogan", "mem", str(tmp_path / "a")), dataset=images())
+    with pytest.raises(SearchError, match="s, l or tiny"):
+        run_search(SearchConfig("alphagan", "mem", str(tmp_path / "b"), preset="cifar", device="cpu"), dataset=images())
+    with pytest.raises(SearchError, match="too few"):
+        run_search(SearchConfig("degas", "mem", str(tmp_path / "c"), preset="tiny", device="cpu"), dataset=images(n=6))
+    with pytest.raises(SearchError, match="no search-state.pt"):
+        run_search(SearchConfig("degas", "mem", str(tmp_path / "d"), preset="tiny", device="cpu", resume=True),
+                   dataset=images())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["alphagan", "degas"])
+def test_cli_search_then_retrain(tmp_path, method):
+    make_demo_data(tmp_path / "demo.lmdb", [16], 24, image_format="png")
+    runner = CliRunner()
+    result = runner.invoke(search_conventional_command, ["--method", method, "--data", str(tmp_path / "demo.lmdb"),
+                                                         "--outdir", str(tmp_path / "search"), "--preset", "tiny",
+                                                         "--iters", "2", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    genotype = load_genotype(tmp_path / "search" / "genotype.json")
+    assert genotype.search_space == ("alphagan_conv" if method == "alphagan" else "degas")
+    result = runner.invoke(train_conventional_command, ["--genotype", str(tmp_path / "search" / "genotype.json"),
+                                                        "--data", str(tmp_path / "demo.lmdb"), "--outdir",
+                                                        str(tmp_path / "train"), "--preset", "tiny", "--steps", "2",
+                                                        "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    state = torch.load(tmp_path / "train" / "checkpoint.pt", weights_only=True)
+    assert state["config"]["loss"] == ("hinge" if method == "alphagan" else "ctgan")
+    assert state["genotype"]["search_space"] == genotype.search_space
