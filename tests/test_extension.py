@@ -293,10 +293,16 @@ def test_build_command_reports_a_failed_build(clean_extension, monkeypatch, tmp_
 
     from stylenas.ops.__main__ import main
 
+    monkeypatch.setattr(clean_extension, "toolkit_problem", lambda emulate=False: None)
     monkeypatch.setattr(clean_extension, "_compile", lambda *a, **k: (_ for _ in ()).throw(OSError("nvcc: not found")))
     monkeypatch.setenv("STYLENAS_CSRC", str(ROOT / "csrc"))
     result = CliRunner().invoke(main, ["build"])
     assert result.exit_code != 0 and "CUDA extension build failed: nvcc: not found" in result.output
+    # without a toolkit nothing is compiled, and the error names what is missing
+    monkeypatch.setattr(clean_extension, "toolkit_problem", lambda emulate=False: "no CUDA toolkit (nvcc ...)")
+    monkeypatch.setattr(clean_extension, "_compile", lambda *a, **k: pytest.fail("compiled without a toolkit"))
+    result = CliRunner().invoke(main, ["build"])
+    assert result.exit_code != 0 and "CUDA extension build failed: no CUDA toolkit (nvcc ...)" in result.output
 
 
 @pytest.mark.parametrize("option", ["--emulated", "--auto"])
