@@ -201,3 +201,26 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     assert done < 30, "the run finished before it was killed: nothing tested"
     subprocess.run(command(tmp_path / "cut", "--resume"), check=True, env=env, capture_output=True)
     assert_same_run(state_of(tmp_path / "whole" / "checkpoint.pt"), state_of(tmp_path / "cut" / "checkpoint.pt"))
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_resume_exactly(tmp_path):
+    """Two CPU processes (gloo): gradients averaged, each rank's RNG state in the checkpoint, and
+    a resume from a snapshot equals the uninterrupted two-process run."""
+    make_demo_data(tmp_path / "demo.lmdb", [16], 32, image_format="png")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+                str(ROOT / "scripts" / "train_conventional.py")]
+
+    def run(outdir, *extra):
+        subprocess.run(torchrun + ["--genotype", "autogan_a", "--data", str(tmp_path / "demo.lmdb"), "--outdir",
+                                   str(outdir), "--preset", "tiny", "--steps", "4", "--snap", "2", "--loss", "ctgan",
+                                   "--device", "cpu", *extra], check=True, env=env, capture_output=True, timeout=300)
+
+    run(tmp_path / "whole")
+    state = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
+    assert len(state["rng"]) == 2 and state["counters"]["step"] == 4
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "checkpoint.pt").write_bytes((tmp_path / "whole" / "network-snapshot-000002.pt").read_bytes())
+    run(tmp_path / "cut", "--resume")
+    assert_same_run(state, load_checkpoint(tmp_path / "cut" / "checkpoint.pt"))
