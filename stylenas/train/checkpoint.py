@@ -19,7 +19,7 @@ API:
 - ``capture_rng()`` / ``restore_rng(state)``: torch CPU, every CUDA device, numpy and Python
   ``random`` generators as tensors, ints and lists (weights_only-loadable).
 - ``load_generator(path, device) -> (G_ema, info)``: the EMA generator of any checkpoint, in eval
-  mode; dispatches on "kind" ("conventional" calls
+  mode, with ``G.z_dim`` set; dispatches on "kind" ("conventional" calls
   ``stylenas.conventional.generator_from_checkpoint(checkpoint, device)``, imported lazily).
   ``info`` holds kind, resolution, z_dim, kimg/step, genotype and config.
 - ``snapshot_files(folder)``: the ``network-snapshot-*.pt`` files of a run, oldest first.
@@ -141,4 +141,6 @@ def load_generator(path, device="cpu"):
         generator, info = generator_from_checkpoint(state, device)
     except (KeyError, RuntimeError, ValueError) as error:
         raise CheckpointError(f"{path}: cannot rebuild its generator ({error})") from None
+    if not hasattr(generator, "z_dim"):  # every generator says its latent size, for generate and FID
+        generator.z_dim = info["z_dim"]
     return generator.eval().requires_grad_(False), {"kind": state["kind"], "path": str(path), **info}

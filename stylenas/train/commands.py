@@ -81,12 +81,7 @@ def generate_command(ckpt, seeds, trunc, outdir, grid, mix_rows, mix_cutoff, noi
         raise click.ClickException(f"{ckpt}: truncation and style mixing need a StyleGAN2 checkpoint, this is "
                                    f"{info['kind']}")
     outdir = Path(outdir)
-    if info["kind"] == "stylegan2":
-        images = generate(G, seed_list, trunc, dev, noise_mode=noise_mode)
-    else:
-        from .generate import generate_conventional
-
-        images = generate_conventional(G, info, seed_list, dev)
+    images = generate(G, seed_list, trunc, dev, noise_mode=noise_mode)
     if grid:
         save_image_grid(images, outdir / "grid.png", nrow=min(8, len(seed_list)))
     else:

@@ -7,6 +7,8 @@
 - ``style_mixing(G, row_seeds, col_seeds, cutoff, trunc)``: rows take the latent slots from
   ``cutoff`` on from the row seed (each layer its own W_i of that seed's mapping outputs);
   returns a grid tensor with the column images on top and the row images on the left.
+- ``checkpoint_images(path, num, device, trunc)``: the same for a checkpoint file (``scripts/fid.py``
+  input A).
 - ``GeneratedImages(G, num, trunc, device)``: a Dataset of ``num`` uint8 images (seeds 0..num-1),
   made in batches on demand, for the FID code (``stylenas.metrics``); use it with num_workers=0.
 - ``fid_of_generator(G, ref_stats, num, device, inception=None, trunc=1.0)``: pytorch-fid's FID of
@@ -33,8 +35,8 @@ def parse_seeds(text):
         if not part:
             continue
         try:
-            if "-" in part[1:]:
-                lo, hi = part.split("-", 1) if not part.startswith("-") else (None, None)
+            if "-" in part:
+                lo, _, hi = part.partition("-")
                 lo, hi = int(lo), int(hi)
                 if hi < lo:
                     raise ValueError
@@ -54,20 +56,16 @@ def latent_from_seed(seed, z_dim):
 
 @torch.no_grad()
 def generate(G, seeds, trunc=1.0, device="cpu", batch=16, noise_mode="const"):
+    """uint8 images of a StyleGAN2 generator (``G.mapping`` / ``G.synthesis``) or, for any other
+    generator, of ``G(z)`` with z of ``G.z_dim`` (``load_generator`` sets it; truncation must be 1)."""
+    stylegan2 = hasattr(G, "synthesis")
+    if not stylegan2 and trunc != 1.0:
+        raise ValueError("truncation needs a StyleGAN2 generator (its mapping network's running means)")
     out = []
     for i in range(0, len(seeds), batch):
         z = torch.stack([latent_from_seed(s, G.z_dim) for s in seeds[i:i + batch]]).to(device)
-        out.append(to_uint8(G(z, truncation_psi=trunc, noise_mode=noise_mode)).cpu())
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def generate_conventional(G, info, seeds, device="cpu", batch=16):
-    """The same for a conventional-GAN generator (``G(z)``, z of ``info["z_dim"]``, no truncation)."""
-    out = []
-    for i in range(0, len(seeds), batch):
-        z = torch.stack([latent_from_seed(s, info["z_dim"]) for s in seeds[i:i + batch]]).to(device)
-        out.append(to_uint8(G(z)).cpu())
+        images = G(z, truncation_psi=trunc, noise_mode=noise_mode) if stylegan2 else G(z)
+        out.append(to_uint8(images).cpu())
     return torch.cat(out)
 
 
@@ -118,6 +116,22 @@ class GeneratedImages(torch.utils.data.Dataset):
                 self._images = generate(self.G, list(seeds), self.trunc, self.device, self.batch, self.noise_mode)
             self._start = start
         return self._images[index - start]
+
+
+def checkpoint_images(path, num, device="auto", trunc=1.0):
+    """The ``num`` images (seeds 0..num-1, quantised) of a training checkpoint's G_ema, as a Dataset
+    for ``stylenas.metrics`` (read it with num_workers=0). Raises ValueError naming the file."""
+    from ..devices import resolve_device
+    from .checkpoint import load_generator
+
+    if num is None:
+        raise ValueError(f"{path} is a generator checkpoint: say how many images to generate with --num "
+                         f"(50000 is the usual protocol)")
+    device = resolve_device(device)
+    G, info = load_generator(path, device)  # CheckpointError is a ValueError naming the file
+    if trunc != 1.0 and info["kind"] != "stylegan2":
+        raise ValueError(f"{path}: --trunc needs a StyleGAN2 checkpoint, this one is {info['kind']}")
+    return GeneratedImages(G, num, trunc=trunc, device=device)
 
 
 def fid_of_generator(G, ref_stats, num, device, inception=None, trunc=1.0, batch=32, progress=None):

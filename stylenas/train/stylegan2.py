@@ -74,7 +74,7 @@ def generator_from_checkpoint(state, device):
     G.load_state_dict(state["G_ema"])
     counters = state.get("counters", {})
     info = {"resolution": config.resolution, "z_dim": config.z_dim, "kimg": counters.get("kimg"),
-            "step": counters.get("step"), "cfg": config.cfg, "genotype": genotype, "config": config}
+            "step": counters.get("step"), "cfg": config.cfg, "genotype": genotype.to_dict(), "config": config.to_dict()}
     return G.to(device), info
 
 
