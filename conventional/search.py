@@ -179,10 +179,13 @@ class DegasMethod:
     """DEGAS: per step, GLO on the weights and codes of a training batch, then first-order
     DARTS on the alphas (and the codes) of a validation batch; one iteration = one epoch."""
 
-    def __init__(self, preset_name, resolution, halves, dataset, seed, device):
-        if preset_name not in DEGAS_PRESETS:
-            raise SearchError(f"--preset for degas must be one of {', '.join(DEGAS_PRESETS)}, got {preset_name!r}")
-        p = self.preset = DEGAS_PRESETS[preset_name]
+    def __init__(self, preset, resolution, halves, dataset, seed, device):
+        """``preset``: a name of DEGAS_PRESETS or a DegasPreset."""
+        if not isinstance(preset, DegasPreset):
+            if preset not in DEGAS_PRESETS:
+                raise SearchError(f"--preset for degas must be one of {', '.join(DEGAS_PRESETS)}, got {preset!r}")
+            preset = DEGAS_PRESETS[preset]
+        p = self.preset = preset
         self.device = device
         torch.manual_seed(seed)
         self.G = DegasSuperGenerator(resolution, p.gf_dim, p.latent_dim, p.normal_per_stage).to(device)

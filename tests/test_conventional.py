@@ -76,3 +76,19 @@ def test_genotype_file_round_trip_and_errors(tmp_path):
         load_genotype("autogan_z")
     with pytest.raises(GenotypeError, match="multiple of 8"):
         ConventionalGenotype("alphagan_conv", 20, g.body).validate()
+
+
+@pytest.mark.slow
+def test_bench_cpu_tiny_reports_every_part():
+    from stylenas.conventional.bench import run
+
+    threads = torch.get_num_threads()
+    try:
+        result = run("cpu", "tiny", repeats=1, threads=1, log=lambda line: None)
+    finally:
+        torch.set_num_threads(threads)
+    parts = result["alphagan_search"][0]
+    assert all(parts[k] > 0 for k in ("seconds_per_weight_step", "seconds_per_test_weight_step",
+                                      "seconds_per_arch_step"))
+    assert result["degas_search"][0]["seconds_per_step"] > 0
+    assert [r["genotype"] for r in result["retrain"]] == ["alphagan_s", "autogan_a"]
