@@ -58,19 +58,22 @@ void* current_stream() {
 #endif
 }
 
-// x [N, C, H, W]; f [fh, fw] correlation filter in the accumulation type, gain and flip applied.
+// x [N, C, H, W]; f [fh, fw], or [taps] for the separable filter f x f, in the accumulation dtype.
+// The kernel convolves with gain * f (correlates when flip_filter), as ops/upfirdn2d.py documents.
 torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int64_t up_x, int64_t up_y, int64_t down_x,
-                        int64_t down_y, int64_t pad_x0, int64_t pad_x1, int64_t pad_y0, int64_t pad_y1) {
+                        int64_t down_y, int64_t pad_x0, int64_t pad_x1, int64_t pad_y0, int64_t pad_y1,
+                        bool flip_filter, double gain) {
     TORCH_CHECK(SN_ON_KERNEL_DEVICE(x) && x.dim() == 4, "upfirdn2d: x must be a 4-D CUDA tensor");
-    TORCH_CHECK(f.device() == x.device() && f.dim() == 2 && f.scalar_type() == acc_type_of(x),
-                "upfirdn2d: f must be a 2-D filter on x's device in the accumulation dtype");
+    TORCH_CHECK(f.device() == x.device() && (f.dim() == 1 || f.dim() == 2) && f.scalar_type() == acc_type_of(x),
+                "upfirdn2d: f must be a 1-D (separable) or 2-D filter on x's device in the accumulation dtype");
     TORCH_CHECK(up_x >= 1 && up_y >= 1 && down_x >= 1 && down_y >= 1, "upfirdn2d: up and down must be >= 1");
-    TORCH_CHECK(f.numel() <= 4096, "upfirdn2d: filters above 4096 taps are not supported by the kernel");
+    const int64_t f_h = f.size(0), f_w = f.size(f.dim() - 1);
+    TORCH_CHECK(f_h * f_w <= 4096, "upfirdn2d: filters above 4096 taps are not supported by the kernel");
     SN_DEVICE_GUARD(x);
     x = x.contiguous();
     f = f.contiguous();
-    const int64_t span_y = x.size(2) * up_y + pad_y0 + pad_y1 - f.size(0);
-    const int64_t span_x = x.size(3) * up_x + pad_x0 + pad_x1 - f.size(1);
+    const int64_t span_y = x.size(2) * up_y + pad_y0 + pad_y1 - f_h;
+    const int64_t span_x = x.size(3) * up_x + pad_x0 + pad_x1 - f_w;
     TORCH_CHECK(span_y >= 0 && span_x >= 0, "upfirdn2d: the padded input is smaller than the filter");
     TORCH_CHECK((span_y / down_y + 1) * (span_x / down_x + 1) < (int64_t(1) << 31),
                 "upfirdn2d: output planes above 2^31 samples are not supported by the kernel");
@@ -83,7 +86,10 @@ torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int64_t up_x, int64_t 
     p.out_h = (int)out_h; p.out_w = (int)out_w;
     p.up_x = (int)up_x; p.up_y = (int)up_y; p.down_x = (int)down_x; p.down_y = (int)down_y;
     p.pad_x0 = (int)pad_x0; p.pad_y0 = (int)pad_y0;
-    p.f_h = (int)f.size(0); p.f_w = (int)f.size(1);
+    p.f_h = (int)f_h; p.f_w = (int)f_w;
+    p.separable = f.dim() == 1;
+    p.flip = flip_filter;
+    p.gain = gain;
     check_launch(stylenas::launch_upfirdn2d(dtype_of(x), x.data_ptr(), f.data_ptr(), y.data_ptr(), p,
                                             current_stream()), "upfirdn2d");
     return y;
@@ -123,9 +129,8 @@ torch::Tensor bias_act(torch::Tensor x, torch::Tensor b, torch::Tensor dy, int64
     return out;
 }
 
-// weight [O, I, kh, kw], styles [N, I] -> (modulated weight [N, O, I, kh, kw] or empty, dcoef [N, O]).
-std::vector<torch::Tensor> modulate(torch::Tensor weight, torch::Tensor styles, bool demodulate,
-                                    bool write_weight, double eps) {
+// weight [O, I, kh, kw], styles [N, I] -> modulated (and demodulated) weight [N, O, I, kh, kw].
+torch::Tensor modulate(torch::Tensor weight, torch::Tensor styles, bool demodulate, double eps) {
     TORCH_CHECK(SN_ON_KERNEL_DEVICE(weight) && weight.dim() == 4, "modulate: weight must be a 4-D CUDA tensor");
     TORCH_CHECK(styles.device() == weight.device() && styles.dim() == 2 && styles.size(1) == weight.size(1) &&
                 styles.scalar_type() == weight.scalar_type(), "modulate: styles must be [N, I] like weight");
@@ -134,18 +139,15 @@ std::vector<torch::Tensor> modulate(torch::Tensor weight, torch::Tensor styles, 
     weight = weight.contiguous();
     styles = styles.contiguous();
     const int64_t n = styles.size(0), o = weight.size(0), i = weight.size(1);
-    auto dcoef = kernel_buffer({n, o}, weight.options());
-    auto out = write_weight ? kernel_buffer({n, o, i, weight.size(2), weight.size(3)}, weight.options())
-                            : torch::empty({0}, weight.options());
-    if (dcoef.numel() == 0) return {out, dcoef};
+    auto out = kernel_buffer({n, o, i, weight.size(2), weight.size(3)}, weight.options());
+    if (out.numel() == 0) return out;
     stylenas::ModulateParams p;
     p.batch = (int)n; p.out_ch = (int)o; p.in_ch = (int)i;
     p.taps = (int)(weight.size(2) * weight.size(3));
-    p.demodulate = demodulate; p.write_weight = write_weight; p.eps = eps;
-    check_launch(stylenas::launch_modulate(dtype_of(weight), weight.data_ptr(), styles.data_ptr(),
-                                           write_weight ? out.data_ptr() : nullptr, dcoef.data_ptr(), p,
-                                           current_stream()), "modulate");
-    return {out, dcoef};
+    p.demodulate = demodulate; p.eps = eps;
+    check_launch(stylenas::launch_modulate(dtype_of(weight), weight.data_ptr(), styles.data_ptr(), out.data_ptr(),
+                                           p, current_stream()), "modulate");
+    return out;
 }
 
 // a [B, n, n] float64, lower triangle read -> eigenvalues [B, n], ascending.

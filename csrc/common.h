@@ -21,7 +21,10 @@ struct Upfirdn2dParams {
     int up_x, up_y;
     int down_x, down_y;
     int pad_x0, pad_y0;    // the right/bottom pads only determine out_h/out_w
-    int f_h, f_w;          // correlation filter, gain and flip already applied
+    int f_h, f_w;          // filter taps (f_h == f_w for a separable filter)
+    bool separable;        // f holds f_w taps and the filter is f x f, else f is [f_h, f_w]
+    bool flip;             // true: correlate with f; false: convolve (flip it)
+    double gain;           // multiplies the 2-D filter
 };
 
 struct BiasActParams {
@@ -36,7 +39,6 @@ struct BiasActParams {
 struct ModulateParams {
     int batch, out_ch, in_ch, taps;   // taps = kh * kw
     bool demodulate;
-    bool write_weight;                // also write the modulated weight [N, O, I, kh, kw]
     double eps;
 };
 
@@ -50,7 +52,7 @@ const char* launch_upfirdn2d(DType dtype, const void* x, const void* f, void* y,
 const char* launch_bias_act(DType dtype, const void* x, const void* b, const void* dy, void* out,
                             const BiasActParams& p, void* stream);
 const char* launch_modulate(DType dtype, const void* weight, const void* styles, void* weight_out,
-                            void* dcoef, const ModulateParams& p, void* stream);
+                            const ModulateParams& p, void* stream);
 // a [batch, n, n] float64 (lower triangle read) -> eig [batch, n] ascending; `workspace` holds
 // eigvalsh_workspace_size(p) doubles.
 const char* launch_eigvalsh(const double* a, double* eig, double* workspace, const EigvalshParams& p,

@@ -1,8 +1,9 @@
 // Weight modulation and demodulation of StyleGAN2's modulated convolution, fused:
 // one block per (sample n, output channel o) computes
-//   dcoef[n, o] = 1 / sqrt(sum_{i, t} (weight[o, i, t] * styles[n, i])^2 + eps)   (1 without demodulation)
-// and, when asked, writes weight_out[n, o, i, t] = weight[o, i, t] * styles[n, i] * dcoef[n, o]
-// in the same pass, instead of the four passes over [N, O, I, kh, kw] of the plain PyTorch code.
+//   d = 1 / sqrt(sum_{i, t} (weight[o, i, t] * styles[n, i])^2 + eps)   (1 without demodulation)
+// and writes weight_out[n, o, i, t] = weight[o, i, t] * styles[n, i] * d in the same pass, instead
+// of the four passes over [N, O, I, kh, kw] of the plain PyTorch code. (The non-fused form needs
+// only the coefficients d, which ops/modulated_conv2d.py gets from one matrix product.)
 #include "dtypes.cuh"
 
 namespace stylenas {
@@ -11,7 +12,7 @@ constexpr int kModulateThreads = 256;
 
 template <typename T>
 __global__ void modulate_kernel(const T* __restrict__ weight, const T* __restrict__ styles,
-                                T* __restrict__ weight_out, T* __restrict__ dcoef, ModulateParams p) {
+                                T* __restrict__ weight_out, ModulateParams p) {
     using Acc = typename AccType<T>::type;
     __shared__ Acc partial[kModulateThreads];
     const int o = blockIdx.x;
@@ -35,26 +36,23 @@ __global__ void modulate_kernel(const T* __restrict__ weight, const T* __restric
         }
         d = Acc(1) / sqrt(partial[0] + Acc(p.eps));
     }
-    if (threadIdx.x == 0 && dcoef != nullptr) dcoef[(int64_t)n * p.out_ch + o] = from_acc<T>(d);
-    if (p.write_weight) {
-        T* out = weight_out + ((int64_t)n * p.out_ch + o) * row;
-        for (int j = threadIdx.x; j < row; j += blockDim.x)
-            out[j] = from_acc<T>(to_acc(w[j]) * to_acc(s[j / p.taps]) * d);
-    }
+    T* out = weight_out + ((int64_t)n * p.out_ch + o) * row;
+    for (int j = threadIdx.x; j < row; j += blockDim.x)
+        out[j] = from_acc<T>(to_acc(w[j]) * to_acc(s[j / p.taps]) * d);
 }
 
 template <typename T> struct ModulateLaunch {
-    static void run(const void* weight, const void* styles, void* weight_out, void* dcoef, ModulateParams p,
+    static void run(const void* weight, const void* styles, void* weight_out, ModulateParams p,
                     cudaStream_t stream) {
         dim3 grid(p.out_ch, p.batch);
         SN_LAUNCH(modulate_kernel<T>, grid, kModulateThreads, 0, stream)(
-            (const T*)weight, (const T*)styles, (T*)weight_out, (T*)dcoef, p);
+            (const T*)weight, (const T*)styles, (T*)weight_out, p);
     }
 };
 
 const char* launch_modulate(DType dtype, const void* weight, const void* styles, void* weight_out,
-                            void* dcoef, const ModulateParams& p, void* stream) {
-    return dispatch_dtype<ModulateLaunch>(dtype, weight, styles, weight_out, dcoef, p, (cudaStream_t)stream);
+                            const ModulateParams& p, void* stream) {
+    return dispatch_dtype<ModulateLaunch>(dtype, weight, styles, weight_out, p, (cudaStream_t)stream);
 }
 
 }  // namespace stylenas

@@ -1,7 +1,9 @@
 // upfirdn2d: upsample by zero insertion, pad/crop, FIR filter, downsample, in one pass.
 // One thread per output sample (blocks along a plane, grid rows over planes, so the index
-// arithmetic stays 32-bit); the (small) filter sits in shared memory. The StyleGAN2 cases
-// (2x up, 2x down and plain blur with a 4x4 filter) get compile-time shapes.
+// arithmetic stays 32-bit); the (small) filter sits in shared memory, where each block builds the
+// correlation filter from the user's taps (outer product of a separable one, flip, gain), so no
+// call needs extra launches to prepare it. The StyleGAN2 cases (2x up, 2x down and plain blur with
+// a 4x4 filter) get compile-time shapes.
 #include "dtypes.cuh"
 #include "upfirdn2d.cuh"
 
@@ -12,7 +14,13 @@ __global__ void upfirdn2d_kernel(const T* __restrict__ x, const typename AccType
                                  T* __restrict__ y, Upfirdn2dParams p) {
     using Acc = typename AccType<T>::type;
     SN_DYNAMIC_SHARED(Acc, f_shared);
-    for (int i = threadIdx.x; i < p.f_h * p.f_w; i += blockDim.x) f_shared[i] = f[i];
+    const Acc gain = Acc(p.gain);
+    for (int i = threadIdx.x; i < p.f_h * p.f_w; i += blockDim.x) {
+        const int ty = i / p.f_w, tx = i - ty * p.f_w;
+        // upfirdn2d_point correlates; a convolution is the correlation with the flipped filter.
+        const int fy = p.flip ? ty : p.f_h - 1 - ty, fx = p.flip ? tx : p.f_w - 1 - tx;
+        f_shared[i] = gain * (p.separable ? f[fy] * f[fx] : f[fy * p.f_w + fx]);
+    }
     __syncthreads();
 
     const int plane_out = p.out_h * p.out_w;  // < 2^31: checked by the bindings

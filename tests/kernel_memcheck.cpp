@@ -42,6 +42,9 @@ template <typename T> static void upfirdn2d_sweep(DType dtype, int& cases) {
                 for (int size : {1, 2, 5, 9})
                     for (int pad : pads) {
                         Upfirdn2dParams p{};
+                        p.separable = (size + pad) % 2 == 0;  // both filter forms over the sweep
+                        p.flip = pad > 0;
+                        p.gain = 2.0;
                         p.planes = 3;
                         p.in_h = size;
                         p.in_w = size + 1;
@@ -56,7 +59,7 @@ template <typename T> static void upfirdn2d_sweep(DType dtype, int& cases) {
                         p.out_h = span_y / p.down_y + 1;
                         p.out_w = span_x / p.down_x + 1;
                         auto x = random_buffer<T>((size_t)p.planes * p.in_h * p.in_w);
-                        auto f = random_buffer<Acc>((size_t)p.f_h * p.f_w);
+                        auto f = random_buffer<Acc>(p.separable ? (size_t)p.f_w : (size_t)p.f_h * p.f_w);
                         std::vector<T> y((size_t)p.planes * p.out_h * p.out_w);
                         require(launch_upfirdn2d(dtype, x.data(), f.data(), y.data(), p, nullptr), "upfirdn2d");
                         ++cases;
@@ -85,15 +88,13 @@ template <typename T> static void modulate_sweep(DType dtype, int& cases) {
         for (int out_ch : {1, 4})
             for (int in_ch : {1, 5, 70})
                 for (int taps : {1, 9, 25})
-                    for (int flags = 0; flags < 4; ++flags) {
-                        ModulateParams p{batch, out_ch, in_ch, taps, (flags & 1) != 0, (flags & 2) != 0, 1e-8};
+                    for (bool demodulate : {false, true}) {
+                        ModulateParams p{batch, out_ch, in_ch, taps, demodulate, 1e-8};
                         auto weight = random_buffer<T>((size_t)out_ch * in_ch * taps);
                         auto styles = random_buffer<T>((size_t)batch * in_ch);
-                        std::vector<T> weight_out(p.write_weight ? (size_t)batch * out_ch * in_ch * taps : 0);
-                        std::vector<T> dcoef((size_t)batch * out_ch);
-                        require(launch_modulate(dtype, weight.data(), styles.data(),
-                                                p.write_weight ? weight_out.data() : nullptr, dcoef.data(), p,
-                                                nullptr), "modulate");
+                        std::vector<T> weight_out((size_t)batch * out_ch * in_ch * taps);
+                        require(launch_modulate(dtype, weight.data(), styles.data(), weight_out.data(), p, nullptr),
+                                "modulate");
                         ++cases;
                     }
 }

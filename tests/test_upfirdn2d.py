@@ -5,7 +5,7 @@ import scipy.signal
 import torch
 
 from stylenas.ops import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
-from stylenas.ops.upfirdn2d import correlation_filter, reference_kernel, upfirdn2d_function
+from stylenas.ops.upfirdn2d import reference_kernel, upfirdn2d_function
 
 
 def oracle(x, f, up, down, pad, flip_filter=False, gain=1.0):
@@ -87,12 +87,12 @@ def test_kernel_autograd_wiring_with_reference_kernel():
 
 
 def test_kernel_matches_oracle(emulated_extension):
-    """The CUDA kernel (host-emulated build of csrc/) on the same random configurations."""
+    """The CUDA kernel (host-emulated build of csrc/) on the same random configurations: it takes
+    the user's filter (1-D separable or 2-D), flip_filter and gain as they are."""
     rng = np.random.default_rng(3)
     for _ in range(60):
         x, f, up, down, pad, flip, gain = random_case(rng)
-        h = correlation_filter(torch.from_numpy(f), flip, gain, torch.float64)
-        y = emulated_extension.upfirdn2d(torch.from_numpy(x), h, *up, *down, *pad)
+        y = emulated_extension.upfirdn2d(torch.from_numpy(x), torch.from_numpy(f), *up, *down, *pad, flip, gain)
         np.testing.assert_allclose(y.numpy(), oracle(x, f, up, down, pad, flip, gain), rtol=1e-10, atol=1e-10)
 
 
@@ -150,6 +150,5 @@ def test_kernel_compile_time_shapes_match_oracle(emulated_extension, up, down):
             x = rng.standard_normal([2, 3, h, w])
             f = rng.standard_normal(4) if rng.random() < 0.5 else rng.standard_normal([4, 4])
             flip, gain = bool(rng.random() < 0.5), float(rng.uniform(0.5, 2))
-            hf = correlation_filter(torch.from_numpy(f), flip, gain, torch.float64)
-            y = emulated_extension.upfirdn2d(torch.from_numpy(x), hf, *up, *down, *pad)
+            y = emulated_extension.upfirdn2d(torch.from_numpy(x), torch.from_numpy(f), *up, *down, *pad, flip, gain)
             np.testing.assert_allclose(y.numpy(), oracle(x, f, up, down, pad, flip, gain), rtol=1e-10, atol=1e-10)

@@ -3,9 +3,12 @@
 ``conv2d_resample(x, w, f, up, down, padding)`` equals, by definition: when ``up > 1``,
 upsample ``x`` by zero insertion and filter with ``f`` (gain up**2); convolve with ``w``; when
 ``down > 1``, filter with ``f`` and keep every ``down``-th sample. ``padding`` is as in
-``F.conv2d``, plus the padding that keeps the FIR filters centred (NVlabs stylegan2-ada-pytorch's op of the same name). It is
-computed in the cheap order: down-sampling blurs first and strides the convolution; up-sampling
-runs a strided transposed convolution and blurs its output.
+``F.conv2d``, plus the padding that keeps the FIR filters centred (NVlabs stylegan2-ada-pytorch's
+op of the same name). It is computed in the cheap order: down-sampling blurs first and strides the
+convolution; up-sampling runs a strided transposed convolution and blurs its output. A 1x1 kernel
+commutes with the filtering, so it runs at the low resolution: down-sampling filters and decimates
+in one upfirdn2d and convolves the result (the discriminator's residual skip: a quarter of the
+work of blurring at full resolution); up-sampling convolves first and up-samples the result.
 
 ``flip_weight=True`` correlates with ``w`` like ``F.conv2d``; ``flip_weight=False`` is a true
 convolution, which makes the up-sampling path a plain ``F.conv_transpose2d`` (StyleGAN2's
@@ -40,6 +43,15 @@ def conv2d_resample(x, w, f=None, up=1, down=1, padding=0, groups=1, flip_weight
             return _conv(x, w, padding=(py0, px0), groups=groups, flip_weight=flip_weight)
         x = upfirdn2d(x, None, padding=[px0, px1, py0, py1], impl=impl)
         return _conv(x, w, groups=groups, flip_weight=flip_weight)
+
+    if kw == 1 and kh == 1 and up == 1:  # 1x1 down-sampling: decimate first
+        x = upfirdn2d(x, f, down=down, padding=[px0, px1, py0, py1], flip_filter=flip_filter, impl=impl)
+        return _conv(x, w, groups=groups, flip_weight=flip_weight)
+
+    if kw == 1 and kh == 1 and down == 1:  # 1x1 up-sampling: convolve at the low resolution
+        x = _conv(x, w, groups=groups, flip_weight=flip_weight)
+        return upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up * up, flip_filter=flip_filter,
+                         impl=impl)
 
     if up == 1:  # down-sampling: blur, then a strided convolution
         x = upfirdn2d(x, f, padding=[px0, px1, py0, py1], flip_filter=flip_filter, impl=impl)
