@@ -186,7 +186,7 @@ def _bad_inputs(data, tmp_path):
         "inconsistent npz": ([tmp_path / "inner.npz", data["b"]] + w, "expected mu \\[d\\] and sigma"),
         "npz dims differ": ([tmp_path / "d64.npz", tmp_path / "d2048.npz"], "mismatched dimensions"),
         "npz vs images": ([data["a"], tmp_path / "d64.npz"] + w, "mismatched dimensions"),
-        "checkpoint": ([tmp_path / "generator.pt", data["b"]] + w, "not supported yet.*retraining issue"),
+        "checkpoint": ([tmp_path / "generator.pt", data["b"]] + w, "generator.pt is a generator checkpoint: say how many images to generate with --num"),
         "not an input": ([tmp_path / "notes.txt", data["b"]] + w, "not an image folder"),
         "is of npz": ([tmp_path / "d2048.npz", data["b"], "--is"] + w, "--is"),
         "kid of npz": ([data["a"], tmp_path / "d2048.npz", "--kid"] + w, "--kid needs images"),

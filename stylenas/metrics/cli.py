@@ -70,8 +70,12 @@ def open_source(label, path, num=None, log=None):
         except StatsFileError as e:
             raise FIDError(f"{label}: {e}") from None
     if path.suffix.lower() in CHECKPOINT_SUFFIXES and path.is_file():
-        raise FIDError(f"{label}: {path}: generator checkpoints are not supported yet: they arrive with the "
-                       f"retraining issue (give an image folder, an .lmdb or an .npz of statistics)")
+        from ..train.generate import checkpoint_images  # `num` quantised images of its G_ema
+
+        try:
+            return Source(label, path, "checkpoint", dataset=checkpoint_images(path, num))
+        except ValueError as e:
+            raise FIDError(f"{label}: {e}") from None
     if path.suffix.lower() == ".lmdb" or (path.is_dir() and (path / "data.mdb").is_file()):
         dataset, kind = _open_lmdb(label, path), "lmdb"
     elif path.is_dir():
@@ -159,7 +163,8 @@ def evaluate(a, b=None, num=None, batch=50, device="auto", workers=4, inception=
             with _progress_bar(f"{s.label}: Inception features", len(s.dataset), progress) as bar:
                 try:
                     stats, features[s.label], logits[s.label] = extract_features(
-                        net, s.dataset, batch_size=batch, num_workers=workers, progress=bar.update,
+                        net, s.dataset, batch_size=batch, num_workers=0 if s.kind == "checkpoint" else workers,
+                        progress=bar.update,
                         keep_features=want_kid, keep_logits=keep_logits)
                 except (ImageReadError, DatasetError) as e:
                     raise FIDError(f"{s.label}: {_one_line(e)}") from None
