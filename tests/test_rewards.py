@@ -1,0 +1,63 @@
+"""conventional.rewards: the proxy network is labelled, IS/FID rewards equal the metrics on the
+same samples, the batched FID equals a loop, AGAN's shaping."""
+import numpy as np
+import pytest
+import torch
+
+from stylenas.conventional import rewards
+from stylenas.metrics import FeatureStats, frechet_distance, inception_score, to_uint8
+
+
+@pytest.fixture(scope="module")
+def proxy():
+    return rewards.reward_network("proxy", seed=0)
+
+
+def tiny_generator(seed, latent_dim=4, size=8):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(latent_dim, 3 * size * size), torch.nn.Tanh(),
+                               torch.nn.Unflatten(1, (3, size, size))).eval()
+
+
+def test_proxy_is_labelled_and_deterministic(proxy):
+    assert rewards.is_proxy(proxy) and rewards.score_names(proxy) == ("proxy_is", "proxy_fid")
+    other = rewards.ProxyInception(seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(proxy.state_dict().values(), other.state_dict().values()))
+    assert not torch.equal(rewards.ProxyInception(seed=1).fc.weight, proxy.fc.weight)
+    with pytest.raises(ValueError, match="proxy"):
+        rewards.reward_network("random")
+
+
+def test_inception_score_of_equals_the_metric_on_the_same_samples(proxy):
+    G = tiny_generator(0)
+    value = rewards.inception_score_of(G, proxy, 12, 4, seed=3, splits=2, batch=5)
+    with torch.no_grad():
+        z = torch.cat([rewards._latents(3, s, n, 4) for s, n in ((0, 5), (5, 5), (10, 2))])
+        logits = proxy(to_uint8(G(z))).logits_unbiased
+    assert value == pytest.approx(inception_score(logits, splits=2)[0], rel=1e-5)  # float32 batches differ
+    assert value == rewards.inception_score_of(G, proxy, 12, 4, seed=3, splits=2, batch=5)
+    assert value != rewards.inception_score_of(G, proxy, 12, 4, seed=4, splits=2, batch=5)
+    assert value > 1.0
+
+
+def test_fid_rewards_batched_equals_a_loop(proxy):
+    real = torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    ref = rewards.reference_statistics(real, proxy, batch=7)
+    ref_iter = rewards.reference_statistics(list(real), proxy, batch=50)
+    np.testing.assert_allclose(ref[0], ref_iter[0], rtol=1e-9, atol=1e-12)
+    generators = [tiny_generator(s) for s in range(3)]
+    batched = rewards.fid_rewards(generators, proxy, ref, 16, 4, seed=1)
+    loop = []
+    for G in generators:
+        _, stats = rewards.sample_outputs(G, proxy, 16, 4, seed=1)
+        loop.append(frechet_distance(stats.mu(), stats.sigma(), *ref))
+    np.testing.assert_allclose(batched, loop, rtol=1e-6)
+    assert len(set(np.round(batched, 6))) == 3
+
+
+def test_shaped_is_reward():
+    assert rewards.shaped_is_reward(6.12) == pytest.approx((6.12 - 1) / (11.24 - 6.12))
+    assert rewards.shaped_is_reward(1.0) == 0.0
+    assert rewards.shaped_is_reward(3.0, is_min=1.0, is_max=4.0) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="IS_max"):
+        rewards.shaped_is_reward(11.3)
