@@ -265,3 +265,19 @@ def test_explicit_noise_inputs():
         assert not torch.allclose(G.synthesis(ws, noise=const), G.synthesis(ws, noise_mode="none"))
         with pytest.raises(ValueError, match="noise has 1 entries"):
             G.synthesis(ws, noise=zeros[:1])
+
+
+def test_bench_train_times_full_steps():
+    import os
+
+    from stylenas.train import bench
+
+    nvlabs = os.environ.get("STYLENAS_NVLABS")
+    result = bench.run(torch.device("cpu"), resolution=8, cfg="tiny", batch=4, steps=2, nvlabs=nvlabs,
+                       log=lambda line: None)
+    assert result["ours_s_per_kimg"] > 0 and result["batch"] == 4 and result["resolution"] == 8
+    if nvlabs:
+        assert result["speedup_vs_nvlabs"] == pytest.approx(result["nvlabs_s_per_kimg"] / result["ours_s_per_kimg"])
+    with pytest.raises(bench.BenchError, match="--nvlabs /nonexistent: not a stylegan2-ada-pytorch checkout"):
+        bench.run(torch.device("cpu"), resolution=8, cfg="tiny", batch=4, steps=1, nvlabs="/nonexistent",
+                  log=lambda line: None)
