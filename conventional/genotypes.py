@@ -70,11 +70,18 @@ def _validate_degas(body, where):
     validate_nodes(body, where)
 
 
+def _validate_dggan(body, where):
+    from .dggan import validate_body  # the grown ProgGAN layout lives with its searcher
+
+    validate_body(body, where)
+
+
 # search space -> (keys of its body, validator); later searchers (agan, dggan) register here
 SPACES = {
     "alphagan_conv": (("cells",), _validate_alphagan),
     "autogan": (("cells",), _validate_autogan),
     "degas": (("nodes", "normal_per_stage"), _validate_degas),
+    "dggan": (("latent_dim", "channels", "stages"), _validate_dggan),
 }
 
 

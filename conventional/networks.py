@@ -206,18 +206,34 @@ def build_generator(genotype, resolution=32, gf_dim=256, latent_dim=128):
         from .degas import DegasGenerator
 
         return DegasGenerator(genotype, resolution, gf_dim, latent_dim)
+    if space == "dggan":
+        return _grown(genotype, resolution)[0]
     raise ValueError(f"no generator for search space {space!r}")
 
 
 def build_networks(genotype, resolution=32, gf_dim=256, df_dim=128, latent_dim=128, d_dropout=0.0,
                    d_spectral_norm=True, init=True):
     """(G, D) of a genotype (a ConventionalGenotype, a published name or a genotype.json path).
-    ``G(z)`` maps ``[N, latent_dim]`` to ``[N, 3, resolution, resolution]`` in [-1, 1]."""
+    ``G(z)`` maps ``[N, latent_dim]`` to ``[N, 3, resolution, resolution]`` in [-1, 1]. A ``dggan``
+    genotype fixes its own widths and latent size and brings its own ProgGAN D (equalised
+    learning rate: ``init`` does not apply)."""
+    genotype = load_genotype(genotype)
+    if genotype.search_space == "dggan":
+        return _grown(genotype, resolution)
     G = build_generator(genotype, resolution, gf_dim, latent_dim)
     D = Discriminator(df_dim, spectral_norm=d_spectral_norm, dropout=d_dropout)
     if init:
         init_weights(G), init_weights(D)
     return G, D
+
+
+def _grown(genotype, resolution):
+    from .dggan import build_grown, stage_resolutions
+
+    grown = stage_resolutions(genotype.body)[-1]
+    if grown != resolution:
+        raise ValueError(f"the dggan genotype was grown to {grown}px, not {resolution}px (train it on {grown}px data)")
+    return build_grown(genotype)
 
 
 def count_parameters(module):

@@ -96,7 +96,9 @@ def latents(seed, step, stream, n, dim, device):
 
 def settings_of(config, dataset_len, resolution, genotype):
     preset = {**PRESETS[config.preset], **config.overrides}
-    loss = config.loss or ("ctgan" if genotype.search_space == "degas" else "hinge")
+    if genotype.search_space == "dggan":  # a grown ProgGAN fixes its latent size; the paper's loss is WGAN-GP
+        preset["latent_dim"] = genotype.body["latent_dim"]
+    loss = config.loss or {"degas": "ctgan", "dggan": "wgan-gp"}.get(genotype.search_space, "hinge")
     if loss not in LOSSES:
         raise TrainError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     steps = config.steps or preset["steps"] or PAPER_STEPS.get(resolution, 50_000)
