@@ -281,3 +281,28 @@ def test_bench_train_times_full_steps():
     with pytest.raises(bench.BenchError, match="--nvlabs /nonexistent: not a stylegan2-ada-pytorch checkout"):
         bench.run(torch.device("cpu"), resolution=8, cfg="tiny", batch=4, steps=1, nvlabs="/nonexistent",
                   log=lambda line: None)
+
+
+@pytest.mark.parametrize("precision", ["bf16"])
+def test_reduced_precision_on_the_top_resolutions(precision):
+    """--fp16-res: the highest resolutions compute in bfloat16 (on the CPU here), parameters and
+    the image sum stay float32, the result is close to float32's, and a training step stays finite."""
+    full = tiny_config(resolution=16)
+    half = tiny_config(resolution=16, fp16_res=2, precision=precision, conv_clamp=256)
+    torch.manual_seed(0)
+    G32, D32 = build_networks(Genotype.original(16), full)
+    G16, D16 = build_networks(Genotype.original(16), half)
+    G16.load_state_dict(G32.state_dict()), D16.load_state_dict(D32.state_dict())
+    assert G16.synthesis.fp16_resolution == 8 and D16.fp16_resolution == 8
+    dtypes = []
+    hook = G16.synthesis.blocks.b16.conv1.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    z = torch.randn(4, 8)
+    with torch.no_grad():
+        a, b = G32(z, noise_mode="const"), G16(z, noise_mode="const")
+        assert b.dtype == torch.float32 and dtypes == [torch.bfloat16]
+        assert (a - b).abs().max() < 0.05 * a.abs().max()
+        assert D16(a).dtype == torch.float32 and torch.allclose(D16(a), D32(a), rtol=0.05, atol=0.05)
+    hook.remove()
+    trainer = StyleGAN2Trainer(G16, D16, half, Dist())
+    trainer.step(torch.rand(4, 3, 16, 16) * 2 - 1)
+    assert trainer.nan_count == 0 and all(p.dtype == torch.float32 for p in trainer.G.parameters())

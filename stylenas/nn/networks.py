@@ -12,6 +12,10 @@
   slot of the next block's up-sampling conv (alphaGAN Fig. 1: tRGB_k receives the latent of
   L_k); ``"free"`` gives every toRGB a slot of its own.
 - ``Discriminator`` is StyleGAN2's residual discriminator with minibatch standard deviation.
+- Reduced precision (stylegan2-ada-pytorch's ``num_fp16_res``): the blocks of the N highest
+  resolutions (never 4x4) compute in ``fp16_dtype`` (bfloat16 or float16) with float32
+  parameters; the toRGB sum, the mapping network and D's 4x4 epilogue stay float32. Use it
+  with ``conv_clamp`` (NVlabs: 256) for float16.
 """
 
 from __future__ import annotations
@@ -69,6 +73,14 @@ def w_slots(resolution, torgb_w="tied"):
     return slots
 
 
+def reduced_precision_from(resolution, num_fp16_res):
+    """The lowest block resolution computed in reduced precision when the ``num_fp16_res`` highest
+    are (NVlabs: never below 8x8); above ``resolution`` when none is."""
+    if not num_fp16_res:
+        return resolution * 2
+    return max(2 ** (int(math.log2(resolution)) + 1 - num_fp16_res), 8)
+
+
 def block_resolutions(resolution):
     return [2 ** i for i in range(2, int(math.log2(resolution)) + 1)]
 
@@ -109,9 +121,11 @@ class SynthesisNetwork(nn.Module):
     latent slot, see ``w_slots``, must agree)."""
 
     def __init__(self, resolution, ops=None, w_indices=None, w_dim=512, img_channels=3, channel_base=32768,
-                 channel_max=512, channel_mult=1.0, conv_clamp=None, torgb_w="tied"):
+                 channel_max=512, channel_mult=1.0, conv_clamp=None, torgb_w="tied", num_fp16_res=0,
+                 fp16_dtype=torch.bfloat16):
         super().__init__()
         self.resolution, self.w_dim, self.img_channels = resolution, w_dim, img_channels
+        self.fp16_resolution, self.fp16_dtype = reduced_precision_from(resolution, num_fp16_res), fp16_dtype
         self.layout = synthesis_layout(resolution)
         self.torgb_w = torgb_w
         self.w_slots = w_slots(resolution, torgb_w)  # per style layer
@@ -199,8 +213,9 @@ class SynthesisNetwork(nn.Module):
             block, layer = name.split(".")
             module = getattr(self.blocks[block], layer)
             w = self.select_w(index, ws[:, self.w_slots[index]])
+            x = x.to(self.fp16_dtype if int(block[1:]) >= self.fp16_resolution else torch.float32)
             if kind == "torgb":
-                y = module(x, w, fused=fused)
+                y = module(x, w, fused=fused).to(torch.float32)  # the image sum stays in float32
                 img = y if img is None else upsample2d(img, self.resample_filter) + y
             else:
                 extra = {"noise": noise[index]} if noise is not None else {}
@@ -244,10 +259,12 @@ class DiscriminatorBlock(nn.Module):
 
 class Discriminator(nn.Module):
     def __init__(self, resolution, img_channels=3, channel_base=32768, channel_max=512, channel_mult=1.0,
-                 mbstd_group_size=4, mbstd_num_channels=1, conv_clamp=None):
+                 mbstd_group_size=4, mbstd_num_channels=1, conv_clamp=None, num_fp16_res=0,
+                 fp16_dtype=torch.bfloat16):
         super().__init__()
         check_resolution(resolution)
         self.resolution, self.img_channels = resolution, img_channels
+        self.fp16_resolution, self.fp16_dtype = reduced_precision_from(resolution, num_fp16_res), fp16_dtype
         ch = {res: channel_count(res, channel_base, channel_max, channel_mult) for res in block_resolutions(resolution)}
         self.blocks = nn.ModuleDict({
             f"b{res}": DiscriminatorBlock(ch[res], ch[res // 2], img_channels, first=(res == resolution),
@@ -266,7 +283,7 @@ class Discriminator(nn.Module):
             raise ValueError(f"Discriminator expects [N, {self.img_channels}, {self.resolution}, {self.resolution}] "
                              f"images, got {tuple(img.shape)}")
         x = img if self.fromrgb4 is None else self.fromrgb4(img)
-        for block in self.blocks.values():
-            x = block(x)
-        x = self.conv(self.mbstd(x))
+        for name, block in self.blocks.items():
+            x = block(x.to(self.fp16_dtype if int(name[1:]) >= self.fp16_resolution else torch.float32))
+        x = self.conv(self.mbstd(x.to(torch.float32)))
         return self.out(self.fc(x.flatten(1)))

@@ -71,7 +71,7 @@ def time_nvlabs(path, config, device, steps, reals):
     nv_networks, nv_loss = import_nvlabs(path)
     fp16 = config.fp16_res if device.type == "cuda" else 0
     common = dict(channel_base=config.channel_base, channel_max=config.channel_max, num_fp16_res=fp16,
-                  conv_clamp=config.conv_clamp if fp16 else None)
+                  conv_clamp=config.conv_clamp)
     G = nv_networks.Generator(z_dim=config.z_dim, c_dim=0, w_dim=config.w_dim, img_resolution=config.resolution,
                               img_channels=3, mapping_kwargs={"num_layers": 8}, synthesis_kwargs=common)
     D = nv_networks.Discriminator(c_dim=0, img_resolution=config.resolution, img_channels=3,
@@ -129,9 +129,8 @@ def run(device, resolution=None, cfg=None, batch=None, steps=16, nvlabs=None, lo
     result = {"device": torch.cuda.get_device_name(device) if gpu else "cpu", "torch": torch.__version__,
               "threads": torch.get_num_threads(), "cfg": cfg, "resolution": resolution, "batch": config.batch,
               "channel_base": config.channel_base, "channel_max": config.channel_max, "steps": steps,
-              "fp16_res": {"ours": 0, "nvlabs": config.fp16_res if gpu else 0},
-              "note": "ours runs float32 everywhere (reduced precision is not implemented yet)" if gpu else
-              "float32 on both sides"}
+              "fp16_res": config.fp16_res, "precision": {"ours": config.precision, "nvlabs": "fp16"} if gpu
+              else "float32 on both sides"}
     log(f"ours: {steps} steps of batch {config.batch} at {resolution} px ({cfg})")
     ours = time_ours(config, device, steps, reals)
     result["ours_s_per_kimg"] = ours / kimg

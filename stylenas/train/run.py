@@ -114,7 +114,7 @@ def _train(options, dist, say):
     genotype, dataset = load_genotype(options.genotype, options.data, options.resolution)
     overrides = dict(options.overrides)
     if dist.device.type != "cuda":
-        overrides["fp16_res"] = 0  # reduced precision only pays (and is implemented) on a GPU
+        overrides["fp16_res"] = 0  # reduced precision pays on a GPU; on the CPU it is slower
     try:
         config = resolve_config(options.cfg, genotype.resolution, dist.world_size, **overrides)
         local_batch = dist.local_batch(config.batch)

@@ -47,6 +47,7 @@ from .data import stream_generator
 from .loss import (d_logistic_loss, ema_beta, g_nonsaturating_loss, lazy_regularisation, path_length_noise,
                    path_lengths, r1_penalty, update_ema, zero_nonfinite_gradients)
 
+PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # one random stream per phase of a step
 STREAMS = {"Gmain": 1, "Greg": 2, "Dmain": 3, "Dreg": 4}
 
@@ -59,7 +60,8 @@ def build_networks(genotype: Genotype, config: TrainConfig):
     """(G, D) of ``genotype`` at the configuration's size (not the size it was searched at)."""
     if genotype.resolution != config.resolution:
         raise TrainError(f"the genotype is for {genotype.resolution} px, the training for {config.resolution} px")
-    channels = dict(channel_base=config.channel_base, channel_max=config.channel_max, channel_mult=1.0)
+    channels = dict(channel_base=config.channel_base, channel_max=config.channel_max, channel_mult=1.0,
+                    num_fp16_res=config.fp16_res, fp16_dtype=PRECISIONS[config.precision])
     G = Generator(config.resolution, z_dim=config.z_dim, w_dim=config.w_dim, conv_clamp=config.conv_clamp,
                   **channels, **genotype.synthesis_kwargs())
     D = Discriminator(config.resolution, mbstd_group_size=config.mbstd_group, conv_clamp=config.conv_clamp, **channels)
