@@ -413,49 +413,40 @@ def final_state(G, D):
 # ---------------------------------------------------------------------------- scoring
 
 class FIDScorer:
-    """FID of candidates against the training statistics at their resolution: ``num`` samples of
-    each candidate through ``net`` (uint8 [N, 3, H, W] -> features, or an object with
-    ``.features``), and one ``frechet_distance_batched`` call per resolution. ``net`` is the FID
-    Inception network for a real search (``label`` "fid"); anything else must say what it is in
-    ``label`` (e.g. "proxy"), which the log and the genotype repeat."""
+    """FID of candidates against the training statistics at their resolution, through a reward
+    network of ``conventional.rewards`` (the FID Inception, or the labelled ``ProxyInception``
+    whose scores are logged as ``proxy_fid``): ``num`` samples a candidate, ``ref_num`` training
+    images (all when None) average-pooled to the resolution, one ``frechet_distance_batched``
+    call per resolution and process."""
 
-    def __init__(self, net, num=10_000, ref_num=None, batch=50, label="fid"):
-        self.net, self.num, self.ref_num, self.batch, self.label = net, num, ref_num, batch, label
+    def __init__(self, net, num=10_000, ref_num=None, batch=50):
+        from .rewards import score_names
 
-    def _features(self, images_uint8):
-        out = self.net(images_uint8)
-        return (out.features if hasattr(out, "features") else out).double()
+        self.net, self.num, self.ref_num, self.batch = net, num, ref_num, batch
+        self.label = score_names(net)[1]
 
-    @torch.no_grad()
     def candidate_stats(self, G, seed, device):
-        from ..metrics import FeatureStats, to_uint8
+        from .rewards import sample_outputs
 
-        stats, gen = FeatureStats(), torch.Generator().manual_seed(seed)
-        G.eval()
-        for start in range(0, self.num, self.batch):
-            z = torch.randn(min(self.batch, self.num - start), G.latent_dim, generator=gen).to(device)
-            stats.update(self._features(to_uint8(G(z))))
+        _, stats = sample_outputs(G.eval(), self.net, self.num, G.latent_dim, seed, self.batch)
         return torch.as_tensor(stats.mu()), torch.as_tensor(stats.sigma())
 
-    @torch.no_grad()
     def reference_stats(self, dataset, resolution, device):
-        from ..metrics import FeatureStats, to_uint8
+        from ..metrics import to_uint8
+        from .rewards import reference_statistics
 
-        stats = FeatureStats()
         count = len(dataset) if self.ref_num is None else min(self.ref_num, len(dataset))
-        for start in range(0, count, self.batch):
-            images = torch.stack([dataset[i] for i in range(start, min(start + self.batch, count))]).to(device)
-            stats.update(self._features(to_uint8(downsample(images.float() / 127.5 - 1, resolution))))
-        return torch.as_tensor(stats.mu()), torch.as_tensor(stats.sigma())
+        images = (to_uint8(downsample(dataset[i].float()[None] / 127.5 - 1, resolution))[0] for i in range(count))
+        mu, sigma = reference_statistics(images, self.net, self.batch)
+        return torch.as_tensor(mu), torch.as_tensor(sigma)
 
     @staticmethod
     def distances(stats, reference):
-        from ..metrics import frechet_distance_batched
+        from .rewards import fid_from_statistics
 
         if not stats:
             return []
-        mu, sigma = torch.stack([s[0] for s in stats]), torch.stack([s[1] for s in stats])
-        return [float(v) for v in frechet_distance_batched(mu, sigma, *reference)]
+        return [float(v) for v in fid_from_statistics([s[0] for s in stats], [s[1] for s in stats], reference)]
 
 
 # ---------------------------------------------------------------------------- Algorithm 1
@@ -741,7 +732,8 @@ class DGGANSearch:
                 G, D = build_grown(best["genotype"])
                 state = self.load_weights(best_id)
                 G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
-                self.log(f"training the best candidate {best_id} ({best['resolution']}px, FID {best['fid']:.4g}) "
+                self.log(f"training the best candidate {best_id} ({best['resolution']}px, {self.scorer.label} "
+                         f"{best['fid']:.4g}) "
                          f"{c.final_iters} more iterations")
                 with seeded(job_seed(c.seed, 2_000_000 + best_id)):
                     train_candidate(G, D, self.dataset, c.final_iters, c.batch, c.lr, c.betas, 0, self.device)
@@ -757,7 +749,7 @@ class DGGANSearch:
                     save_image_grid(G.eval()(z), self.outdir / "samples" / "final.png", nrow=4)
                 self.state["final"] = final
                 self.save()
-                self.log(f"final FID ({self.scorer.label}) {final['fid']:.4g}; genotype written to "
+                self.log(f"final {self.scorer.label} {final['fid']:.4g}; genotype written to "
                          f"{self.outdir / 'genotype.json'}")
             self._barrier()
         return self.state["final"]
@@ -769,11 +761,10 @@ class DGGANSearch:
         route, cid = [], record["id"]
         while cid is not None:
             r = self.candidate(cid)
-            route.append({"id": cid, "action": r["action"], "fid": r.get("fid")})
+            route.append({"id": cid, "action": r["action"], self.scorer.label: r.get("fid")})
             cid = r["parent"]
         return ConventionalGenotype("dggan", record["resolution"], record["genotype"],
-                                    arch_parameters={"route": route[::-1], "fid": record.get("fid"),
-                                                     "scorer": self.scorer.label},
+                                    arch_parameters={"route": route[::-1], self.scorer.label: record.get("fid")},
                                     source={"method": "dggan", **self.source, "settings": self.state["settings"]})
 
     def save(self, step_jobs=()):
@@ -783,8 +774,8 @@ class DGGANSearch:
             tmp.write_text(json.dumps(self.state))
         with open(self.outdir / "log.jsonl", "a") as handle:
             for job in step_jobs:
-                handle.write(json.dumps(log_record(job)) + "\n")
-        write_csv(self.state["candidates"], self.outdir / "candidates.csv")
+                handle.write(json.dumps(log_record(job, self.scorer.label)) + "\n")
+        write_csv(self.state["candidates"], self.outdir / "candidates.csv", self.scorer.label)
         scored = [r for r in self.state["candidates"] if "fid" in r]
         best = self.candidate(self.state["best"]) if self.state["best"] is not None else min(
             scored, key=lambda r: (-r["resolution"], r["fid"]))
@@ -798,7 +789,7 @@ class DGGANSearch:
     def rewrite_log(self):
         """log.jsonl from the state (a resumed search drops the lines of its unfinished step)."""
         with atomic_path(self.outdir / "log.jsonl") as tmp:
-            tmp.write_text("".join(json.dumps(log_record(r)) + "\n" for r in self.state["candidates"]
+            tmp.write_text("".join(json.dumps(log_record(r, self.scorer.label)) + "\n" for r in self.state["candidates"]
                                    if "fid" in r and r["step"] <= self.state["step"]))
 
 
@@ -806,14 +797,20 @@ LOG_KEYS = ("step", "id", "parent", "action", "resolution", "fid", "fid_norm", "
             "baseline", "kept", "d_loss", "g_loss", "seconds")
 
 
-def log_record(record):
-    return {k: record.get(k) for k in LOG_KEYS}
+def log_keys(label):
+    """LOG_KEYS with FID named as the scorer logs it (``fid``, or ``proxy_fid`` for the proxy)."""
+    return tuple(k.replace("fid", label) for k in LOG_KEYS)
 
 
-def write_csv(records, path):
+def log_record(record, label="fid"):
+    """One candidate's log line; the state keeps the score under "fid", the log under ``label``."""
+    return {name: record.get(k) for k, name in zip(LOG_KEYS, log_keys(label))}
+
+
+def write_csv(records, path, label="fid"):
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(LOG_KEYS + ("genotype",))
+    writer.writerow(log_keys(label) + ("genotype",))
     for r in records:
         if "fid" in r:
             writer.writerow([r.get(k) for k in LOG_KEYS] + [json.dumps(r["genotype"]["stages"])])
