@@ -1,0 +1,321 @@
+"""DGGAN (conventional/dggan.py): growing, weight inheritance, fade-in, Algorithm 1 on a toy score,
+ProgGAN's WGAN-GP, a tiny 8 -> 16 px search with the proxy reward, resume after a kill, and a
+2-process search equal to a 1-process one."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stylenas.conventional import dggan
+from stylenas.conventional.dggan import (Action, DGGANConfig, FIDScorer, SearchInterrupted, action_space,
+                                         apply_action, base_body, build_grown, fade_alpha, grow, run_dggan,
+                                         wgan_gp_d_loss)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny networks: threads only contend on a shared CPU
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def trained_parent(body, seed=0):
+    torch.manual_seed(seed)
+    G, D = build_grown(body)
+    return {"G": G.state_dict(), "D": D.state_dict()}, G, D
+
+
+def toy_data(n=32, size=16, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    ramp = torch.linspace(0, 1, size)
+    images = []
+    for _ in range(n):
+        colour = torch.rand(3, 1, 1, generator=gen)
+        images.append((255 * colour * (ramp.view(1, 1, -1) * ramp.view(1, -1, 1))).to(torch.uint8))
+    return images
+
+
+# ---------------------------------------------------------------------------- growing
+
+def test_action_space_is_the_papers():
+    actions = action_space()
+    assert len(actions) == 2 * 2 * 6 + 1
+    assert {(a.kernel, a.filters) for a in actions if a.kind == "g"} == {(k, f) for k in (3, 7)
+                                                                           for f in (32, 64, 128, 256, 512, 1024)}
+    assert all(Action.parse(a.name) == a for a in actions)
+    assert (dggan.TOP_K, dggan.SAMPLE_P, dggan.D0) == (20, 0.4, 8)
+
+
+def test_base_networks_and_heads():
+    body = base_body(16, [8, 8, 8])
+    G, D = build_grown(body)
+    z = torch.randn(4, 16)
+    assert G(z).shape == (4, 3, 8, 8) and D(G(z)).shape == (4, 1)
+    grown = apply_action(apply_action(body, Action("g", 7, 4)), Action("g", 3, 6))
+    G2, _ = build_grown(grown)
+    stage = G2.stages[0]  # G: first, grown in order, then the last conv (the newest sits before it)
+    assert [m.conv.weight.shape[1:] for m in stage.grown] == [(8, 7, 7), (4, 3, 3)]
+    assert stage.last.conv.weight.shape[1] == 6
+    grown_d = apply_action(apply_action(body, Action("d", 7, 4)), Action("d", 3, 6))
+    _, D2 = build_grown(grown_d)
+    stage = D2.stages[0]  # D: first, then the newest, then older ones, then the last conv
+    assert stage.grown[1].conv.weight.shape == (6, 8, 3, 3)  # newest, right after the first conv
+    assert stage.grown[0].conv.weight.shape == (4, 6, 7, 7)
+    assert stage.last.conv.weight.shape[1] == 4
+    assert D2(torch.randn(4, 3, 8, 8)).shape == (4, 1)
+
+
+@pytest.mark.parametrize("action", [Action("g", 3, 4), Action("d", 7, 16), Action("double")])
+def test_weight_inheritance(action):
+    body = base_body(16, [8, 8, 8])
+    parent, _, _ = trained_parent(body)
+    torch.manual_seed(1)
+    child_body, G, D = grow(body, parent, action)
+    for net, state in (("G", G.state_dict()), ("D", D.state_dict())):
+        source = dict(parent[net])
+        if action.kind == "double":  # the old toRGB / fromRGB become the fading path
+            source = {k.replace("to_rgb.", "to_rgb_prev.").replace("from_rgb.", "from_rgb_prev."): v
+                      for k, v in source.items()}
+        shared = [k for k in state if k in source and state[k].shape == source[k].shape]
+        assert len(shared) >= len(source) - 2
+        for key in shared:
+            assert torch.equal(state[key], source[key]), key
+        new = [k for k in state if k not in source and k.endswith("weight")]
+        assert new if net.lower() == action.kind or action.kind == "double" else not new
+        for key in new:  # random, not a copy of anything the parent had
+            assert not any(v.shape == state[key].shape and torch.equal(v, state[key]) for v in source.values())
+        for key in (k for k in state if k in source and state[k].shape != source[k].shape):
+            block = tuple(slice(0, min(a, b)) for a, b in zip(state[key].shape, source[key].shape))
+            assert torch.equal(state[key][block], source[key][block]), key  # the overlapping block
+
+
+def test_fade_in_schedule_and_weight_zero_is_the_parent():
+    assert [fade_alpha(i, 4) for i in range(6)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    assert fade_alpha(3, 0) == 1.0
+    body = apply_action(base_body(16, [8, 6, 4]), Action("g", 3, 4))
+    parent, G, D = trained_parent(body)
+    _, G2, D2 = grow(body, parent, Action("double"))
+    z, x = torch.randn(4, 16), torch.randn(4, 3, 16, 16)
+    G.eval(), D.eval()
+    G2.alpha = D2.alpha = 0.0
+    assert torch.equal(G2(z), F.interpolate(G(z), scale_factor=2, mode="nearest"))
+    assert torch.equal(D2(x), D(F.avg_pool2d(x, 2)))
+    G2.alpha = D2.alpha = 0.5
+    half = G2(z)
+    G2.alpha = 1.0
+    full = G2(z)
+    low = F.interpolate(G(z), scale_factor=2, mode="nearest")
+    assert torch.allclose(half, 0.5 * full + 0.5 * low, atol=1e-6) and not torch.allclose(full, low)
+    # training moves alpha along the schedule: after it the fading layers are gone from the state
+    seen = []
+    original = G2.forward
+
+    def spy(z):
+        seen.append(G2.alpha)
+        return original(z)
+
+    G2.forward = spy
+    dggan.train_candidate(G2, D2, toy_data(8), iters=4, batch=2, lr=1e-3, betas=(0, 0.99), fade_iters=2,
+                          device="cpu")
+    assert seen[::2] == [0.5, 1.0, 1.0, 1.0] and G2.alpha == 1.0
+    assert not any("_prev" in k for k in dggan.final_state(G2, D2)["G"])
+
+
+def test_wgan_gp_with_drift_by_hand():
+    class Linear(torch.nn.Module):  # D(x) = <w, x>: the gradient is w everywhere
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.tensor([3.0, 0.0, 4.0, 0.0]).view(1, 4, 1, 1))
+
+        def forward(self, x):
+            return (x * self.w).sum(dim=(1, 2, 3))[:, None]
+
+    real, fake = torch.ones(2, 4, 1, 1), torch.zeros(2, 4, 1, 1)
+    loss = wgan_gp_d_loss(Linear(), real, fake)
+    # E[D(fake)] - E[D(real)] + 10 (||w|| - 1)^2 + 0.001 E[D(real)^2] = 0 - 7 + 10 * 16 + 0.049
+    assert loss.item() == pytest.approx(-7 + 160 + 0.001 * 49, rel=1e-6)
+
+
+# ---------------------------------------------------------------------------- Algorithm 1 on a toy score
+
+class ToySearch(dggan.DGGANSearch):
+    """Algorithm 1 with the training replaced by a toy score of the genotype."""
+
+    @staticmethod
+    def toy(body):
+        g = sum(f for stage in body["stages"] for _, f in stage["g"])
+        d = sum(f for stage in body["stages"] for _, f in stage["d"])
+        return abs(g - 2 * d) + 10.0 / len(body["stages"]) + 0.01 * (g + d)
+
+    def evaluate_jobs(self, jobs, step):
+        return [{"fid": self.toy(j["genotype"]), "g_params": 1 + len(json.dumps(j["genotype"])), "d_params": 50,
+                 "losses": {}, "seconds": 0.0} for j in jobs]
+
+
+class ToyScorer:
+    label = "toy"
+
+
+def test_top_k_and_sampling_on_a_toy_score(tmp_path):
+    config = DGGANConfig(final_resolution=32, latent_dim=4, channels=(4, 4, 4), top_k=3, p=0.4, kernels=(3,),
+                         filters=(2, 4), max_grown=2, seed=5)
+    search = ToySearch(config, tmp_path, toy_data(4, 32), ToyScorer(), log=lambda line: None)
+    step = 0
+    while step == 0 or not search.stop_reason():
+        parents = list(search.state["parents"])
+        if step:  # the draw: every allowed (parent, action) pair with probability p, from (seed, step)
+            pairs = [(pid, a) for pid in parents for a in search.actions
+                     if dggan.allowed(search.candidate(pid)["genotype"], a, 32, 2)]
+            gen = torch.Generator().manual_seed(dggan.job_seed(5, 10_000 + step))
+            keep = torch.rand(len(pairs), generator=gen) < 0.4
+            while not keep.any():
+                keep = torch.rand(len(pairs), generator=gen) < 0.4
+            expected = [(pid, a.name) for (pid, a), k in zip(pairs, keep.tolist()) if k]
+        search.run_step(step)
+        children = [r for r in search.state["candidates"] if r["step"] == step and r["sampled"]]
+        if step:
+            assert [(c["parent"], c["action"]) for c in children] == expected
+        ranked = sorted(children, key=lambda r: (ToySearch.toy(r["genotype"]), r["id"]))
+        assert search.state["parents"] == [r["id"] for r in ranked[:3]]
+        step += 1
+    assert 4 <= step <= 20
+    final = [r for r in search.state["candidates"] if r["resolution"] == 32]
+    assert search.state["best"] == min(final, key=lambda r: (r["fid"], r["id"]))["id"]
+    # the sampling rate is p (given that a draw of nothing is drawn again)
+    again = ToySearch(config, tmp_path / "again", toy_data(4, 32), ToyScorer(), log=lambda line: None)
+    counts = [0, 0]
+    again.state["parents"] = [0]
+    again.state["candidates"] = [{"id": 0, "genotype": base_body(4, [4, 4, 4])}]
+    for s in range(1, 400):
+        pairs = len(again.actions)
+        drawn = len(again.sample_children(s))
+        counts[0] += drawn
+        counts[1] += pairs
+    share, pairs = counts[0] / counts[1], len(again.actions)
+    assert share == pytest.approx(0.4 / (1 - 0.6 ** pairs), abs=0.03) and again.sample_children(7) == again.sample_children(7)
+    # every step's candidates are logged, normalised by the ProgGAN baseline of their resolution
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert len(log) == len(search.state["candidates"])
+    for record in log:
+        base = search.candidate(search.state["baselines"][str(record["resolution"])])
+        assert record["toy_norm"] == pytest.approx(record["toy"] / base["fid"])
+    assert (tmp_path / "fig3.png").stat().st_size > 0 and (tmp_path / "candidates.csv").read_text().count("\n") == len(log) + 1
+
+
+# ---------------------------------------------------------------------------- real searches (proxy reward)
+
+TINY = dict(dggan.PRESETS["tiny"], final_resolution=16, seed=3)
+
+
+@pytest.fixture(scope="module")
+def proxy_scorer():
+    from stylenas.conventional.rewards import reward_network
+
+    return FIDScorer(reward_network("proxy"), num=16, batch=16)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, proxy_scorer):
+    outdir = tmp_path_factory.mktemp("dggan") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    search = run_dggan(DGGANConfig(**TINY), outdir, toy_data(), proxy_scorer, log=lambda line: None)
+    torch.set_num_threads(threads)
+    return outdir, search
+
+
+@pytest.mark.slow
+def test_tiny_search_8_to_16_px_with_the_proxy_reward(uninterrupted):
+    outdir, search = uninterrupted
+    state = search.state
+    log = [json.loads(line) for line in (outdir / "log.jsonl").read_text().splitlines()]
+    assert len(log) == len(state["candidates"]) and {r["resolution"] for r in log} == {8, 16}
+    for record in log:
+        assert record["proxy_fid"] > 0 and "fid" not in record  # a proxy score is never called FID
+        assert record["g_d_ratio"] == pytest.approx(record["g_params"] / record["d_params"])
+        assert (record["parent"] is None) == (record["action"] is None)
+    actions = {r["action"] for r in log if r["action"]}
+    assert "double" in actions and any(a.startswith("G ") or a.startswith("D ") for a in actions)
+    genotype = json.loads((outdir / "genotype.json").read_text())
+    best = search.candidate(state["best"])
+    assert genotype["search_space"] == "dggan" and genotype["resolution"] == 16
+    assert genotype["stages"] == best["genotype"]["stages"] and best["fid"] == min(
+        r["fid"] for r in state["candidates"] if r["resolution"] == 16)
+    route = genotype["arch_parameters"]["route"]
+    assert route[0]["action"] is None and route[-1]["id"] == best["id"]
+    final = torch.load(outdir / "final.pt", weights_only=True)
+    assert state["final"]["id"] == best["id"] and math.isfinite(state["final"]["fid"])
+    # the grown G and D are what train-conventional builds from genotype.json
+    from stylenas.conventional import build_networks, load_genotype
+
+    G, D = build_networks(load_genotype(outdir / "genotype.json"), resolution=16)
+    G.load_state_dict(final["G"]), D.load_state_dict(final["D"])
+    assert G(torch.randn(2, 16)).shape == (2, 3, 16, 16)
+    for name in ("fig3.png", "candidates.csv", "samples/final.png", "fid-ref-8.npz", "fid-ref-16.npz"):
+        assert (outdir / name).stat().st_size > 0, name
+    live = {int(p.stem[1:]) for p in (outdir / "candidates").glob("c*.pt")}
+    assert live == set(state["parents"]) | set(state["baselines"].values()) | {state["best"]}
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_does_not_retrain_finished_candidates(tmp_path, uninterrupted, proxy_scorer):
+    _, reference = uninterrupted
+    outdir = tmp_path / "run"
+    with pytest.raises(SearchInterrupted):  # killed right after the 4th trained candidate's weights
+        run_dggan(DGGANConfig(**TINY), outdir, toy_data(), proxy_scorer, log=lambda line: None, stop_after=4)
+    with pytest.raises(ValueError, match="--resume"):
+        run_dggan(DGGANConfig(**TINY), outdir, toy_data(), proxy_scorer, log=lambda line: None)
+    with pytest.raises(ValueError, match="top_k"):
+        run_dggan(DGGANConfig(**{**TINY, "top_k": 3}), outdir, toy_data(), proxy_scorer, log=lambda line: None,
+                  resume=True)
+    resumed = run_dggan(DGGANConfig(**TINY), outdir, toy_data(), proxy_scorer, log=lambda line: None, resume=True)
+    assert resumed.trained == len(reference.state["candidates"]) - 4
+    keys = ("id", "parent", "action", "genotype", "fid", "kept")
+    assert [{k: r[k] for k in keys} for r in resumed.state["candidates"]] == [
+        {k: r[k] for k in keys} for r in reference.state["candidates"]]
+    assert resumed.state["final"] == reference.state["final"]
+    lines = (outdir / "log.jsonl").read_text().splitlines()
+    assert len(lines) == len(reference.state["candidates"])
+
+
+SCRIPT = r"""
+import json, sys, torch
+torch.set_num_threads(1)
+from stylenas.train.distributed import init_distributed
+from stylenas.conventional import dggan
+from stylenas.conventional.rewards import reward_network
+sys.path.insert(0, sys.argv[3])
+from test_dggan import TINY, toy_data
+dist = init_distributed("cpu")
+scorer = dggan.FIDScorer(reward_network("proxy"), num=16, batch=16)
+search = dggan.run_dggan(dggan.DGGANConfig(**TINY), sys.argv[1], toy_data(), scorer, dist=dist, log=lambda line: None)
+if dist.is_main:
+    json.dump(search.state, open(sys.argv[2], "w"))
+dist.close()
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_one_process_search(tmp_path, uninterrupted):
+    _, reference = uninterrupted
+    script = tmp_path / "search.py"
+    script.write_text(SCRIPT)
+    out = tmp_path / "state.json"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+               str(tmp_path / "run"), str(out), str(__import__("pathlib").Path(__file__).parent)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = json.loads(out.read_text())
+    keys = ("id", "parent", "action", "genotype", "kept", "g_params", "d_params")
+    assert [{k: r[k] for k in keys} for r in state["candidates"]] == [
+        {k: r[k] for k in keys} for r in reference.state["candidates"]]
+    for two, one in zip(state["candidates"], reference.state["candidates"]):
+        assert two["fid"] == pytest.approx(one["fid"], rel=1e-9)
+    assert state["best"] == reference.state["best"]
+    assert state["final"]["fid"] == pytest.approx(reference.state["final"]["fid"], rel=1e-9)
