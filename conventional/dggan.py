@@ -917,3 +917,41 @@ def run_dggan(config: DGGANConfig, outdir, dataset, scorer, device="cpu", dist=N
             f"scored by {scorer.label}")
     search.run(stop_after=stop_after)
     return search
+
+
+# ---------------------------------------------------------------------------- command line
+
+SCORE_SAMPLES = {"paper": 10_000, "small": 5_000, "tiny": 16}  # samples a candidate's FID is measured on
+REFERENCE_IMAGES = {"paper": None, "small": 10_000, "tiny": 64}  # training images of the statistics
+
+
+def search_from_options(data, outdir, preset="paper", resolution=None, seed=0, device="auto", resume=False,
+                        proxy=False, inception=None, overrides=None, fid_num=None, log=print):
+    """``search-conventional --method dggan``: the LMDB's images (``resolution``: which stored size)
+    are the final resolution; ``overrides`` replace DGGANConfig fields of the preset (e.g.
+    ``top_k``, ``p``, ``child_iters``, ``max_steps``, ``final_iters``)."""
+    from ..datasets import DatasetError, LMDBImages
+    from ..train.distributed import init_distributed
+    from .rewards import reward_network
+
+    if preset not in PRESETS:
+        raise ValueError(f"--preset for dggan must be one of {', '.join(PRESETS)}, got {preset!r}")
+    try:
+        dataset = LMDBImages(data, resolution=resolution)
+    except DatasetError as error:
+        raise ValueError(str(error)) from None
+    size = int(dataset[0].shape[-1])
+    if size < D0 or size & (size - 1):
+        raise ValueError(f"{data}: {size}px images; DGGAN doubles from {D0} px, so the final resolution must be a "
+                         f"power of two (32 for CIFAR-10; resize STL-10 to 32 or 64 with prepare-data)")
+    settings = {"latent_dim": 128 if size == 32 else 512, **PRESETS[preset], **(overrides or {})}
+    config = DGGANConfig(final_resolution=size, seed=seed, **settings)
+    dist = init_distributed(device)
+    net = reward_network("proxy" if proxy else "inception", weights=inception, device=dist.device)
+    scorer = FIDScorer(net, num=fid_num or SCORE_SAMPLES[preset], ref_num=REFERENCE_IMAGES[preset])
+    try:
+        return run_dggan(config, outdir, dataset, scorer, device=dist.device, dist=dist,
+                         log=log if dist.is_main else (lambda line: None), resume=resume,
+                         source={"data": str(data), "preset": preset})
+    finally:
+        dist.close()
