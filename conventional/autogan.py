@@ -212,8 +212,9 @@ class GrowingDiscriminator(Discriminator):
 
 @torch.no_grad()
 def recalibrate_batchnorm(G, arch, samples, batch, seed):
-    """Recompute the running statistics of every BatchNorm of ``G`` (a copy) as the exact average
-    over ``samples`` latents through ``arch``, then put G in eval mode."""
+    """Recompute the running statistics of every BatchNorm of ``G`` (a copy) for ``arch``: the
+    average of the batch statistics of ``samples`` latents in batches of ``batch`` (precise BN),
+    then put G in eval mode."""
     norms = [m for m in G.modules() if isinstance(m, nn.BatchNorm2d)]
     for m in norms:
         m.reset_running_stats()

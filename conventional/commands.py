@@ -67,22 +67,43 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
 
 
 @click.command("search-conventional")
-@click.option("--method", required=True, type=click.Choice(["alphagan", "degas"]),
-              help="alphagan: alphaGAN on AutoGAN-style cells; degas: DEGAS (GLO) on the whole generator.")
+@click.option("--method", required=True, type=click.Choice(["alphagan", "degas", "autogan", "agan"]),
+              help="alphagan: alphaGAN on AutoGAN-style cells; degas: DEGAS (GLO) on the whole generator; "
+                   "autogan: AutoGAN (RL, multi-level); agan: AGAN (RL, G and D modules).")
 @click.option("--data", required=True, type=click.Path(), help="LMDB (CIFAR-10 32 px or STL-10 48 px).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Search folder.")
 @click.option("--preset", default=None,
-              help="alphagan: s | l | tiny [s]; degas: cifar | stl | tiny [cifar at 32 px, stl otherwise].")
+              help="alphagan: s | l | tiny [s]; degas: cifar | stl | tiny [cifar at 32 px, stl otherwise]; "
+                   "autogan, agan: paper | tiny [paper].")
 @click.option("--iters", type=click.IntRange(0), default=None, help="Search iterations / epochs [preset].")
 @click.option("--resolution", type=int, default=None, help="Which size of the LMDB [default: the largest].")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--sample-every", type=click.IntRange(0), default=None, help="Iterations between sample grids [preset].")
 @click.option("--resume", is_flag=True, help="Continue the search in OUTDIR.")
-def search_conventional_command(method, data, outdir, preset, iters, resolution, seed, device, sample_every, resume):
+@click.option("--reward", type=click.Choice(["is", "fid"]), default="is", show_default=True,
+              help="autogan: Inception Score, or FID against the training statistics (agan: IS).")
+@click.option("--proxy", is_flag=True,
+              help="autogan/agan: score with a random-weight Inception (CPU tests, demo); logged as a PROXY.")
+@click.option("--inception", type=click.Path(dir_okay=False), default=None, help="FID Inception weights file.")
+def search_conventional_command(method, data, outdir, preset, iters, resolution, seed, device, sample_every, resume,
+                                reward, proxy, inception):
     """Search a conventional generator; writes OUTDIR/genotype.json (retrain it with
-    train-conventional --genotype OUTDIR/genotype.json), log.jsonl, alphas.png, samples/ and
-    search-state.pt (for --resume)."""
+    train-conventional --genotype OUTDIR/genotype.json), log.jsonl, alphas.png (autogan/agan:
+    rewards.png), samples/ and search-state.pt (for --resume). autogan/agan spread the candidate
+    rewards over the processes of torchrun --nproc_per_node N."""
+    if method in ("autogan", "agan"):
+        if method == "autogan":
+            from .autogan import AutoGANConfig as Config, SearchError as RLSearchError, run_autogan as run
+        else:
+            from .agan import AGANConfig as Config, SearchError as RLSearchError, run_agan as run
+        config = Config(data, outdir, preset=preset or "paper", iters=iters, reward=reward, proxy=proxy,
+                        inception=inception, resolution=resolution, seed=seed, device=device, resume=resume)
+        try:
+            run(config)
+        except (RLSearchError, ValueError, FileNotFoundError) as error:
+            raise click.ClickException(str(error))
+        return
     from .search import SearchConfig, SearchError, run_search
 
     config = SearchConfig(method, data, outdir, preset=preset, iters=iters, resolution=resolution, seed=seed,
