@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from stylenas.search.alphagan import PRESETS, AdversarialLoss, AlphaGANSearcher, Preset
+from stylenas.search.alphagan import PRESETS, AdversarialLoss, AlphaGANSearcher, NonFiniteError, Preset
 from stylenas.search.genotype import Genotype
 from stylenas.search.run import SearchConfig, SearchError, run_search
 
@@ -134,18 +134,19 @@ class MemoryImages:
 
 
 def tiny_config(outdir, **kwargs):
-    return SearchConfig(data="memory", outdir=str(outdir), preset="tiny", resolution=16, sample_every=2,
-                        checkpoint_every=2, **kwargs)
+    kwargs = {"sample_every": 2, "checkpoint_every": 2, "workers": 0, **kwargs}
+    return SearchConfig(data="memory", outdir=str(outdir), preset="tiny", resolution=16, **kwargs)
 
 
-@pytest.mark.parametrize("space,dynamic_w", [("micro", True), ("macro", False)])
-def test_tiny_search_runs_moves_alphas_and_resumes_exactly(tmp_path, space, dynamic_w):
+@pytest.mark.slow
+@pytest.mark.parametrize("space,dynamic_w,workers", [("micro", True, 0), ("macro", False, 1)])
+def test_tiny_search_runs_moves_alphas_and_resumes_exactly(tmp_path, space, dynamic_w, workers):
     data = MemoryImages(24, 16)
     quiet = lambda line: None  # noqa: E731
-    full = run_search(tiny_config(tmp_path / "full", iters=4, space=space, dynamic_w=dynamic_w), data, log=quiet)
-    run_search(tiny_config(tmp_path / "split", iters=2, space=space, dynamic_w=dynamic_w), data, log=quiet)
-    resumed = run_search(tiny_config(tmp_path / "split", iters=4, space=space, dynamic_w=dynamic_w, resume=True),
-                         data, log=quiet)
+    kwargs = dict(space=space, dynamic_w=dynamic_w, workers=workers)
+    full = run_search(tiny_config(tmp_path / "full", iters=4, **kwargs), data, log=quiet)
+    run_search(tiny_config(tmp_path / "split", iters=2, **kwargs), data, log=quiet)
+    resumed = run_search(tiny_config(tmp_path / "split", iters=4, resume=True, **kwargs), data, log=quiet)
     assert resumed.arch_parameters == full.arch_parameters
     assert resumed.layers == full.layers
     # the alphas moved away from their near-uniform start
@@ -154,7 +155,15 @@ def test_tiny_search_runs_moves_alphas_and_resumes_exactly(tmp_path, space, dyna
     assert Genotype.load(out / "genotype.json").layers == full.layers
     lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [line["iteration"] for line in lines] == [1, 2, 3, 4]
-    assert {"d_loss", "g_loss", "duality_gap", "entropy"} <= set(lines[0])
+    assert {"d_loss", "g_loss", "duality_gap", "entropy", "skipped_steps", "nonfinite_streak"} <= set(lines[0])
+    assert lines[0]["skipped_steps"] == {"d_loss": 0, "g_loss": 0, "d_bar_loss": 0, "g_bar_loss": 0,
+                                         "duality_gap": 0, "minmax": 0, "maxmin": 0}
+    # the softmax weights of every alpha and beta, each logged iteration
+    for line in lines:
+        assert set(line["arch_weights"]) == set(full.arch_parameters)
+        assert all(sum(w) == pytest.approx(1, abs=1e-5) for w in line["arch_weights"].values())
+    assert lines[-1]["arch_weights"] == {key: [round(v, 6) for v in torch.softmax(torch.tensor(values), 0).tolist()]
+                                         for key, values in full.arch_parameters.items()}
     assert (out / "alphas.png").stat().st_size > 0 and (out / "samples" / "iter000004.png").is_file()
     split_lines = (tmp_path / "split" / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["iteration"] for line in split_lines] == [1, 2, 3, 4]
@@ -164,6 +173,7 @@ def test_tiny_search_runs_moves_alphas_and_resumes_exactly(tmp_path, space, dyna
         (1, 3, 16, 16)
 
 
+@pytest.mark.slow
 def test_search_errors(tmp_path):
     quiet = lambda line: None  # noqa: E731
     with pytest.raises(SearchError, match="too few"):
@@ -175,7 +185,7 @@ def test_search_errors(tmp_path):
         run_search(tiny_config(tmp_path / "c", iters=1), MemoryImages(24, 16), log=quiet)
     with pytest.raises(SearchError, match="space='micro' \\(now 'macro'\\)"):
         run_search(tiny_config(tmp_path / "c", iters=2, space="macro", resume=True), MemoryImages(24, 16), log=quiet)
-    with pytest.raises(SearchError, match="images=24 \\(now 30\\)"):
+    with pytest.raises(SearchError, match="searched on other data \\(24 images of 16px.*holds 30 images"):
         run_search(tiny_config(tmp_path / "c", iters=2, resume=True), MemoryImages(30, 16), log=quiet)
     with pytest.raises(SearchError, match="no search-state.pt"):
         run_search(tiny_config(tmp_path / "d", iters=1, resume=True), MemoryImages(24, 16), log=quiet)
@@ -200,3 +210,203 @@ def test_on_the_supernet_only_the_architecture_part_moves_alphas_and_betas():
     searcher.arch_part(data, G_bar, D_bar)
     assert all(not torch.equal(a, b) for a, b in zip(G.arch_parameters(), arch0))  # every alpha and beta moved
     assert all(torch.equal(a, b) for a, b in zip(G.weight_parameters(), weights1))
+
+
+# ----------------------------------------------------------------- the test-weight part (Algorithm 2)
+
+class CountingBatches:
+    """Constant batches that count how many were read."""
+
+    def __init__(self, value):
+        self.value, self.taken = value, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.taken += 1
+        return torch.full([4, 1], self.value)
+
+
+class QuadDiscriminator(nn.Module):
+    """D(x) = a x + b x^2 + c: its gradient for G's output changes as G and D move (a linear D
+    gives Adam sign-only steps, the same against any D of the same sign)."""
+
+    def __init__(self, a=0.5, b=-1.0, c=0.1):
+        super().__init__()
+        self.coef = nn.Parameter(torch.tensor([a, b, c]))
+
+    def forward(self, x):
+        return self.coef[0] * x + self.coef[1] * x ** 2 + self.coef[2]
+
+
+def hinge_v(G, D, real):
+    """V(G, D) = -E[relu(1 - D(x))] - E[relu(1 + D(G(z)))] on one batch (toy G ignores z)."""
+    with torch.no_grad():
+        return float(AdversarialLoss("hinge").value(D(real), D(G(torch.zeros(4, 1)))))
+
+
+def adam_replica(module, params, loss_fn, steps, preset):
+    """`steps` plain Adam steps of `params` (of a copy) on loss_fn(copy)."""
+    opt = torch.optim.Adam(params, lr=preset.lr, betas=preset.betas)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_fn(module).backward()
+        opt.step()
+    return module
+
+
+def test_test_weight_part_best_responses_from_copies_on_the_validation_half():
+    import copy
+
+    torch.manual_seed(0)
+    preset = Preset(T=2, R=4, S=3, iterations=1, batch=4, lr=0.05, arch_weight_decay=0.0)
+    G, D = ToyGenerator(consts=(-0.3, 0.1)), QuadDiscriminator()
+    searcher = AlphaGANSearcher(G, D, lambda n: torch.zeros(n, 1), preset)
+    val_real = torch.full([4, 1], 0.6)
+    G0, D0 = copy.deepcopy(G), copy.deepcopy(D)
+    g_state, d_state = copy.deepcopy(searcher.g_opt.state_dict()), copy.deepcopy(searcher.d_opt.state_dict())
+
+    val = CountingBatches(0.6)
+    G_bar, D_bar = searcher.test_weight_part(val)
+    assert val.taken == preset.R  # D-bar's steps read real batches of the validation half
+    assert G_bar is not G and D_bar is not D
+    # G and D and their optimisers are untouched (the parts work on copies)
+    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G0.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(D.state_dict().values(), D0.state_dict().values()))
+    assert searcher.g_opt.state_dict() == g_state and searcher.d_opt.state_dict() == d_state
+    # D-bar raises V(G, .), G-bar lowers V(., D)
+    assert hinge_v(G, D_bar, val_real) > hinge_v(G, D, val_real) + 1e-3
+    assert hinge_v(G_bar, D, val_real) < hinge_v(G, D, val_real) - 1e-3
+    # exactly R Adam steps each: D-bar against the current G's fakes, G-bar against D (not D-bar)
+    adv = AdversarialLoss("hinge")
+    fake = G(torch.zeros(4, 1)).detach()
+    d_expected = copy.deepcopy(D)
+    adam_replica(d_expected, d_expected.parameters(), lambda d: adv.d_loss(d(val_real), d(fake)), preset.R, preset)
+    assert all(torch.allclose(a, b) for a, b in zip(D_bar.parameters(), d_expected.parameters()))
+    g_against_d = copy.deepcopy(G)
+    adam_replica(g_against_d, [g_against_d.consts], lambda g: adv.g_loss(D(g(torch.zeros(4, 1)))), preset.R, preset)
+    g_against_d_bar = copy.deepcopy(G)
+    adam_replica(g_against_d_bar, [g_against_d_bar.consts], lambda g: adv.g_loss(D_bar(g(torch.zeros(4, 1)))),
+                 preset.R, preset)
+    assert torch.allclose(G_bar.consts, g_against_d.consts)
+    assert not torch.allclose(G_bar.consts, g_against_d_bar.consts)  # the test can tell the two apart
+    assert torch.equal(G_bar.alpha, G.alpha)  # weights only
+
+    # a whole iteration: the weight part reads the training half, the two others the validation half
+    train, val = CountingBatches(0.6), CountingBatches(-0.2)
+    searcher.iteration(train, val)
+    assert train.taken == preset.T and val.taken == preset.R + preset.S
+
+
+# ----------------------------------------------------------------- non-finite steps
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_guarded_step_skips_a_non_finite_loss_and_keeps_the_optimiser_state(fused):
+    torch.manual_seed(0)
+    from stylenas.search.alphagan import adam, guarded_step
+
+    w = torch.nn.Parameter(torch.randn(5))
+    opt = adam([w], 0.1, (0.5, 0.9)) if fused else torch.optim.Adam([w], lr=0.1, betas=(0.5, 0.9))
+    assert bool(opt.defaults.get("fused")) == fused
+    assert not bool(guarded_step(opt, (w * float("nan")).sum()))  # first step: no state yet
+    assert torch.isfinite(w).all()
+    assert all(torch.equal(v, torch.zeros_like(v)) for v in opt.state[w].values())
+    reference = torch.nn.Parameter(w.detach().clone())
+    ref_opt = torch.optim.Adam([reference], lr=0.1, betas=(0.5, 0.9))
+    for step in range(4):
+        assert bool(guarded_step(opt, (w ** 2).sum()))
+        ref_opt.zero_grad()
+        (reference ** 2).sum().backward()
+        ref_opt.step()
+        if step == 1:  # an inf loss in the middle changes nothing
+            before = w.detach().clone(), {k: v.clone() for k, v in opt.state[w].items()}
+            assert not bool(guarded_step(opt, (w * float("inf")).sum()))
+            assert torch.equal(w, before[0])
+            assert all(torch.equal(opt.state[w][k], v) for k, v in before[1].items())
+    assert torch.allclose(w, reference, atol=1e-6)  # the skipped steps did not count as Adam steps
+
+
+class NaNAfter:
+    """A hinge loss whose game value turns NaN from a given call on (the gap then is NaN)."""
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    def __call__(self, real_logits, fake_logits):
+        self.calls -= 1
+        value = AdversarialLoss("hinge").value(real_logits, fake_logits)
+        return value * float("nan") if self.calls < 0 else value
+
+
+def test_non_finite_gaps_are_skipped_counted_and_stop_the_search_after_a_limit():
+    torch.manual_seed(0)
+    preset = Preset(T=1, R=1, S=3, iterations=1, batch=4, arch_lr=0.1, arch_weight_decay=0.0)
+    searcher = AlphaGANSearcher(ToyGenerator(), ToyDiscriminator(), lambda n: torch.randn(n, 1), preset,
+                                max_nonfinite=4)
+    searcher.adv.value = NaNAfter(2 * 1)  # arch step 1 finite; steps 2 and 3 NaN
+    alpha0 = searcher.G.alpha.detach().clone()
+    stats = searcher.iteration(constant_batches(0.8), constant_batches(0.8))
+    assert stats["skipped_steps"]["duality_gap"] == 2 and stats["skipped_steps"]["d_loss"] == 0
+    assert stats["nonfinite_streak"] == 2 and stats["duality_gap"] is not None
+    assert torch.isfinite(searcher.G.alpha).all() and not torch.equal(searcher.G.alpha, alpha0)
+    # every gap NaN: the weight steps (finite) reset the run, 3 in a row stay under the limit of 4 ...
+    searcher.adv.value = NaNAfter(0)
+    alpha1 = searcher.G.alpha.detach().clone()
+    stats = searcher.iteration(constant_batches(0.8), constant_batches(0.8))
+    assert stats["duality_gap"] is None and stats["skipped_steps"]["duality_gap"] == 3
+    assert torch.equal(searcher.G.alpha, alpha1) and searcher.iterations_done == 2
+    # ... a loss that is NaN everywhere reaches it, and the iteration does not count
+    searcher.adv.d_loss = lambda real, fake: (real.mean() + fake.mean()) * float("nan")
+    with pytest.raises(NonFiniteError, match="4 optimiser steps in a row had a non-finite loss"):
+        searcher.iteration(constant_batches(0.8), constant_batches(0.8))
+    assert searcher.iterations_done == 2
+
+
+@pytest.mark.slow
+def test_search_with_nan_gaps_logs_them_and_never_writes_non_finite_parameters(tmp_path, monkeypatch):
+    from stylenas.search import alphagan, run
+
+    quiet = lambda line: None  # noqa: E731
+    data = MemoryImages(24, 16)
+    out = tmp_path / "s"
+    run_search(tiny_config(out, iters=2), data, log=quiet)
+    genotype_bytes = (out / "genotype.json").read_bytes()
+    state_bytes = (out / "search-state.pt").read_bytes()
+    monkeypatch.setattr(alphagan.AdversarialLoss, "value",
+                        lambda self, real, fake: (real.mean() + fake.mean()) * float("nan"))
+    # tiny: S = 2 arch steps per iteration, all NaN; the limit of 2 in a row stops at once
+    with pytest.raises(NonFiniteError, match="2 optimiser steps in a row"):
+        run_search(tiny_config(out, iters=4, resume=True, max_nonfinite=2), data, log=quiet)
+    assert (out / "genotype.json").read_bytes() == genotype_bytes
+    assert (out / "search-state.pt").read_bytes() == state_bytes
+    # a larger limit: the skipped steps are counted in log.jsonl and the alphas stay as they were
+    genotype = run_search(tiny_config(out, iters=3, resume=True, max_nonfinite=10), data, log=quiet)
+    line = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    assert line["iteration"] == 3 and line["duality_gap"] is None
+    assert line["skipped_steps"]["duality_gap"] == PRESETS["tiny"].S and line["nonfinite_streak"] == PRESETS["tiny"].S
+    assert genotype.arch_parameters == Genotype.load(out / "genotype.json").arch_parameters
+    assert json.loads(genotype_bytes)["arch_parameters"] == genotype.arch_parameters
+    # parameters that are not finite are never written
+    searcher = AlphaGANSearcher(ToyGenerator(), ToyDiscriminator(), lambda n: torch.randn(n, 1), PRESETS["tiny"])
+    with torch.no_grad():
+        searcher.G.alpha[0] = float("nan")
+    with pytest.raises(NonFiniteError, match="architecture parameters are not finite"):
+        run.check_finite(searcher, "genotype.json")
+
+
+@pytest.mark.slow
+def test_checkpoint_every_zero_writes_only_at_the_end(tmp_path, monkeypatch):
+    saves = []
+    original = Genotype.save
+    monkeypatch.setattr(Genotype, "save", lambda self, path: saves.append(path) or original(self, path))
+    genotype = run_search(tiny_config(tmp_path / "s", iters=3, checkpoint_every=0, sample_every=0),
+                          MemoryImages(24, 16), log=lambda line: None)
+    assert len(saves) == 1 and genotype.source["iterations"] == 3
+    assert Genotype.load(tmp_path / "s" / "genotype.json").source["iterations"] == 3
+
+
+def test_only_the_stylegan2_presets_are_offered(tmp_path):
+    with pytest.raises(SearchError, match="--preset must be one of stylegan2, tiny"):
+        run_search(SearchConfig(data="x", outdir=str(tmp_path), preset="s"), MemoryImages(24, 16))
+    assert {"s", "l", "stylegan2", "tiny"} <= set(PRESETS)  # s and l stay for the conventional search

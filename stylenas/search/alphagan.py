@@ -16,6 +16,11 @@ One search iteration k (Algorithm 1):
    discriminator maximises (for the hinge loss of eq. 5, V = -E[relu(1 - D(x))] -
    E[relu(1 + D(G(z)))]). G-bar is a snapshot, so the architecture gradient flows through
    G in the first term only, as in the authors' code.
+
+Robustness and speed: a step whose loss (or gap) is not finite is skipped on the device (the
+parameters and optimiser state keep their values; no host synchronisation), counted, and after
+``max_nonfinite`` such steps in a row the search stops with ``NonFiniteError``. Losses and the
+gap are summed on the device and read once per iteration.
 """
 
 from __future__ import annotations
@@ -97,10 +102,77 @@ def frozen(*params_or_modules):
             p.requires_grad_(state)
 
 
-def _step(optimizer, loss):
+class NonFiniteError(RuntimeError):
+    """Too many optimiser steps in a row had a non-finite loss or duality gap."""
+
+
+def adam(params, lr, betas, weight_decay=0.0):
+    """Adam, fused where this torch and device have the fused kernel (one launch per step, and
+    it can skip a step on the device: see ``guarded_step``)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=bool(params))
+    except (RuntimeError, ValueError, TypeError):  # no fused kernel here
+        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
+
+
+def guarded_step(optimizer, loss):
+    """Back-propagate `loss` and step `optimizer`, unless the loss is not finite: then the
+    parameters and the optimiser state keep their values. Decided on the device, without a
+    host synchronisation; returns the flag (0-dim bool)."""
+    finite = torch.isfinite(loss.detach())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if optimizer.defaults.get("fused"):
+        # torch.amp.GradScaler's protocol: the fused kernels skip the whole update, step
+        # counters included, where found_inf is non-zero
+        optimizer.found_inf = (~finite).float()
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf
+        return finite
+    # any other optimiser: step, then put back what a skipped step changed (a state the step
+    # created goes back to zeros, Adam's initial state)
+    saved = []
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.grad is not None:
+                state = {k: v.clone() for k, v in optimizer.state[p].items() if torch.is_tensor(v)}
+                saved.append((p, p.detach().clone(), state))
     optimizer.step()
+    with torch.no_grad():
+        for p, before, state in saved:
+            p.copy_(torch.where(finite, p, before))
+            for key, value in optimizer.state[p].items():
+                if torch.is_tensor(value):
+                    value.copy_(torch.where(finite.to(value.device), value, state.get(key, torch.zeros_like(value))))
+    return finite
+
+
+class Meter:
+    """Means of the finite values of some quantities and skipped-step counts, summed on the
+    device; ``read()`` is the one host synchronisation."""
+
+    def __init__(self):
+        self.sums, self.counts, self.steps = {}, {}, {}
+
+    def add(self, finite, **values):
+        for name, value in values.items():
+            value = value.detach().float()
+            self.sums[name] = self.sums.get(name, 0) + torch.where(finite, value, torch.zeros_like(value))
+            self.counts[name] = self.counts.get(name, 0) + finite.long()
+            self.steps[name] = self.steps.get(name, 0) + 1
+
+    def read(self):
+        """{name: mean of the finite values or None}, {name: skipped steps}."""
+        names = list(self.sums)
+        if not names:
+            return {}, {}
+        flat = torch.stack([torch.stack([self.sums[n], self.counts[n].float()]) for n in names]).cpu().tolist()
+        means = {n: (total / count if count else None) for n, (total, count) in zip(names, flat)}
+        skipped = {n: self.steps[n] - int(count) for n, (_, count) in zip(names, flat)}
+        return means, skipped
 
 
 def softmax_entropy(logits):
@@ -112,38 +184,71 @@ class AlphaGANSearcher:
     """Algorithms 1 and 2 over (generator, discriminator, latent sampler, preset).
 
     ``sample_z(n)`` returns generator inputs on the right device. ``iteration(train, val)``
-    runs one outer iteration; ``train`` and ``val`` are iterators of real batches.
+    runs one outer iteration; ``train`` and ``val`` are iterators of real batches. Steps with a
+    non-finite loss or gap are skipped; ``max_nonfinite`` of them in a row raise NonFiniteError.
     """
 
-    def __init__(self, generator, discriminator, sample_z, preset: Preset):
+    def __init__(self, generator, discriminator, sample_z, preset: Preset, max_nonfinite=25):
+        if max_nonfinite < 1:
+            raise ValueError(f"max_nonfinite must be at least 1, got {max_nonfinite}")
         self.G, self.D, self.sample_z, self.preset = generator, discriminator, sample_z, preset
+        self.max_nonfinite = max_nonfinite
         self.adv = AdversarialLoss(preset.loss)
         self.g_opt = self._weight_optimizer(generator.weight_parameters())
         self.d_opt = self._weight_optimizer(discriminator.parameters())
-        self.arch_opt = torch.optim.Adam(generator.arch_parameters(), lr=preset.arch_lr, betas=preset.arch_betas,
-                                         weight_decay=preset.arch_weight_decay)
+        self.arch_opt = adam(generator.arch_parameters(), preset.arch_lr, preset.arch_betas, preset.arch_weight_decay)
         self.iterations_done = 0
+        self.nonfinite_streak = 0  # skipped steps in a row, carried across iterations
+        self._meter = self._streak = self._longest = None
 
     def _weight_optimizer(self, params):
-        return torch.optim.Adam(params, lr=self.preset.lr, betas=self.preset.betas)
+        return adam(params, self.preset.lr, self.preset.betas)
+
+    def _step(self, optimizer, loss, **logged):
+        """A guarded step; `logged` values are averaged over the finite steps."""
+        finite = guarded_step(optimizer, loss)
+        self._meter.add(finite, **logged)
+        self._streak = torch.where(finite, torch.zeros_like(self._streak), self._streak + 1)
+        self._longest = torch.maximum(self._longest, self._streak)
+        return finite
+
+    @contextmanager
+    def _metered(self):
+        """Device-side statistics of the steps inside; the outermost block reads them once on
+        exit into the dict it yields: means over the finite steps (None where every step was
+        skipped), ``skipped_steps`` per quantity and ``nonfinite_streak``."""
+        if self._meter is not None:  # nested in an iteration: that one reads
+            yield {}
+            return
+        device = next(iter(self.G.parameters())).device
+        self._meter = Meter()
+        self._streak = torch.tensor(self.nonfinite_streak, device=device)
+        self._longest = self._streak.clone()
+        stats = {}
+        try:
+            yield stats
+            means, skipped = self._meter.read()
+            streak, longest = torch.stack([self._streak, self._longest]).tolist()
+        finally:
+            self._meter = None
+        self.nonfinite_streak = int(streak)
+        stats.update(means, skipped_steps=skipped, nonfinite_streak=self.nonfinite_streak,
+                     longest_nonfinite_streak=int(longest))
 
     # --------------------------------------------------------------- Algorithm 1, lines 3-8
     def weight_part(self, train):
         G, D, adv, n = self.G, self.D, self.adv, self.preset.batch
-        d_losses, g_losses = [], []
-        with frozen(G.arch_parameters()):
+        with self._metered() as stats, frozen(G.arch_parameters()):
             for _ in range(self.preset.T):
                 real = next(train)
                 with torch.no_grad():
                     fake = G(self.sample_z(n))
                 d_loss = adv.d_loss(D(real), D(fake))
-                _step(self.d_opt, d_loss)
+                self._step(self.d_opt, d_loss, d_loss=d_loss)
                 with frozen(D):
                     g_loss = adv.g_loss(D(G(self.sample_z(n))))
-                    _step(self.g_opt, g_loss)
-                d_losses.append(d_loss.item())
-                g_losses.append(g_loss.item())
-        return {"d_loss": sum(d_losses) / len(d_losses), "g_loss": sum(g_losses) / len(g_losses)}
+                    self._step(self.g_opt, g_loss, g_loss=g_loss)
+        return stats
 
     # --------------------------------------------------------------- Algorithm 2
     def test_weight_part(self, val):
@@ -154,21 +259,23 @@ class AlphaGANSearcher:
             p.requires_grad_(False)
         d_bar_opt = self._weight_optimizer(D_bar.parameters())
         g_bar_opt = self._weight_optimizer(G_bar.weight_parameters())
-        for _ in range(self.preset.R):
-            real = next(val)
-            with torch.no_grad():
-                fake = G(self.sample_z(n))
-            _step(d_bar_opt, adv.d_loss(D_bar(real), D_bar(fake)))
-        with frozen(D):
+        with self._metered():
             for _ in range(self.preset.R):
-                _step(g_bar_opt, adv.g_loss(D(G_bar(self.sample_z(n)))))
+                real = next(val)
+                with torch.no_grad():
+                    fake = G(self.sample_z(n))
+                d_bar_loss = adv.d_loss(D_bar(real), D_bar(fake))
+                self._step(d_bar_opt, d_bar_loss, d_bar_loss=d_bar_loss)
+            with frozen(D):
+                for _ in range(self.preset.R):
+                    g_bar_loss = adv.g_loss(D(G_bar(self.sample_z(n))))
+                    self._step(g_bar_opt, g_bar_loss, g_bar_loss=g_bar_loss)
         return G_bar, D_bar
 
     # --------------------------------------------------------------- Algorithm 1, lines 10-13
     def arch_part(self, val, G_bar, D_bar):
         G, D, adv, n = self.G, self.D, self.adv, self.preset.batch
-        gaps, minmaxes, maxmins = [], [], []
-        with frozen(G.weight_parameters(), D_bar):
+        with self._metered() as stats, frozen(G.weight_parameters(), D_bar):
             for _ in range(self.preset.S):
                 real = next(val)
                 z = self.sample_z(n)
@@ -176,17 +283,22 @@ class AlphaGANSearcher:
                 with torch.no_grad():
                     maxmin = adv.value(D(real), D(G_bar(z)))  # V(G-bar, D): a constant here
                 gap = minmax - maxmin
-                _step(self.arch_opt, gap)
-                gaps.append(gap.item())
-                minmaxes.append(minmax.item())
-                maxmins.append(maxmin.item())
-        return {"duality_gap": sum(gaps) / len(gaps), "minmax": sum(minmaxes) / len(minmaxes),
-                "maxmin": sum(maxmins) / len(maxmins)}
+                self._step(self.arch_opt, gap, duality_gap=gap, minmax=minmax, maxmin=maxmin)
+        return stats
 
     def iteration(self, train, val):
-        stats = self.weight_part(train)
-        G_bar, D_bar = self.test_weight_part(val)
-        stats.update(self.arch_part(val, G_bar, D_bar))
+        """One outer iteration; returns its statistics (see ``_metered``). Raises NonFiniteError,
+        before counting the iteration, once max_nonfinite steps in a row were skipped."""
+        with self._metered() as stats:
+            self.weight_part(train)
+            G_bar, D_bar = self.test_weight_part(val)
+            self.arch_part(val, G_bar, D_bar)
+        longest = stats.pop("longest_nonfinite_streak")
+        if longest >= self.max_nonfinite:
+            raise NonFiniteError(
+                f"search iteration {self.iterations_done + 1}: {longest} optimiser steps in a row had a non-finite "
+                f"loss or duality gap (limit {self.max_nonfinite}); the networks diverged, so the search stops "
+                f"without saving this iteration (skipped steps: {stats['skipped_steps']})")
         self.iterations_done += 1
         stats["iteration"] = self.iterations_done
         return stats
@@ -195,7 +307,7 @@ class AlphaGANSearcher:
     def state_dict(self):
         return {"G": self.G.state_dict(), "D": self.D.state_dict(), "g_opt": self.g_opt.state_dict(),
                 "d_opt": self.d_opt.state_dict(), "arch_opt": self.arch_opt.state_dict(),
-                "iterations_done": self.iterations_done}
+                "iterations_done": self.iterations_done, "nonfinite_streak": self.nonfinite_streak}
 
     def load_state_dict(self, state):
         self.G.load_state_dict(state["G"])
@@ -204,3 +316,4 @@ class AlphaGANSearcher:
         self.d_opt.load_state_dict(state["d_opt"])
         self.arch_opt.load_state_dict(state["arch_opt"])
         self.iterations_done = int(state["iterations_done"])
+        self.nonfinite_streak = int(state.get("nonfinite_streak", 0))

@@ -5,7 +5,10 @@ import click
 from ..devices import resolve_device
 from ..io import dump_json
 from . import bench
-from .run import SearchConfig, SearchError, run_search
+from ..datasets import DatasetError
+from .alphagan import NonFiniteError
+from .genotype import GenotypeError
+from .run import STYLEGAN2_PRESETS, SearchConfig, SearchError, run_search
 
 
 @click.command("search")
@@ -19,7 +22,7 @@ from .run import SearchConfig, SearchError, run_search
               help="tied: each toRGB reads the latent of the next block's up-sampling conv, only the last has its "
                    "own (the paper's space, StyleGAN2's w layout); free: every toRGB has its own beta.")
 @click.option("--resolution", type=int, help="Image resolution (a power of two stored in the LMDB; default: largest).")
-@click.option("--preset", type=click.Choice(["stylegan2", "tiny", "s", "l"]), default="stylegan2", show_default=True,
+@click.option("--preset", type=click.Choice(STYLEGAN2_PRESETS), default="stylegan2", show_default=True,
               help="stylegan2: the paper's T=20, R=5, S=20, 500 iterations, batch 2, 1/8 channels; tiny: CPU demo.")
 @click.option("--iters", type=int, help="Search iterations (default: the preset's).")
 @click.option("--batch", type=int, help="Batch size (default: the preset's).")
@@ -28,14 +31,20 @@ from .run import SearchConfig, SearchError, run_search
               help="Adversarial loss: hinge (alphaGAN eq. 5, every preset's default) or StyleGAN2's logistic.")
 @click.option("--device", default="auto", show_default=True, help="cuda, cuda:N, cpu or auto.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--sample-every", type=int, default=50, show_default=True, help="Sample grid every N iterations.")
-@click.option("--checkpoint-every", type=int, default=10, show_default=True, help="Checkpoint every N iterations.")
+@click.option("--sample-every", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Sample grid every N iterations (0: only at the end).")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Checkpoint (search-state.pt, genotype.json) every N iterations; 0: only at the end.")
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Data loader worker processes per data half.")
+@click.option("--max-nonfinite", type=click.IntRange(min=1), default=25, show_default=True,
+              help="Stop after this many optimiser steps in a row with a non-finite loss or gap (each is skipped).")
 @click.option("--resume", is_flag=True, help="Continue the search in OUTDIR from its last checkpoint.")
 def search_command(**options):
     """alphaGAN (Tian et al.) on the StyleGAN2 search space: writes OUTDIR/genotype.json."""
     try:
         run_search(SearchConfig(**options))
-    except (SearchError, ValueError, FileNotFoundError) as error:
+    except (SearchError, GenotypeError, DatasetError, NonFiniteError) as error:  # anything else: a bug, traceback
         raise click.ClickException(str(error))
 
 

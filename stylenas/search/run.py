@@ -3,13 +3,18 @@ supernet and fixed residual discriminator, the alphaGAN loop, logs, pictures, ch
 and exact resume, and the genotype at the end.
 
 Output folder: ``genotype.json`` (the derived architecture, rewritten at every checkpoint),
-``log.jsonl`` (one line per iteration: losses, duality gap, entropy of every alpha/beta),
-``alphas.png`` (softmax weights of every layer over the search), ``samples/*.png`` and
-``search-state.pt`` (everything ``--resume`` needs).
+``log.jsonl`` (one line per iteration: losses, duality gap, skipped non-finite steps, the
+softmax weights and entropy of every alpha/beta), ``alphas.png`` (softmax weights of every
+layer over the search), ``samples/*.png`` and ``search-state.pt`` (everything ``--resume``
+needs). Real batches come through ``stylenas.datasets.TrainingLoader`` (worker processes,
+pinned memory, prefetch) from a sampler whose batch k is a function of (seed, half, k), so a
+resumed run reads the same batches. ``--resume`` recognises the data by content (count,
+resolution, a hash of a few decoded records), so a moved LMDB resumes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -25,11 +30,12 @@ from ..nn.networks import TORGB_W, Discriminator, check_resolution
 from ..devices import resolve_device
 from ..io import atomic_path
 from ..plots import save_image_atomic, save_line_panels
-from .alphagan import PRESETS, AlphaGANSearcher, softmax_entropy
+from .alphagan import PRESETS, AlphaGANSearcher, NonFiniteError
 from .genotype import space_size
 from .supernet import SPACES, SuperGenerator
 
 STATE_FILE = "search-state.pt"
+STYLEGAN2_PRESETS = ("stylegan2", "tiny")  # PRESETS' s and l are the CIFAR-10 settings (conventional search)
 # Network sizes before channel_mult: StyleGAN2 config-f, and a tiny one for CPU tests/demo.
 NETWORKS = {
     "stylegan2": {"z_dim": 512, "w_dim": 512, "channel_base": 32768, "channel_max": 512},
@@ -66,30 +72,69 @@ class SearchConfig:
     seed: int = 0
     resume: bool = False
     sample_every: int = 50
-    checkpoint_every: int = 10
+    checkpoint_every: int = 10  # 0: only at the end
+    workers: int = 2  # data loader processes per half
+    max_nonfinite: int = 25  # skipped non-finite steps in a row before the search stops
 
-    # fields that must agree between a run and its --resume
-    STRUCTURAL = ("space", "dynamic_w", "torgb_w", "resolution", "preset", "batch", "channel_mult", "loss", "seed", "data",
-                  "images")
+    # fields that must agree between a run and its --resume ("dataset": its content fingerprint)
+    STRUCTURAL = ("space", "dynamic_w", "torgb_w", "resolution", "preset", "batch", "channel_mult", "loss", "seed",
+                  "dataset")
+
+
+class HalfSampler(torch.utils.data.Sampler):
+    """Endless indices of one half of the data, batch after batch: batch k draws `batch`
+    indices from a generator seeded by (seed, stream, k), starting at batch `start`, so any
+    position can be regenerated and a resumed run reads the same batches."""
+
+    def __init__(self, indices, batch, seed, stream, start=0):
+        self.indices, self.batch, self.seed, self.stream, self.start = indices, batch, seed, stream, start
+
+    def __iter__(self):
+        k = self.start
+        while True:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.stream * 7_919 + k)
+            yield from self.indices[torch.randint(len(self.indices), (self.batch,), generator=gen)].tolist()
+            k += 1
 
 
 class BatchStream:
-    """Real batches of one half of the data. Batch k draws its indices from a generator seeded
-    by (seed, stream, k), so any position can be regenerated: resuming is exact."""
+    """Real batches of one half, float [B, 3, R, R] in [-1, 1] on `device`, through a
+    TrainingLoader (no flips: the search sees the images as stored); ``step`` counts the
+    batches taken, the position a resume restarts from."""
 
-    def __init__(self, dataset, indices, batch, seed, stream, device, step=0):
-        self.dataset, self.indices, self.batch = dataset, indices, batch
-        self.seed, self.stream, self.device, self.step = seed, stream, device, step
+    def __init__(self, dataset, indices, batch, seed, stream, device, step=0, workers=0):
+        from ..datasets import TrainingLoader
+
+        self.step, self.started = step, False
+        self.loader = TrainingLoader(dataset, batch, device, num_workers=workers, flip=False,
+                                     sampler=HalfSampler(indices, batch, seed, stream, start=step))
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.stream * 7_919 + self.step)
-        picks = self.indices[torch.randint(len(self.indices), (self.batch,), generator=gen)]
-        images = torch.stack([self.dataset[int(i)] for i in picks])
+        if not self.started:
+            # Starting a DataLoader draws its workers' seed from the global RNG: keep that
+            # draw out of the search's random stream, or a resumed run would diverge.
+            with torch.random.fork_rng(devices=[]):
+                images = next(self.loader)
+            self.started = True
+        else:
+            images = next(self.loader)
         self.step += 1
-        return images.to(self.device).float() / 127.5 - 1
+        return images
+
+
+def dataset_fingerprint(dataset, records=8):
+    """What --resume compares: image count, resolution and a hash of a few decoded records
+    spread over the data (not the path, so a moved or copied LMDB still resumes)."""
+    n = len(dataset)
+    picks = sorted({round(i * (n - 1) / (records - 1)) for i in range(records)})
+    digest = hashlib.sha256()
+    for index in picks:
+        image = dataset[index]
+        digest.update(str(tuple(image.shape)).encode() + image.contiguous().numpy().tobytes())
+    return {"images": n, "resolution": int(dataset[0].shape[-1]), "sha256": digest.hexdigest()[:16]}
 
 
 def split_halves(length, seed):
@@ -106,9 +151,26 @@ def open_images(path, resolution):
 
 
 def arch_snapshot(generator):
-    """{arch key: softmax weights} of the supernet, as plain lists."""
-    return {key: torch.softmax(value.detach().float().cpu(), dim=0).tolist()
-            for key, value in generator.synthesis.arch.items()}
+    """{arch key: softmax weights} and {arch key: entropy} of the supernet, in one read."""
+    arch = generator.synthesis.arch
+    weights = torch.cat([torch.softmax(v.detach().float(), dim=0) for v in arch.values()]).cpu()
+    softmax, entropy, offset = {}, {}, 0
+    for key, value in arch.items():
+        p = weights[offset:offset + value.numel()]
+        offset += value.numel()
+        softmax[key] = [round(v, 6) for v in p.tolist()]
+        entropy[key] = float(-(p * p.clamp_min(1e-12).log()).sum())
+    return softmax, entropy
+
+
+def check_finite(searcher, what):
+    """Refuse to write a checkpoint or genotype from non-finite parameters."""
+    for name, params in (("architecture parameters", searcher.G.arch_parameters()),
+                         ("generator weights", searcher.G.weight_parameters()),
+                         ("discriminator weights", list(searcher.D.parameters()))):
+        if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            raise NonFiniteError(f"the {name} are not finite after iteration {searcher.iterations_done}; "
+                                 f"{what} not written (the last one on disk is kept)")
 
 
 def plot_alphas(history, path):
@@ -128,12 +190,19 @@ def plot_alphas(history, path):
 def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(line, err=True)):
     """Run (or resume) a search; returns the derived Genotype. `dataset` (items uint8
     [3, R, R]) replaces the LMDB named by ``config.data``."""
-    if config.preset not in PRESETS:
-        raise SearchError(f"--preset must be one of {', '.join(PRESETS)}, got {config.preset!r}")
+    if config.preset not in STYLEGAN2_PRESETS:
+        raise SearchError(f"--preset must be one of {', '.join(STYLEGAN2_PRESETS)} for the StyleGAN2 search, got "
+                          f"{config.preset!r} (s and l are alphaGAN's CIFAR-10 settings: search_conventional.py)")
     if config.space not in SPACES:
         raise SearchError(f"--space must be one of {', '.join(SPACES)}, got {config.space!r}")
     if config.torgb_w not in TORGB_W:
         raise SearchError(f"--torgb-w must be one of {', '.join(TORGB_W)}, got {config.torgb_w!r}")
+    for option, value, low in (("--checkpoint-every", config.checkpoint_every, 0),
+                               ("--sample-every", config.sample_every, 0), ("--workers", config.workers, 0),
+                               ("--max-nonfinite", config.max_nonfinite, 1), ("--iters", config.iters, 0),
+                               ("--batch", config.batch, 1)):
+        if value is not None and value < low:
+            raise SearchError(f"{option} must be at least {low}, got {value}")
     preset = PRESETS[config.preset]
     batch = config.batch or preset.batch
     iters = config.iters if config.iters is not None else preset.iterations
@@ -154,8 +223,14 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
             raise SearchError(f"--resolution: {error}") from None
     if dataset is None:
         dataset = open_images(config.data, config.resolution)
-    resolution = config.resolution or int(dataset[0].shape[-1])
-    check_resolution(resolution)
+    if len(dataset) == 0:
+        raise SearchError(f"{config.data}: holds no images")
+    fingerprint = dataset_fingerprint(dataset)
+    resolution = fingerprint["resolution"]
+    try:
+        check_resolution(resolution)
+    except ValueError as error:
+        raise SearchError(f"{config.data}: images of {resolution}px: {error}") from None
     train_idx, val_idx = split_halves(len(dataset), config.seed)
     if len(train_idx) < batch:
         raise SearchError(f"{config.data}: {len(dataset)} images are too few to split into training and "
@@ -167,13 +242,11 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
     D = Discriminator(resolution, **channels).to(device)
     z_dim = network["z_dim"]
     searcher = AlphaGANSearcher(G, D, lambda n: torch.randn(n, z_dim, device=device),
-                                replace(preset, batch=batch, loss=loss))
+                                replace(preset, batch=batch, loss=loss), max_nonfinite=config.max_nonfinite)
     sample_z = torch.randn(16, z_dim, generator=torch.Generator().manual_seed(config.seed + 1)).to(device)
     settings = {**asdict(config), "resolution": resolution, "batch": batch, "channel_mult": channel_mult,
-                "loss": loss, "images": len(dataset)}  # a changed dataset would change the split
-    train = BatchStream(dataset, train_idx, batch, config.seed, 0, device)
-    val = BatchStream(dataset, val_idx, batch, config.seed, 1, device)
-    history = []
+                "loss": loss, "dataset": fingerprint}
+    positions, history = (0, 0), []
 
     if config.resume:
         if not state_path.is_file():
@@ -181,12 +254,16 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
         state = torch.load(state_path, map_location=device, weights_only=True)
         saved = {"torgb_w": "free", **state["settings"]}  # states from before the option were untied
         mismatched = [k for k in SearchConfig.STRUCTURAL if saved.get(k) != settings.get(k)]
+        if "dataset" in mismatched:
+            was, now = saved.get("dataset") or {}, fingerprint
+            raise SearchError(f"--resume: {state_path} was searched on other data ({was.get('images')} images of "
+                              f"{was.get('resolution')}px, records hash {was.get('sha256')}); {config.data} holds "
+                              f"{now['images']} images of {now['resolution']}px, records hash {now['sha256']}")
         if mismatched:
             raise SearchError(f"--resume: {state_path} was written with different settings: " + ", ".join(
                 f"{k}={saved.get(k)!r} (now {settings.get(k)!r})" for k in mismatched))
         searcher.load_state_dict(state["searcher"])
-        train.step, val.step = state["train_step"], state["val_step"]
-        history = state["history"]
+        positions, history = (state["train_step"], state["val_step"]), state["history"]
         torch.set_rng_state(state["rng_cpu"].cpu())
         if device.type == "cuda" and state.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
@@ -194,12 +271,15 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
         log(f"resumed {outdir} at iteration {searcher.iterations_done}")
     elif state_path.exists():
         raise SearchError(f"{outdir} already holds a search ({STATE_FILE}); use --resume or another --outdir")
+    train = BatchStream(dataset, train_idx, batch, config.seed, 0, device, positions[0], config.workers)
+    val = BatchStream(dataset, val_idx, batch, config.seed, 1, device, positions[1], config.workers)
 
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "samples").mkdir(exist_ok=True)
     source = {"data": str(config.data), "outdir": str(outdir), "preset": config.preset, "settings": settings}
 
     def checkpoint():
+        check_finite(searcher, f"{state_path} and {outdir / 'genotype.json'}")
         with atomic_path(state_path) as tmp:
             torch.save({
                 "settings": settings, "searcher": searcher.state_dict(), "train_step": train.step,
@@ -226,17 +306,20 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
             tic = time.perf_counter()
             G.train(), D.train()
             stats = searcher.iteration(train, val)
+            weights, entropy = arch_snapshot(G)
             stats["seconds"] = time.perf_counter() - tic
-            stats["entropy"] = {k: softmax_entropy(v) for k, v in G.synthesis.arch.items()}
-            history.append(arch_snapshot(G))
+            stats["entropy"] = entropy
+            stats["arch_weights"] = weights  # softmax of every alpha and beta
+            history.append(weights)
             log_file.write(json.dumps(stats) + "\n")
             log_file.flush()
             k = searcher.iterations_done
             if config.sample_every and (k % config.sample_every == 0 or k == iters):
                 save_samples(G, sample_z, outdir / "samples" / f"iter{k:06d}.png")
-            if k % config.checkpoint_every == 0 or k == iters:
+            if (config.checkpoint_every and k % config.checkpoint_every == 0) or k == iters:
                 checkpoint()
-            bar.update(1, current_item=f"gap {stats['duality_gap']:+.4f}")
+            gap = stats["duality_gap"]
+            bar.update(1, current_item="gap " + (f"{gap:+.4f}" if gap is not None else "skipped"))
     if searcher.iterations_done == start:  # nothing ran (e.g. resumed at the end)
         checkpoint()
     genotype = G.genotype(channels, source={**source, "iterations": searcher.iterations_done})
