@@ -177,3 +177,33 @@ def test_two_gloo_processes_equal_one(demo_lmdb, tmp_path):
     assert other.returncode == 0, other.stderr
     with pytest.raises(AssertionError):
         assert_same_state(a, load(tmp_path / "other" / "checkpoint.pt"), exact=False, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_fid_at_snapshots_keeps_the_best(demo_lmdb, tmp_path, monkeypatch):
+    """--metrics fid50k_full: reference statistics of the data computed once and cached, the FID of
+    --fid-num G_ema images in every log line, network-snapshot-best.pt the lowest. Random Inception
+    weights in pytorch-fid's layout stand in for the real file."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_metrics_inception import write_weights
+
+    monkeypatch.setenv("STYLENAS_CACHE", str(tmp_path / "cache"))
+    weights = write_weights(tmp_path / "weights")
+    out = tmp_path / "run"
+    result = invoke(["--data", demo_lmdb, "--genotype", "stylegan2", "--resolution", "8", "--outdir", out,
+                     "--kimg", "0.008", "--snap", "0.004", "--metrics", "fid50k_full", "--fid-num", "8",
+                     "--inception", weights, *TINY])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    fids = [r["fid"] for r in records]
+    assert len(fids) == 2 and all(f > 0 for f in fids)
+    cached = list((tmp_path / "cache" / "fid-stats").glob("demo-8px-*.npz"))
+    assert len(cached) == 1
+    best = load(out / "network-snapshot-best.pt")
+    assert best["counters"]["kimg"] == records[fids.index(min(fids))]["kimg"]
+    # the checkpoint's G_ema scored by fid.py with the cached statistics gives the logged value
+    from stylenas.metrics.cli import evaluate
+
+    again = evaluate(str(out / "checkpoint.pt"), str(cached[0]), num=8, inception=weights, device="cpu",
+                     workers=0, progress=False)
+    assert again["fid"] == pytest.approx(fids[-1], rel=1e-6)
