@@ -60,6 +60,14 @@ demo: $(STAMP)
 	else \
 		echo "skipped: no Inception weights (see above); the samples are in $(DEMO_OUT)/generated/grid.png"; \
 	fi
+	@echo "== conventional GANs: alphaGAN on AutoGAN cells and DEGAS (tiny) at 32 px, then retraining a genotype =="
+	rm -rf $(DEMO_OUT)/conv-alphagan $(DEMO_OUT)/conv-degas $(DEMO_OUT)/conv-train
+	$(PY) scripts/search_conventional.py --method alphagan --data $(DEMO_OUT)/demo.lmdb --resolution 32 \
+		--outdir $(DEMO_OUT)/conv-alphagan --preset tiny --iters 8 --sample-every 4
+	$(PY) scripts/search_conventional.py --method degas --data $(DEMO_OUT)/demo.lmdb --resolution 32 \
+		--outdir $(DEMO_OUT)/conv-degas --preset tiny --iters 4 --sample-every 2
+	$(PY) scripts/train_conventional.py --genotype $(DEMO_OUT)/conv-alphagan/genotype.json \
+		--data $(DEMO_OUT)/demo.lmdb --resolution 32 --outdir $(DEMO_OUT)/conv-train --preset tiny --steps 20
 
 clean:
 	rm -rf $(DEMO_OUT) build dist *.egg-info
