@@ -52,6 +52,7 @@ from torch import nn
 
 from ..io import atomic_path
 from ..search.genotype import GenotypeError
+from ..train.runlog import save_image_grid
 from .losses import GP_WEIGHT, gradient_penalty
 from .spread import job_seed, seeded, spread_jobs
 
@@ -271,7 +272,9 @@ class Action:
 
     @property
     def name(self):
-        return "double" if self.kind == "double" else f"{self.kind.upper()} conv{self.kernel}x{self.kernel}-{self.filters}"
+        if self.kind == "double":
+            return "double"
+        return f"{self.kind.upper()} conv{self.kernel}x{self.kernel}-{self.filters}"
 
     @classmethod
     def parse(cls, name):
@@ -284,8 +287,7 @@ class Action:
 
 def action_space(kernels=KERNELS, filters=FILTERS):
     """Section "Action Search Space": G convs, D convs (every kernel x filters), double."""
-    return ([Action("g", k, f) for k in kernels for f in filters] + [Action("d", k, f) for k in kernels for f in filters]
-            + [Action("double")])
+    return ([Action(net, k, f) for net in ("g", "d") for k in kernels for f in filters] + [Action("double")])
 
 
 def allowed(body, action, final_resolution, max_grown):
@@ -522,7 +524,7 @@ class DGGANSearch:
             except (OSError, json.JSONDecodeError) as error:
                 raise ValueError(f"{self.state_path}: not a readable DGGAN state ({error})") from None
             old = self.state.get("settings", {})
-            mismatched = [k for k in DGGANConfig.STRUCTURAL if old.get(k) != settings.get(k)]
+            mismatched = [k for k in DGGANConfig.STRUCTURAL + ("images", "scorer") if old.get(k) != settings.get(k)]
             if mismatched:
                 raise ValueError(f"--resume: {self.state_path} was written with other settings: " + ", ".join(
                     f"{k}={old.get(k)!r} (now {settings.get(k)!r})" for k in mismatched))
@@ -718,40 +720,39 @@ class DGGANSearch:
         return self.finish()
 
     def finish(self):
+        """Rank 0 trains the best candidate longer; the other processes are done (no collective
+        follows, so they need not wait through a long final training)."""
         c = self.config
         best_id = self.state["best"]
         if best_id is None:
-            best_id = min((r for r in self.state["candidates"] if "fid" in r), key=lambda r: (-r["resolution"], r["fid"]))["id"]
+            best_id = min((r for r in self.state["candidates"] if "fid" in r),
+                          key=lambda r: (-r["resolution"], r["fid"]))["id"]
             self.log(f"no candidate reached {c.final_resolution}px within the budget; the best at "
                      f"{self.candidate(best_id)['resolution']}px is kept")
         best = self.candidate(best_id)
         self.reference(best["resolution"])  # every rank: its barrier
-        if self.state["final"] is None or self.state["final"].get("id") != best_id:
+        if self.is_main and (self.state["final"] is None or self.state["final"].get("id") != best_id
+                             or self.state["final"].get("iters") != c.final_iters):
             final = {"id": best_id, "iters": c.final_iters}
-            if self.is_main:
-                G, D = build_grown(best["genotype"])
-                state = self.load_weights(best_id)
-                G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
-                self.log(f"training the best candidate {best_id} ({best['resolution']}px, {self.scorer.label} "
-                         f"{best['fid']:.4g}) "
-                         f"{c.final_iters} more iterations")
-                with seeded(job_seed(c.seed, 2_000_000 + best_id)):
-                    train_candidate(G, D, self.dataset, c.final_iters, c.batch, c.lr, c.betas, 0, self.device)
-                (mu_sigma,) = [self.scorer.candidate_stats(G, job_seed(c.seed, 3_000_000 + best_id), self.device)]
-                final["fid"] = self.scorer.distances([mu_sigma], self.reference(best["resolution"]))[0]
-                with atomic_path(self.outdir / "final.pt") as tmp:
-                    torch.save({"G": G.cpu().state_dict(), "D": D.cpu().state_dict(),
-                                "genotype": self.genotype(best).to_dict()}, tmp)
-                from ..train.runlog import save_image_grid
-
-                with torch.no_grad():
-                    z = torch.randn(16, G.latent_dim, generator=torch.Generator().manual_seed(c.seed))
-                    save_image_grid(G.eval()(z), self.outdir / "samples" / "final.png", nrow=4)
-                self.state["final"] = final
-                self.save()
-                self.log(f"final {self.scorer.label} {final['fid']:.4g}; genotype written to "
-                         f"{self.outdir / 'genotype.json'}")
-            self._barrier()
+            G, D = build_grown(best["genotype"])
+            state = self.load_weights(best_id)
+            G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
+            self.log(f"training the best candidate {best_id} ({best['resolution']}px, {self.scorer.label} "
+                     f"{best['fid']:.4g}) {c.final_iters} more iterations")
+            with seeded(job_seed(c.seed, 2_000_000 + best_id)):
+                train_candidate(G, D, self.dataset, c.final_iters, c.batch, c.lr, c.betas, 0, self.device)
+            stats = self.scorer.candidate_stats(G, job_seed(c.seed, 3_000_000 + best_id), self.device)
+            final["fid"] = self.scorer.distances([stats], self.reference(best["resolution"]))[0]
+            with atomic_path(self.outdir / "final.pt") as tmp:
+                torch.save({"G": G.cpu().state_dict(), "D": D.cpu().state_dict(),
+                            "genotype": self.genotype(best).to_dict()}, tmp)
+            with torch.no_grad():
+                z = torch.randn(16, G.latent_dim, generator=torch.Generator().manual_seed(c.seed))
+                save_image_grid(G.eval()(z), self.outdir / "samples" / "final.png", nrow=4)
+            self.state["final"] = final
+            self.save()
+            self.log(f"final {self.scorer.label} {final['fid']:.4g}; genotype written to "
+                     f"{self.outdir / 'genotype.json'}")
         return self.state["final"]
 
     # -- outputs ---------------------------------------------------------------------------------
@@ -895,11 +896,11 @@ def run_dggan(config: DGGANConfig, outdir, dataset, scorer, device="cpu", dist=N
               stop_after=None, source=None):
     """Search (or resume) and train the best longer; returns the search object (its ``state``)."""
     resolution = int(dataset[0].shape[-1])
+    if config.final_resolution < D0 or config.final_resolution & (config.final_resolution - 1):
+        raise ValueError(f"the final resolution must be a power of two from {D0} px, got {config.final_resolution}")
     if resolution < config.final_resolution or resolution % config.final_resolution:
         raise ValueError(f"the data is {resolution}px; DGGAN at {config.final_resolution}px needs images of that "
                          f"size (or a multiple)")
-    if config.final_resolution < D0 or config.final_resolution & (config.final_resolution - 1):
-        raise ValueError(f"the final resolution must be a power of two from {D0} px, got {config.final_resolution}")
     if not 0 < config.p <= 1 or config.top_k < 1:
         raise ValueError(f"p must be in (0, 1] and K >= 1, got p={config.p}, K={config.top_k}")
     stages = int(math.log2(config.final_resolution // D0)) + 1
@@ -946,7 +947,8 @@ def search_from_options(data, outdir, preset="paper", resolution=None, seed=0, d
                          f"power of two (32 for CIFAR-10; resize STL-10 to 32 or 64 with prepare-data)")
     settings = {"latent_dim": 128 if size == 32 else 512, **PRESETS[preset], **(overrides or {})}
     config = DGGANConfig(final_resolution=size, seed=seed, **settings)
-    dist = init_distributed(device)
+    # a rank that finished its children waits in the gather for the slowest: paper children train for hours
+    dist = init_distributed(device, timeout_minutes=7 * 24 * 60)
     net = reward_network("proxy" if proxy else "inception", weights=inception, device=dist.device)
     scorer = FIDScorer(net, num=fid_num or SCORE_SAMPLES[preset], ref_num=REFERENCE_IMAGES[preset])
     try:

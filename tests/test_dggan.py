@@ -198,14 +198,16 @@ def test_top_k_and_sampling_on_a_toy_score(tmp_path):
         counts[0] += drawn
         counts[1] += pairs
     share, pairs = counts[0] / counts[1], len(again.actions)
-    assert share == pytest.approx(0.4 / (1 - 0.6 ** pairs), abs=0.03) and again.sample_children(7) == again.sample_children(7)
+    assert share == pytest.approx(0.4 / (1 - 0.6 ** pairs), abs=0.03)
+    assert again.sample_children(7) == again.sample_children(7)
     # every step's candidates are logged, normalised by the ProgGAN baseline of their resolution
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert len(log) == len(search.state["candidates"])
     for record in log:
         base = search.candidate(search.state["baselines"][str(record["resolution"])])
         assert record["toy_norm"] == pytest.approx(record["toy"] / base["fid"])
-    assert (tmp_path / "fig3.png").stat().st_size > 0 and (tmp_path / "candidates.csv").read_text().count("\n") == len(log) + 1
+    assert (tmp_path / "fig3.png").stat().st_size > 0
+    assert (tmp_path / "candidates.csv").read_text().count("\n") == len(log) + 1
 
 
 # ---------------------------------------------------------------------------- real searches (proxy reward)
@@ -319,3 +321,35 @@ def test_two_processes_give_the_one_process_search(tmp_path, uninterrupted):
         assert two["fid"] == pytest.approx(one["fid"], rel=1e-9)
     assert state["best"] == reference.state["best"]
     assert state["final"]["fid"] == pytest.approx(reference.state["final"]["fid"], rel=1e-9)
+
+
+def test_budget_and_bad_input(tmp_path):
+    from stylenas.conventional import build_networks
+    from stylenas.conventional.genotypes import ConventionalGenotype
+    from stylenas.search.genotype import GenotypeError
+
+    config = DGGANConfig(final_resolution=32, latent_dim=4, channels=(4, 4, 4), top_k=2, p=0.5, kernels=(3,),
+                         filters=(2,), max_grown=2, max_steps=2, seed=1)
+    search = ToySearch(config, tmp_path / "toy", toy_data(4, 32), ToyScorer(), log=lambda line: None)
+    for step in range(3):
+        search.run_step(step)
+    assert "budget of 2 growing steps" in search.stop_reason()
+    with pytest.raises(ValueError, match="already holds"):
+        ToySearch(config, tmp_path / "toy", toy_data(4, 32), ToyScorer(), log=lambda line: None)
+    data = toy_data(4, 16)
+    for bad, message in ((dict(final_resolution=32), "16px"), (dict(final_resolution=24), "power of two"),
+                         (dict(final_resolution=16, p=0.0), "p must be"),
+                         (dict(final_resolution=16, channels=(4,)), "one width per stage")):
+        with pytest.raises(ValueError, match=message):
+            run_dggan(DGGANConfig(**bad), tmp_path / "bad", data, ToyScorer(), log=lambda line: None)
+    assert not (tmp_path / "bad").exists()
+    record = {"format": "stylenas-genotype", "version": 2, "search_space": "dggan", "resolution": 16,
+              "latent_dim": 4, "channels": [4, 4], "stages": [{"g": [], "d": []}, {"g": [[4, 8]], "d": []}]}
+    with pytest.raises(GenotypeError, match="kernel"):
+        ConventionalGenotype.from_dict(record)
+    record["stages"][1]["g"] = [[3, 8]]
+    genotype = ConventionalGenotype.from_dict(record)
+    with pytest.raises(ValueError, match="grown to 16px"):
+        build_networks(genotype, resolution=32)
+    G, D = build_networks(genotype, resolution=16)
+    assert G(torch.randn(2, 4)).shape == (2, 3, 16, 16) and D(torch.randn(2, 3, 16, 16)).shape == (2, 1)
