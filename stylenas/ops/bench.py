@@ -1,23 +1,28 @@
 """Timings of the ops: the reference against the CUDA kernel (and, when given, NVlabs'
-stylegan2-ada-pytorch plugin) on StyleGAN2-sized shapes, forward + backward, in one run.
+stylegan2-ada-pytorch plugin) on StyleGAN2-sized shapes, forward + backward, in one run; and
+the 1x1 fast path of conv2d_resample before and after (the discriminator's residual skip, alone
+and in the whole discriminator), in the same run.
 
 Used by ``scripts/bench_ops.py``; ratios matter, absolute times on a shared machine do not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from ..devices import resolve_device
 from . import extension
 from .bias_act import bias_act
+from .conv2d_resample import conv2d_resample
 from .modulated_conv2d import modulated_conv2d
-from .upfirdn2d import setup_filter, upfirdn2d
+from .upfirdn2d import _filter_size, setup_filter, upfirdn2d
 
 
 @dataclass
@@ -81,6 +86,94 @@ def cases(quick: bool) -> list[Case]:
     ]
 
 
+def _conv2d_resample_before(x, w, f=None, up=1, down=1, padding=0, groups=1, flip_weight=True, flip_filter=False,
+                            impl="auto"):
+    """conv2d_resample as it ran before its 1x1 fast path, for the before/after rows: a 1x1
+    down-sampling blurred the full-resolution input, then ran a strided convolution."""
+    if w.shape[2:] != (1, 1) or up != 1 or down == 1:
+        return conv2d_resample(x, w, f, up, down, padding, groups, flip_weight, flip_filter, impl)
+    fw, fh = _filter_size(f)
+    pad = [padding + (fw - down + 1) // 2, padding + (fw - down) // 2,
+           padding + (fh - down + 1) // 2, padding + (fh - down) // 2]
+    x = upfirdn2d(x, f, padding=pad, flip_filter=flip_filter, impl=impl)
+    return F.conv2d(x, w, stride=down, groups=groups)
+
+
+@contextlib.contextmanager
+def _layers_use(conv2d_resample_fn):
+    """Let stylenas.nn's layers call `conv2d_resample_fn` for a while (imported here, not at the
+    top: stylenas.nn sits above ops; only this benchmark reaches up)."""
+    from ..nn import layers
+
+    saved = layers.conv2d_resample
+    layers.conv2d_resample = conv2d_resample_fn
+    try:
+        yield
+    finally:
+        layers.conv2d_resample = saved
+
+
+def fast_path_cases(quick: bool, device) -> list[tuple[str, list, Callable, Callable]]:
+    """(name, inputs, after(*inputs), before(*inputs)) for what the 1x1 fast path changes; `before`
+    runs with stylenas.nn's layers on the old path (see run_fast_paths)."""
+    from ..nn import Discriminator
+
+    f = setup_filter([1, 3, 3, 1], device=device)
+    if quick:
+        skip_shape, batch, resolution, channels = (2, 64, 32, 32), 4, 32, dict(channel_base=2048, channel_max=128)
+    else:  # StyleGAN2's skip at 256 px (128 -> 256 channels) and its 256 px discriminator at batch 4
+        skip_shape, batch, resolution, channels = (4, 128, 256, 256), 4, 256, {}
+    torch.manual_seed(0)
+    x = torch.randn(skip_shape, device=device)
+    w = torch.randn([2 * skip_shape[1], skip_shape[1], 1, 1], device=device) / skip_shape[1] ** 0.5
+    D = Discriminator(resolution, **channels).to(device)
+    img = torch.randn([batch, 3, resolution, resolution], device=device)
+    return [
+        (f"conv2d_resample 1x1 down2 {list(skip_shape)}", [x, w],
+         lambda x, w: conv2d_resample(x, w, f, down=2), lambda x, w: _conv2d_resample_before(x, w, f, down=2)),
+        (f"Discriminator {resolution}px batch {batch}", [img], D, D),
+    ]
+
+
+def run_fast_paths(device, quick: bool, repeats: int, log=lambda line: None) -> list[dict]:
+    """Forward+backward of each case on the old 1x1 path and on the new one, timed in turns
+    (before, after, before, ...) so that a change of load on a shared machine hits both."""
+    rows = []
+    for name, inputs, after, before in fast_path_cases(quick, device):
+        def run_before(*t):
+            with _layers_use(_conv2d_resample_before):
+                return before(*t)
+
+        before_ms, after_ms = (1e3 * t for t in _time_in_turns([run_before, after], inputs, device, repeats))
+        row = {"case": name, "before_ms": before_ms, "after_ms": after_ms, "speedup": before_ms / after_ms,
+               "max_rel_error": _max_error(after, run_before, inputs)}
+        rows.append(row)
+        log(f"{name:<44} before {before_ms:9.2f} ms   after {after_ms:9.2f} ms   x{row['speedup']:.2f}"
+            f"   err {row['max_rel_error']:.1e}")
+    return rows
+
+
+def _time_in_turns(fns, inputs, device, repeats, warmup=2):
+    """Median seconds of forward + backward of each of `fns`, which take turns."""
+    inputs = [t.detach().requires_grad_() for t in inputs]
+    times = [[] for _ in fns]
+    for i in range(warmup + repeats):
+        for fn, fn_times in zip(fns, times):
+            _sync(device)
+            start = time.perf_counter()
+            y = fn(*inputs)
+            y.backward(torch.ones_like(y))
+            _sync(device)
+            if i >= warmup:
+                fn_times.append(time.perf_counter() - start)
+    return [sorted(t)[len(t) // 2] for t in times]
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _time(fn, inputs, device, repeats, warmup=2):
     """Median seconds of forward + backward."""
     inputs = [t.detach().requires_grad_() for t in inputs]
@@ -89,18 +182,14 @@ def _time(fn, inputs, device, repeats, warmup=2):
         y = fn(*inputs)
         y.backward(torch.ones_like(y))
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     for _ in range(warmup):
         step()
     times = []
     for _ in range(repeats):
-        sync()
+        _sync(device)
         start = time.perf_counter()
         step()
-        sync()
+        _sync(device)
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
 
@@ -145,6 +234,8 @@ def run(device: str = "auto", quick: bool | None = None, repeats: int = 5, nvlab
                 row["speedup_vs_nvlabs"] = row["nvlabs_ms"] / row["cuda_ms"]
         results.append(row)
         log(_format_row(row))
+    log("1x1 fast path (impl auto: the kernels on a GPU, else the reference), forward+backward:")
+    fast_paths = run_fast_paths(device, quick, repeats, log)
     return {
         "device": torch.cuda.get_device_name(device) if on_gpu else "cpu",
         "torch": torch.__version__,
@@ -152,6 +243,7 @@ def run(device: str = "auto", quick: bool | None = None, repeats: int = 5, nvlab
         "quick": quick,
         "timing": "median forward+backward, ms",
         "results": results,
+        "fast_paths": fast_paths,
     }
 
 

@@ -98,7 +98,7 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="au
 
 
 def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
-    """Plain PyTorch: zero insertion, F.pad, depthwise F.conv2d, strided slicing."""
+    """Plain PyTorch: zero insertion, F.pad, depthwise strided F.conv2d."""
     (upx, upy), (downx, downy) = up, down
     px0, px1, py0, py1 = padding
     n, c, h, w = x.shape
@@ -115,12 +115,11 @@ def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
     f = f.to(x.dtype) * (gain ** (f.ndim / 2))  # scale in x's precision (a float32 filter on double x)
     if not flip_filter:
         f = f.flip(list(range(f.ndim)))  # conv2d correlates; flipping makes it a convolution
+    # A strided convolution keeps every down-th output, starting at 0, without computing the rest.
     if f.ndim == 2:
-        x = F.conv2d(x, f[None, None].expand(c, 1, fh, fw), groups=c)
-    else:
-        x = F.conv2d(x, f[None, None, None, :].expand(c, 1, 1, fw), groups=c)
-        x = F.conv2d(x, f[None, None, :, None].expand(c, 1, fh, 1), groups=c)
-    return x[:, :, ::downy, ::downx]
+        return F.conv2d(x, f[None, None].expand(c, 1, fh, fw), groups=c, stride=(downy, downx))
+    x = F.conv2d(x, f[None, None, None, :].expand(c, 1, 1, fw), groups=c, stride=(1, downx))
+    return F.conv2d(x, f[None, None, :, None].expand(c, 1, fh, 1), groups=c, stride=(downy, 1))
 
 
 def _cuda_kernel(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain):
