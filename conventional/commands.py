@@ -67,15 +67,17 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
 
 
 @click.command("search-conventional")
-@click.option("--method", required=True, type=click.Choice(["alphagan", "degas", "autogan", "agan"]),
+@click.option("--method", required=True, type=click.Choice(["alphagan", "degas", "autogan", "agan", "dggan"]),
               help="alphagan: alphaGAN on AutoGAN-style cells; degas: DEGAS (GLO) on the whole generator; "
-                   "autogan: AutoGAN (RL, multi-level); agan: AGAN (RL, G and D modules).")
+                   "autogan: AutoGAN (RL, multi-level); agan: AGAN (RL, G and D modules); dggan: DGGAN "
+                   "(grows ProgGAN G and D from 8 px, top-K greedy).")
 @click.option("--data", required=True, type=click.Path(), help="LMDB (CIFAR-10 32 px or STL-10 48 px).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Search folder.")
 @click.option("--preset", default=None,
               help="alphagan: s | l | tiny [s]; degas: cifar | stl | tiny [cifar at 32 px, stl otherwise]; "
-                   "autogan, agan: paper | tiny [paper].")
-@click.option("--iters", type=click.IntRange(0), default=None, help="Search iterations / epochs [preset].")
+                   "autogan, agan: paper | tiny [paper]; dggan: paper | small | tiny [paper].")
+@click.option("--iters", type=click.IntRange(0), default=None,
+              help="Search iterations / epochs [preset]; dggan: training iterations of each child.")
 @click.option("--resolution", type=int, default=None, help="Which size of the LMDB [default: the largest].")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
@@ -84,14 +86,23 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
 @click.option("--reward", type=click.Choice(["is", "fid"]), default="is", show_default=True,
               help="autogan: Inception Score, or FID against the training statistics (agan: IS).")
 @click.option("--proxy", is_flag=True,
-              help="autogan/agan: score with a random-weight Inception (CPU tests, demo); logged as a PROXY.")
+              help="autogan/agan/dggan: score with a random-weight Inception (CPU tests, demo); logged as a PROXY.")
 @click.option("--inception", type=click.Path(dir_okay=False), default=None, help="FID Inception weights file.")
+@click.option("--top-k", type=click.IntRange(1), default=None, help="dggan: parents kept per step (K) [preset: 20].")
+@click.option("--p", "sample_p", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="dggan: probability of each (parent, action) child [preset: 0.4].")
+@click.option("--max-steps", type=click.IntRange(0), default=None,
+              help="dggan: growing steps at most [default: until nothing can grow].")
+@click.option("--final-iters", type=click.IntRange(0), default=None,
+              help="dggan: further iterations of the best candidate [preset].")
+@click.option("--fid-num", type=click.IntRange(2), default=None, help="dggan: samples a candidate's FID uses [preset].")
 def search_conventional_command(method, data, outdir, preset, iters, resolution, seed, device, sample_every, resume,
-                                reward, proxy, inception):
+                                reward, proxy, inception, top_k, sample_p, max_steps, final_iters, fid_num):
     """Search a conventional generator; writes OUTDIR/genotype.json (retrain it with
     train-conventional --genotype OUTDIR/genotype.json), log.jsonl, alphas.png (autogan/agan:
     rewards.png), samples/ and search-state.pt (for --resume). autogan/agan spread the candidate
-    rewards over the processes of torchrun --nproc_per_node N."""
+    rewards over the processes of torchrun --nproc_per_node N. dggan: also candidates.csv,
+    fig3.png, final.pt and dggan-state.json; its children are trained on all torchrun processes."""
     if method in ("autogan", "agan"):
         if method == "autogan":
             from .autogan import AutoGANConfig as Config, SearchError as RLSearchError, run_autogan as run
@@ -102,6 +113,17 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
         try:
             run(config)
         except (RLSearchError, ValueError, FileNotFoundError) as error:
+            raise click.ClickException(str(error))
+        return
+    if method == "dggan":
+        from .dggan import search_from_options
+
+        overrides = {k: v for k, v in (("top_k", top_k), ("p", sample_p), ("child_iters", iters),
+                                       ("max_steps", max_steps), ("final_iters", final_iters)) if v is not None}
+        try:
+            search_from_options(data, outdir, preset or "paper", resolution, seed, device, resume, proxy, inception,
+                                overrides, fid_num, log=lambda line: click.echo(line, err=True))
+        except (ValueError, FileNotFoundError) as error:
             raise click.ClickException(str(error))
         return
     from .search import SearchConfig, SearchError, run_search

@@ -353,3 +353,38 @@ def test_budget_and_bad_input(tmp_path):
         build_networks(genotype, resolution=32)
     G, D = build_networks(genotype, resolution=16)
     assert G(torch.randn(2, 4)).shape == (2, 3, 16, 16) and D(torch.randn(2, 3, 16, 16)).shape == (2, 1)
+
+
+@pytest.mark.slow
+def test_cli_search_then_retrain(tmp_path):
+    from click.testing import CliRunner
+
+    from stylenas.conventional.commands import search_conventional_command, train_conventional_command
+    from stylenas.datasets import make_demo_data
+
+    make_demo_data(tmp_path / "demo.lmdb", [16, 24], 24, image_format="png")
+    runner = CliRunner()
+    base = ["--method", "dggan", "--data", str(tmp_path / "demo.lmdb"), "--preset", "tiny", "--proxy",
+            "--device", "cpu"]
+    result = runner.invoke(search_conventional_command, base + ["--resolution", "24", "--outdir", str(tmp_path / "x")])
+    assert result.exit_code == 1 and "power of two" in result.output and not (tmp_path / "x").exists()
+    result = runner.invoke(search_conventional_command, base + [
+        "--resolution", "16", "--outdir", str(tmp_path / "search"), "--iters", "2", "--max-steps", "2",
+        "--final-iters", "2", "--top-k", "1", "--p", "1"])
+    assert result.exit_code == 0, result.output
+    log = [json.loads(line) for line in (tmp_path / "search" / "log.jsonl").read_text().splitlines()]
+    # p = 1, K = 1: step 1 grows the base by all 5 tiny actions, step 2 the one kept child by all its allowed ones
+    assert [r["step"] for r in log[:6]] == [0, 1, 1, 1, 1, 1] and "proxy_fid" in log[0]
+    (kept,) = [r["id"] for r in log if r["step"] == 1 and r["kept"]]
+    state = json.loads((tmp_path / "search" / "dggan-state.json").read_text())
+    allowed = [a for a in action_space((3,), (4, 8))
+               if dggan.allowed(state["candidates"][kept]["genotype"], a, 16, 1)]
+    assert [(r["parent"], r["action"]) for r in log if r["step"] == 2] == [(kept, a.name) for a in allowed]
+    result = runner.invoke(train_conventional_command, ["--genotype", str(tmp_path / "search" / "genotype.json"),
+                                                        "--data", str(tmp_path / "demo.lmdb"), "--resolution", "16",
+                                                        "--outdir", str(tmp_path / "train"), "--preset", "tiny",
+                                                        "--steps", "2", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    state = torch.load(tmp_path / "train" / "checkpoint.pt", weights_only=True)
+    assert state["config"]["loss"] == "wgan-gp" and state["genotype"]["search_space"] == "dggan"
+    assert state["config"]["latent_dim"] == 16
