@@ -135,6 +135,11 @@ def test_checkpoint_loads_through_load_generator(tmp_path):
     assert state["kind"] == "conventional" and info["resolution"] == 16 and info["z_dim"] == 16
     x = G(torch.randn(3, 16))
     assert x.shape == (3, 3, 16, 16) and x.abs().max() <= 1
+    # what `stylenas fid CHECKPOINT ...` reads: quantised samples of G_ema by seed
+    from stylenas.train.generate import checkpoint_images
+
+    samples = checkpoint_images(tmp_path / "run" / "checkpoint.pt", 5, "cpu")
+    assert len(samples) == 5 and samples[4].shape == (3, 16, 16) and samples[4].dtype == torch.uint8
 
 
 def test_generator_learns_a_constant_image(tmp_path):
