@@ -155,20 +155,22 @@ class MetricEvaluator:
     def __call__(self, G, latent_dim, seed):
         from .. import metrics as m
 
-        stats, logits = m.FeatureStats(), []
+        stats, logits, was_training = m.FeatureStats(), [], G.training
         G.eval()
         for start in range(0, self.num, self.batch):
             n = min(self.batch, self.num - start)
             images = G(latents(seed, start, 9, n, latent_dim, self.device))
             out = self.net(m.to_uint8(images))
-            features, logit = (out.features, out.logits_unbiased) if hasattr(out, "features") else out
+            # InceptionOutput: the original IS uses the logits without the fc bias
+            features, logit = (out.features, out.logits_unbiased) if hasattr(out, "logits_unbiased") else out
             stats.update(features)
             logits.append(logit.cpu())
+        G.train(was_training)
         result = {}
         if "is" in self.metrics:
-            result["is"], result["is_std"] = m.inception_score(torch.cat(logits), splits=10)
+            result["is"], result["is_std"] = (float(v) for v in m.inception_score(torch.cat(logits), splits=10))
         if "fid" in self.metrics:
-            result["fid"] = m.frechet_distance(stats.mu, stats.sigma, self.ref[0], self.ref[1])
+            result["fid"] = float(m.frechet_distance(*stats.stats(), *self.ref))
         return result
 
 

@@ -229,3 +229,30 @@ def test_torchrun_two_processes_resume_exactly(tmp_path):
     (tmp_path / "cut" / "checkpoint.pt").write_bytes((tmp_path / "whole" / "network-snapshot-000002.pt").read_bytes())
     run(tmp_path / "cut", "--resume")
     assert_same_run(state, load_checkpoint(tmp_path / "cut" / "checkpoint.pt"))
+
+
+def test_metric_snapshots_keep_the_best(tmp_path):
+    """--metrics is,fid through a stand-in for the Inception network (same interface): logged at
+    every checkpoint, best.pt holds the lowest FID."""
+    from stylenas.conventional.train import MetricEvaluator
+    from stylenas.metrics import save_stats
+
+    class Features(torch.nn.Module):
+        def forward(self, images):  # uint8 [N, 3, H, W] -> (features [N, 6], logits [N, 5])
+            x = images.float() / 255
+            features = torch.cat([x.mean((2, 3)), x.std((2, 3))], 1)
+            return features, features[:, :5] * 10
+
+    save_stats(tmp_path / "ref.npz", np.full(6, 0.5), np.eye(6) * 0.01)
+    evaluator = MetricEvaluator(("is", "fid"), 12, fid_stats=tmp_path / "ref.npz", net=Features())
+    config = TrainConfig("alphagan_s", "mem", str(tmp_path / "run"), preset="tiny", steps=4, snap=2, device="cpu",
+                         metrics=("is", "fid"))
+    run_training(config, dataset=images(), log=lambda line: None, evaluator=evaluator)
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    fids = [r["fid"] for r in records if "fid" in r]
+    assert len(fids) == 2 and all(r["is"] >= 1 for r in records if "is" in r)
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["best"]["best"] == min(fids)
+    assert best["counters"]["step"] == 2 * (1 + fids.index(min(fids)))
+    with pytest.raises(TrainError, match="--fid-stats"):
+        MetricEvaluator(("fid",), 10, net=Features())
