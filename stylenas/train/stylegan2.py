@@ -33,10 +33,7 @@ each W_i toward its own running mean (``MappingNetwork.w_avg``).
 from __future__ import annotations
 
 import copy
-import math
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -277,17 +274,3 @@ def memory_gb(device):
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux
-
-
-def seconds_since(t0):
-    return time.perf_counter() - t0
-
-
-def finite_or_none(value):
-    return value if value is not None and math.isfinite(value) else None
-
-
-def run_dir_files(outdir):
-    outdir = Path(outdir)
-    return {"checkpoint": outdir / "checkpoint.pt", "log": outdir / "log.jsonl", "samples": outdir / "samples",
-            "best": outdir / "network-snapshot-best.pt", "losses": outdir / "losses.png"}
