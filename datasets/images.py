@@ -95,7 +95,9 @@ def to_rgb(img):
 
 
 def load_image(data):
-    """Encoded bytes -> RGB PIL image, fully decoded (so a truncated file fails here), EXIF-rotated."""
+    """Encoded bytes -> RGB PIL image, fully decoded (so a truncated file fails here), EXIF-rotated,
+    converted by ``to_rgb``. prepare_data and the FID of an image folder both decode with it, so a
+    folder gives the same pixels to both commands."""
     with Image.open(io.BytesIO(data)) as img:
         img.load()
         img = ImageOps.exif_transpose(img)

@@ -254,7 +254,8 @@ def _write_folder(root, sizes, seed=0):
 
 def test_image_folder_and_extraction_with_mixed_sizes(net, tmp_path):
     _write_folder(tmp_path, [(16, 16), (16, 16), (20, 24), (16, 16), (16, 16)])
-    folder = ImageFolder(tmp_path)
+    assert len(ImageFolder(tmp_path)) == 3  # like pytorch-fid: the files directly inside
+    folder = ImageFolder(tmp_path, recursive=True)
     assert len(folder) == 5 and all(f.suffix.lower() in (".png", ".jpg", ".bmp") for f in folder.files)
     assert folder.files == sorted(folder.files)
     grey = folder.files.index((tmp_path / "nested" / "img1.JPG").resolve())

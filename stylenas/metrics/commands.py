@@ -12,26 +12,37 @@ from .cli import FIDError, evaluate, format_text
 @click.command("fid", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("a", type=click.Path())
 @click.argument("b", type=click.Path(), required=False)
-@click.option("--num", type=int, help="Use the first N images of each image input (default: all).")
-@click.option("--batch", default=50, show_default=True, help="Images per Inception batch.")
+@click.option("--num", type=int, help="Use the first N images of A (default: all).")
+@click.option("--num-ref", type=int, help="Use the first M images of B (default: all of them, NVlabs' "
+              "fid50k_full convention).")
+@click.option("--resolution", type=int, help="The image size to read from an .lmdb input that stores several "
+              "(default: the largest).")
+@click.option("--recursive", is_flag=True, help="Also read images in a folder's subfolders (default: like "
+              "pytorch-fid, only the files directly inside it).")
+@click.option("--batch", "--batch-size", "batch", default=50, show_default=True, help="Images per Inception batch.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--workers", default=4, show_default=True, help="Data-loading worker processes.")
+@click.option("--workers", "--num-workers", "workers", default=4, show_default=True,
+              help="Data-loading worker processes.")
 @click.option("--inception", type=click.Path(), help="pt_inception-2015-12-05-6726825d.pth (else "
               "$STYLENAS_INCEPTION, the torch hub cache, or a download).")
-@click.option("--save-stats", "save_stats", type=click.Path(dir_okay=False), help="Write A's mu and sigma here (.npz).")
+@click.option("--save-stats", "save_stats", type=click.Path(dir_okay=False), help="Write A's mu and sigma here "
+              "(.npz; checked before any work starts).")
 @click.option("--is", "want_is", is_flag=True, help="Also the Inception Score of A (10 splits).")
 @click.option("--kid", "want_kid", is_flag=True, help="Also the Kernel Inception Distance of A and B.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def fid_command(a, b, num, batch, device, workers, inception, save_stats, want_is, want_kid, as_json):
-    """FID between A and B; each an image folder (recursive), an .lmdb or an .npz (mu, sigma)
+def fid_command(a, b, num, num_ref, resolution, recursive, batch, device, workers, inception, save_stats, want_is,
+                want_kid, as_json):
+    """FID between A and B; each an image folder, an .lmdb or an .npz (mu, sigma)
     (generator checkpoints: not supported yet, they come with the retraining issue).
 
     With only A and --save-stats, computes and saves A's statistics. The last line is
-    `FID: <value>`; progress goes to stderr.
+    `FID: <value>`, after the inputs (image counts, sizes), the device and the protocol;
+    progress and warnings go to stderr.
     """
     try:
-        result = evaluate(a, b, num=num, batch=batch, device=device, workers=workers, inception=inception,
-                          save_stats_path=save_stats, want_is=want_is, want_kid=want_kid)
+        result = evaluate(a, b, num=num, num_ref=num_ref, resolution=resolution, recursive=recursive, batch=batch,
+                          device=device, workers=workers, inception=inception, save_stats_path=save_stats,
+                          want_is=want_is, want_kid=want_kid)
     except FIDError as e:
         raise click.ClickException(str(e)) from None
     if as_json:
@@ -39,6 +50,8 @@ def fid_command(a, b, num, batch, device, workers, inception, save_stats, want_i
     else:
         for line in format_text(result):
             click.echo(line)
+    if "save_stats_error" in result:
+        raise click.ClickException(f"--save-stats: {result['save_stats_error']} (the results above are complete)")
 
 
 @click.command("bench-fid")

@@ -1,4 +1,6 @@
 """Feature statistics for FID: streaming float64 mean and covariance, and pytorch-fid's .npz files."""
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -6,7 +8,7 @@ import torch
 
 from ..io import atomic_path
 
-__all__ = ["FeatureStats", "StatsFileError", "save_stats", "load_stats"]
+__all__ = ["FeatureStats", "StatsFileError", "check_stats_path", "load_stats", "save_stats", "stats_count"]
 
 
 class StatsFileError(ValueError):
@@ -68,13 +70,45 @@ class FeatureStats:
         return self.mu(), self.sigma()
 
 
-def save_stats(path, mu, sigma):
-    """Write {mu, sigma} as an .npz pytorch-fid reads, atomically (temp file + rename)."""
+def save_stats(path, mu, sigma, n=None):
+    """Write {mu, sigma} as an .npz pytorch-fid reads, atomically (temp file + rename). ``n``, the
+    number of images behind them, is stored as a third array when given (pytorch-fid ignores it)."""
     path = Path(path)
     mu, sigma = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
     _check(mu, sigma, path)
+    extra = {} if n is None else {"n": np.int64(n)}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object stops numpy appending ".npz"
-        np.savez(f, mu=mu, sigma=sigma)
+        np.savez(f, mu=mu, sigma=sigma, **extra)
+
+
+def check_stats_path(path):
+    """Raise StatsFileError unless ``path`` can be written as a statistics file: not a folder, and
+    its folder exists and is writable or can be created (its nearest existing ancestor is a
+    writable folder). Creates nothing; meant to run before hours of feature extraction."""
+    path = Path(path)
+    if path.is_dir():
+        raise StatsFileError(f"{path}: is a folder; give a file name, e.g. {path / 'stats.npz'}")
+    existing = path.parent
+    while not (existing.exists() or existing.is_symlink()) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise StatsFileError(f"{path}: cannot create its folder {path.parent}: {existing} is not a folder")
+    try:  # a real write: os.access judges by the real uid and misses NFS root squash and the like
+        fd, probe = tempfile.mkstemp(prefix=".stylenas-write-check-", dir=existing)  # as save_stats will
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise StatsFileError(f"{path}: cannot write in {existing} ({e.strerror or e})") from None
+
+
+def stats_count(path):
+    """The number of images behind a statistics file written by ``save_stats(..., n=)``; None for
+    files without it (pytorch-fid's)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return int(f["n"]) if "n" in f.files and f["n"].shape == () else None
+    except Exception:
+        return None
 
 
 def load_stats(path):
