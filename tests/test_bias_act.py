@@ -1,5 +1,6 @@
 """bias_act against the activations written out by hand, its gradients, and the kernel's math."""
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -106,3 +107,18 @@ def test_bad_input():
         bias_act(x, act="gelu2")
     with pytest.raises(ValueError, match="size x.shape"):
         bias_act(x, torch.randn(4))
+
+
+@pytest.mark.parametrize("wrong_in_float16", [True, False])
+def test_self_check_covers_float16(monkeypatch, wrong_in_float16):
+    """The first-use self-check catches a kernel that is right in float32 and 5% off in float16."""
+    from stylenas.ops import extension
+
+    def kernel(x, *args):
+        out = reference_kernel(x, *args)
+        return out * 1.05 if wrong_in_float16 and x.dtype == torch.float16 else out
+
+    monkeypatch.setattr(extension, "get_extension", lambda: SimpleNamespace(bias_act=kernel))
+    monkeypatch.setattr(extension, "_on_cuda", lambda t: True)
+    ok, error = extension.run_self_check("bias_act", torch.device("cpu"))
+    assert ok != wrong_in_float16, error

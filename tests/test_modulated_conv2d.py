@@ -1,6 +1,7 @@
 """modulated_conv2d against a per-sample loop of F.conv2d / F.conv_transpose2d with explicitly
 modulated weights and a scipy FIR blur; both forms; gradients to second order."""
 import importlib
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -236,3 +237,16 @@ def test_1x1_fast_paths_on_the_kernel(up, down, kernel_device):
     assert extension.relative_error(y_cuda, y_ref) < 1e-5
     assert extension.relative_error(gx_cuda, gx_ref) < 1e-5
     assert extension.relative_error(gw_cuda, gw_ref[:, :, 1:2, 1:2]) < 1e-5
+
+
+@pytest.mark.parametrize("wrong_in_float16", [True, False])
+def test_self_check_covers_float16(monkeypatch, wrong_in_float16):
+    """The first-use self-check catches a modulation kernel right in float32, 5% off in float16."""
+    def modulate(weight, styles, demodulate, eps):
+        w = modulate_weight_ref(weight, styles, demodulate, eps)
+        return w * 1.05 if wrong_in_float16 and weight.dtype == torch.float16 else w
+
+    monkeypatch.setattr(extension, "get_extension", lambda: SimpleNamespace(modulate=modulate))
+    monkeypatch.setattr(extension, "_on_cuda", lambda t: True)
+    ok, error = extension.run_self_check("modulated_conv2d", torch.device("cpu"))
+    assert ok != wrong_in_float16, error

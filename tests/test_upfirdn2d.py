@@ -1,4 +1,6 @@
 """upfirdn2d against an independent numpy/scipy oracle, its gradients, and the kernel's math."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import scipy.signal
@@ -152,3 +154,24 @@ def test_kernel_compile_time_shapes_match_oracle(emulated_extension, up, down):
             flip, gain = bool(rng.random() < 0.5), float(rng.uniform(0.5, 2))
             y = emulated_extension.upfirdn2d(torch.from_numpy(x), torch.from_numpy(f), *up, *down, *pad, flip, gain)
             np.testing.assert_allclose(y.numpy(), oracle(x, f, up, down, pad, flip, gain), rtol=1e-10, atol=1e-10)
+
+
+SPECIALISED = {(2, 2, 1, 1), (1, 1, 2, 2), (1, 1, 1, 1)}  # (up_x, up_y, down_x, down_y) with a 4x4 filter
+
+
+@pytest.mark.parametrize("wrong_on", ["generic shape", "float16", "nothing"])
+def test_self_check_covers_the_generic_path_and_float16(monkeypatch, wrong_on):
+    """The first-use self-check catches a kernel that is right on StyleGAN2's specialised 4x4 cases
+    in float32 and wrong (by 5%) only on a generic shape, or only in float16."""
+    from stylenas.ops import extension
+
+    def kernel(x, f, upx, upy, downx, downy, *rest):
+        y = reference_kernel(x, f, upx, upy, downx, downy, *rest)
+        generic = f.ndim == 1 or tuple(f.shape) != (4, 4) or (upx, upy, downx, downy) not in SPECIALISED
+        wrong = {"generic shape": generic, "float16": x.dtype == torch.float16, "nothing": False}[wrong_on]
+        return y * 1.05 if wrong else y
+
+    monkeypatch.setattr(extension, "get_extension", lambda: SimpleNamespace(upfirdn2d=kernel))
+    monkeypatch.setattr(extension, "_on_cuda", lambda t: True)
+    ok, error = extension.run_self_check("upfirdn2d", torch.device("cpu"))
+    assert ok == (wrong_on == "nothing"), error
