@@ -15,7 +15,8 @@ from . import bench
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON here.")
 def bench_ops_command(device, quick, repeats, nvlabs_path, out):
     """Forward+backward time of every op on StyleGAN2-sized shapes, PyTorch reference vs CUDA kernel
-    (vs NVlabs' plugin); prints JSON to stdout."""
+    (vs NVlabs' plugin), and of the discriminator before and after conv2d_resample's 1x1 fast path;
+    prints JSON to stdout."""
     result = bench.run(device=device, quick=quick, repeats=repeats, nvlabs_path=nvlabs_path,
                        log=lambda line: click.echo(line, err=True))
     click.echo(dump_json(result, out))
