@@ -117,7 +117,7 @@ def test_trainer_optimisers_carry_the_lazy_correction():
 def test_nonfinite_gradients_are_zeroed_and_counted():
     p = torch.nn.Parameter(torch.zeros(4))
     p.grad = torch.tensor([1.0, float("nan"), float("inf"), 2.0])
-    assert zero_nonfinite_gradients([p]) == 2
+    assert int(zero_nonfinite_gradients([p])) == 2
     assert torch.equal(p.grad, torch.tensor([1.0, 0.0, 0.0, 2.0]))
 
 
@@ -306,3 +306,15 @@ def test_reduced_precision_on_the_top_resolutions(precision):
     trainer = StyleGAN2Trainer(G16, D16, half, Dist())
     trainer.step(torch.rand(4, 3, 16, 16) * 2 - 1)
     assert trainer.nan_count == 0 and all(p.dtype == torch.float32 for p in trainer.G.parameters())
+
+
+def test_a_nan_gradient_is_zeroed_counted_and_logged():
+    config = tiny_config(pl_weight=0.0)
+    trainer = StyleGAN2Trainer(*build_networks(Genotype.original(8), config), config, Dist())
+    bias = trainer.D.out.bias
+    bias.register_hook(lambda grad: torch.full_like(grad, float("nan")))  # every D phase: 1 NaN entry
+    before = bias.detach().clone()
+    trainer.step(torch.rand(4, 3, 8, 8) * 2 - 1)  # step 0: Dmain and Dreg (R1 gives bias no gradient)
+    assert int(trainer.nan_count) == 1 and trainer.state_dict()["counters"]["nan_count"] == 1
+    assert torch.isfinite(bias).all() and torch.equal(bias, before)  # a zero gradient: Adam's first step is 0
+    assert trainer.stats.means(Dist())["nan_D"] > 0

@@ -75,13 +75,12 @@ def update_ema(ema, model, beta):
 
 @torch.no_grad()
 def zero_nonfinite_gradients(params):
-    """Replace NaN/Inf gradient entries by 0 (as stylegan2-ada-pytorch); returns how many there were."""
-    count = 0
-    for p in params:
-        if p.grad is not None:
-            bad = ~torch.isfinite(p.grad)
-            n = int(bad.sum())
-            if n:
-                count += n
-                p.grad[bad] = 0
+    """Replace NaN/Inf gradient entries by 0 (as stylegan2-ada-pytorch); returns how many there were,
+    as a tensor on the gradients' device (no host synchronisation per parameter)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros([], dtype=torch.int64)
+    count = sum((~torch.isfinite(g)).sum() for g in grads)
+    for g in grads:
+        torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0, out=g)
     return count

@@ -191,7 +191,7 @@ def _train(options, dist, say):
         record = {"kimg": kimg, "step": trainer.step_index, **trainer.stats.means(dist)}
         record.update({"s_per_kimg": elapsed / max((trainer.nimg - tick_nimg) / 1000, 1e-12),
                        "s_per_step": elapsed / max(tick_steps, 1), "memory_gb": memory_gb(dist.device),
-                       **trainer.learning_rates(), "nan_count": trainer.nan_count,
+                       **trainer.learning_rates(), "nan_count": int(trainer.nan_count),
                        "pl_mean": float(trainer.pl_mean), "processes": dist.world_size})
         rngs = dist.gather_objects(capture_rng())
         if dist.is_main:
@@ -233,6 +233,6 @@ def _train(options, dist, say):
             last_print = time.perf_counter()
     if dist.is_main:
         runlog.close()
-        say(f"done: {files['checkpoint']} (kimg {trainer.nimg / 1000:g}, {trainer.nan_count} NaN/Inf gradient "
+        say(f"done: {files['checkpoint']} (kimg {trainer.nimg / 1000:g}, {int(trainer.nan_count)} NaN/Inf gradient "
             f"entries zeroed)")
     return files["checkpoint"]

@@ -168,7 +168,7 @@ class StyleGAN2Trainer:
         params = [p for p in module.parameters() if p.requires_grad]
         self.dist.sync_gradients(params)
         bad = zero_nonfinite_gradients(params)
-        self.nan_count += bad
+        self.nan_count = self.nan_count + bad  # a device tensor: read at snapshots only
         opt.step()
         return bad
 
@@ -250,7 +250,7 @@ class StyleGAN2Trainer:
         return {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
                 "G_opt": self.G_opt.state_dict(), "D_opt": self.D_opt.state_dict(), "pl_mean": self.pl_mean.cpu(),
                 "counters": {"step": self.step_index, "nimg": self.nimg, "kimg": self.nimg / 1000,
-                             "nan_count": self.nan_count}}
+                             "nan_count": int(self.nan_count)}}
 
     def load_state_dict(self, state):
         self.G.load_state_dict(state["G"])
