@@ -96,8 +96,15 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
 @click.option("--final-iters", type=click.IntRange(0), default=None,
               help="dggan: further iterations of the best candidate [preset].")
 @click.option("--fid-num", type=click.IntRange(2), default=None, help="dggan: samples a candidate's FID uses [preset].")
+@click.option("--metrics", default="",
+              help="alphagan/degas: comma list of is,fid of the derived architecture at every sample grid.")
+@click.option("--fid-stats", type=click.Path(dir_okay=False), default=None,
+              help="alphagan/degas: training-set statistics (.npz) for --metrics fid.")
+@click.option("--metric-num", type=click.IntRange(2), default=5000, show_default=True,
+              help="alphagan/degas: samples per metric.")
 def search_conventional_command(method, data, outdir, preset, iters, resolution, seed, device, sample_every, resume,
-                                reward, proxy, inception, top_k, sample_p, max_steps, final_iters, fid_num):
+                                reward, proxy, inception, top_k, sample_p, max_steps, final_iters, fid_num, metrics,
+                                fid_stats, metric_num):
     """Search a conventional generator; writes OUTDIR/genotype.json (retrain it with
     train-conventional --genotype OUTDIR/genotype.json), log.jsonl, alphas.png (autogan/agan:
     rewards.png), samples/ and search-state.pt (for --resume). autogan/agan spread the candidate
@@ -128,8 +135,12 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
         return
     from .search import SearchConfig, SearchError, run_search
 
+    wanted = tuple(m for m in metrics.replace(" ", "").split(",") if m)
+    if any(m not in ("is", "fid") for m in wanted):
+        raise click.BadParameter(f"expected is and/or fid, got {metrics!r}", param_hint="--metrics")
     config = SearchConfig(method, data, outdir, preset=preset, iters=iters, resolution=resolution, seed=seed,
-                          device=device, sample_every=sample_every, resume=resume)
+                          device=device, sample_every=sample_every, resume=resume, metrics=wanted,
+                          fid_stats=fid_stats, metric_num=metric_num, inception=inception)
     try:
         run_search(config)
     except (SearchError, ValueError, FileNotFoundError) as error:

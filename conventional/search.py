@@ -14,7 +14,8 @@ Adam betas (0.5, 0.999), weight decay 1e-3, lr 3e-1 (CIFAR) / 3e-2 (STL) as DEGA
 
 Both write ``genotype.json`` (retrainable as is by ``train-conventional``), ``log.jsonl``,
 ``alphas.png``, ``samples/iter*.png`` (of the derived discrete architecture, with the weights
-it inherits from the supernet) and ``search-state.pt`` (networks, alphas, optimisers, latent
+it inherits from the supernet and fresh BatchNorm statistics; ``--metrics is,fid`` scores
+the same network) and ``search-state.pt`` (networks, alphas, optimisers, latent
 codes, stream positions, RNG: ``--resume`` continues exactly).
 """
 
@@ -39,6 +40,7 @@ from ..train.runlog import save_image_grid
 from .alphagan_space import AlphaGANSuperGenerator, entropy
 from .degas import DegasSuperGenerator, glo_loss
 from .networks import Discriminator, build_generator, init_weights
+from .train import MetricEvaluator, TrainError
 from .ops import ALPHAGAN_NORMAL_OPS, ALPHAGAN_UP_OPS, DEGAS_NORMAL_OPS, DEGAS_UP_OPS
 
 STATE_FILE = "search-state.pt"
@@ -91,6 +93,10 @@ class SearchConfig:
     sample_every: int | None = None
     resume: bool = False
     checkpoint_every: int = 1
+    metrics: tuple = ()  # "is", "fid" of the derived architecture at every sample grid
+    fid_stats: str | None = None
+    metric_num: int = 5000
+    inception: str | None = None
 
     STRUCTURAL = ("method", "preset", "resolution", "seed", "images")
 
@@ -285,13 +291,27 @@ def plot_alphas(history, path, method):
 
 
 @torch.no_grad()
-def save_derived_samples(method, genotype, z, path):
-    """Samples of the derived (discrete) architecture with the weights it inherits."""
+def recalibrate_batchnorm(net, latent_dim, device, batches, batch, seed):
+    """Fresh BatchNorm statistics of ``net`` (the cumulative average over ``batches`` batches of
+    seeded latents), then eval mode: the running averages a derived network inherits were taken
+    on the supernet's mixtures, not on its own activations."""
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    net.train()
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(batches if norms else 0):
+        net(torch.randn(batch, latent_dim, generator=gen).to(device))
+    return net.eval()
+
+
+def derived_network(method, genotype, device, tiny, seed):
+    """The derived (discrete) architecture with the weights it inherits from the supernet."""
     G = method.G
-    net = build_generator(genotype, G.resolution, G.gf_dim, G.latent_dim).to(z.device)
+    net = build_generator(genotype, G.resolution, G.gf_dim, G.latent_dim).to(device)
     net.load_state_dict(G.discrete_state_dict(genotype))
-    net.train()  # batch statistics: inherited BN running averages belong to the mixture
-    save_image_grid(net(z), path, nrow=4)
+    return recalibrate_batchnorm(net, G.latent_dim, device, 2 if tiny else 8, 16 if tiny else 64, seed)
 
 
 def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(line, err=True)):
@@ -346,6 +366,12 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
         log(f"resumed {outdir} at iteration {method.done}")
     elif state_path.exists():
         raise SearchError(f"{outdir} already holds a search ({STATE_FILE}); use --resume or another --outdir")
+    evaluator = None
+    if config.metrics:
+        try:
+            evaluator = MetricEvaluator(config.metrics, config.metric_num, config.fid_stats, config.inception, device)
+        except TrainError as error:
+            raise SearchError(str(error)) from None
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "samples").mkdir(exist_ok=True)
     source = {"method": config.method, "data": str(config.data), "settings": settings}
@@ -373,11 +399,17 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
             stats = method.step()
             stats["seconds"] = time.perf_counter() - tic
             history.append(method.arch_snapshot())
-            log_file.write(json.dumps(stats) + "\n")
-            log_file.flush()
             k = method.done
             if sample_every and (k % sample_every == 0 or k == iters):
-                save_derived_samples(method, genotype(), sample_z, outdir / "samples" / f"iter{k:06d}.png")
+                net = derived_network(method, genotype(), device, preset == "tiny", config.seed + k)
+                with torch.no_grad():
+                    save_image_grid(net(sample_z), outdir / "samples" / f"iter{k:06d}.png", nrow=4)
+                if evaluator is not None:  # IS/FID of the derived architecture, not of the supernet
+                    stats["derived"] = evaluator(net, method.G.latent_dim, config.seed)
+                    log(f"iteration {k}, derived architecture: " + ", ".join(
+                        f"{name} {value:.4g}" for name, value in stats["derived"].items()))
+            log_file.write(json.dumps(stats) + "\n")
+            log_file.flush()
             if k % config.checkpoint_every == 0 or k == iters:
                 checkpoint()
             bar.update(1)

@@ -148,6 +148,8 @@ class MetricEvaluator:
         if "fid" in self.metrics and not fid_stats:
             raise TrainError("--metrics fid needs --fid-stats STATS.npz (e.g. `stylenas fid DATA.lmdb --save-stats "
                              "STATS.npz`: the training set's statistics, as the papers)")
+        if "is" in self.metrics and num < 10:
+            raise TrainError(f"--metric-num {num}: the Inception Score takes 10 splits, so at least 10 samples")
         self.ref = m.load_stats(fid_stats) if fid_stats else None
         self.net = net if net is not None else m.InceptionV3FID(weights=inception).to(device).eval()
 

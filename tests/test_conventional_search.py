@@ -87,3 +87,44 @@ def test_cli_search_then_retrain(tmp_path, method):
     state = torch.load(tmp_path / "train" / "checkpoint.pt", weights_only=True)
     assert state["config"]["loss"] == ("hinge" if method == "alphagan" else "ctgan")
     assert state["genotype"]["search_space"] == genotype.search_space
+
+
+def test_derived_network_metrics_and_bn_recalibration(tmp_path, monkeypatch):
+    """--metrics scores the derived architecture (inherited weights, fresh BN statistics), and
+    the extra evaluation leaves the search itself unchanged."""
+    import numpy as np
+
+    from stylenas.conventional import search as search_module
+    from stylenas.conventional.train import MetricEvaluator
+    from stylenas.metrics import save_stats
+
+    class Features(torch.nn.Module):
+        def forward(self, images):
+            x = images.float() / 255
+            features = torch.cat([x.mean((2, 3)), x.std((2, 3))], 1)
+            return features, features[:, :5] * 10
+
+    save_stats(tmp_path / "ref.npz", np.full(6, 0.5), np.eye(6) * 0.01)
+    seen = []
+
+    def stand_in(metrics, num, fid_stats=None, inception=None, device="cpu"):
+        evaluator = MetricEvaluator(metrics, num, fid_stats, net=Features())
+
+        def call(G, latent_dim, seed):
+            seen.append(G)
+            return evaluator(G, latent_dim, seed)
+        return call
+
+    monkeypatch.setattr(search_module, "MetricEvaluator", stand_in, raising=False)
+    data = images()
+    scored = SearchConfig("degas", "mem", str(tmp_path / "scored"), preset="tiny", iters=2, device="cpu",
+                          sample_every=1, metrics=("is", "fid"), fid_stats=str(tmp_path / "ref.npz"), metric_num=10)
+    g1 = run_search(scored, dataset=data, log=quiet)
+    plain = SearchConfig("degas", "mem", str(tmp_path / "plain"), preset="tiny", iters=2, device="cpu", sample_every=1)
+    g2 = run_search(plain, dataset=data, log=quiet)
+    assert g1.arch_parameters == g2.arch_parameters
+    records = [json.loads(line) for line in (tmp_path / "scored" / "log.jsonl").read_text().splitlines()]
+    assert all(set(r["derived"]) == {"is", "is_std", "fid"} for r in records)
+    assert len(seen) == 2 and type(seen[0]).__name__ == "DegasGenerator" and not seen[0].training
+    norms = [m for m in seen[0].modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(int(m.num_batches_tracked) == 2 for m in norms)  # recalibrated on 2 batches
