@@ -70,6 +70,12 @@ def _validate_degas(body, where):
     validate_nodes(body, where)
 
 
+def _validate_agan(body, where):
+    from .agan import validate_body  # AGAN's module layout lives with its searcher
+
+    validate_body(body, where)
+
+
 def _validate_dggan(body, where):
     from .dggan import validate_body  # the grown ProgGAN layout lives with its searcher
 
@@ -82,6 +88,7 @@ SPACES = {
     "autogan": (("cells",), _validate_autogan),
     "degas": (("nodes", "normal_per_stage"), _validate_degas),
     "dggan": (("latent_dim", "channels", "stages"), _validate_dggan),
+    "agan": (("generator", "discriminator"), _validate_agan),
 }
 
 

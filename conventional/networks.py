@@ -208,6 +208,10 @@ def build_generator(genotype, resolution=32, gf_dim=256, latent_dim=128):
         return DegasGenerator(genotype, resolution, gf_dim, latent_dim)
     if space == "dggan":
         return _grown(genotype, resolution)[0]
+    if space == "agan":
+        from .agan import AGANGenerator
+
+        return AGANGenerator(body, resolution, gf_dim, latent_dim)
     raise ValueError(f"no generator for search space {space!r}")
 
 
@@ -216,12 +220,17 @@ def build_networks(genotype, resolution=32, gf_dim=256, df_dim=128, latent_dim=1
     """(G, D) of a genotype (a ConventionalGenotype, a published name or a genotype.json path).
     ``G(z)`` maps ``[N, latent_dim]`` to ``[N, 3, resolution, resolution]`` in [-1, 1]. A ``dggan``
     genotype fixes its own widths and latent size and brings its own ProgGAN D (equalised
-    learning rate: ``init`` does not apply)."""
+    learning rate: ``init`` does not apply); an ``agan`` genotype brings its searched D (conventional/agan.py)."""
     genotype = load_genotype(genotype)
     if genotype.search_space == "dggan":
         return _grown(genotype, resolution)
     G = build_generator(genotype, resolution, gf_dim, latent_dim)
-    D = Discriminator(df_dim, spectral_norm=d_spectral_norm, dropout=d_dropout)
+    if genotype.search_space == "agan":  # AGAN searched D too (its modules are in the genotype)
+        from .agan import AGANDiscriminator
+
+        D = AGANDiscriminator(genotype.body, df_dim, sn=d_spectral_norm)
+    else:
+        D = Discriminator(df_dim, spectral_norm=d_spectral_norm, dropout=d_dropout)
     if init:
         init_weights(G), init_weights(D)
     return G, D
