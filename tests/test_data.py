@@ -16,8 +16,8 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from stylenas.datasets import (DatasetError, InfiniteSampler, LMDBImages, LMDBWriter, TrainingLoader, decode,
-                               decode_jpeg_batch, make_demo_data, prepare_data, to_rgb)
+from stylenas.datasets import (DatasetError, ImageSource, InfiniteSampler, LMDBImages, LMDBWriter, TrainingLoader,
+                               decode, decode_jpeg_batch, make_demo_data, prepare_data, to_rgb)
 from stylenas.datasets import bench, demo
 from stylenas.datasets import prepare as prepare_module
 from stylenas.datasets.images import resize_center_crop
@@ -675,15 +675,15 @@ def test_bench_smoke_and_readers_agree(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # killed workers and killed runs
 
-def _crash_on(name):
-    """A process_image that kills its own process (as the OOM killer or a segfault would) on ``name``."""
-    real = prepare_module.process_image
+class _CrashingSource(ImageSource):
+    """Kills the process reading "17.png", as the out-of-memory killer or a decoder segfault would.
+    A class, not a monkeypatched function: it reaches the workers pickled, under fork, spawn or
+    forkserver alike."""
 
-    def process_image(source, file, *args):
-        if file == name:
+    def read(self, name):
+        if name == "17.png":
             os._exit(9)
-        return real(source, file, *args)
-    return process_image
+        return super().read(name)
 
 
 def test_killed_worker_fails_the_run_instead_of_hanging(tmp_path, monkeypatch):
@@ -692,7 +692,7 @@ def test_killed_worker_fails_the_run_instead_of_hanging(tmp_path, monkeypatch):
     src.mkdir()
     for i in range(40):
         Image.fromarray(noise(i, 8, 8)).save(src / f"{i:02d}.png")
-    monkeypatch.setattr(prepare_module, "process_image", _crash_on("17.png"))  # workers are forked
+    monkeypatch.setattr(prepare_module, "ImageSource", _CrashingSource)
     faulthandler.dump_traceback_later(120, exit=True)  # a hang fails the whole run, loudly
     try:
         with pytest.raises(DatasetError, match=r"a worker process ended abruptly after \d+ of 40 files were "
