@@ -318,3 +318,19 @@ def test_a_nan_gradient_is_zeroed_counted_and_logged():
     assert int(trainer.nan_count) == 1 and trainer.state_dict()["counters"]["nan_count"] == 1
     assert torch.isfinite(bias).all() and torch.equal(bias, before)  # a zero gradient: Adam's first step is 0
     assert trainer.stats.means(Dist())["nan_D"] > 0
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_training_steps_on_a_gpu(precision):
+    """On a GPU: reduced precision on the top resolutions with conv clamping (the kernels when
+    built), path length and R1 included, stays finite and D starts to separate the data."""
+    device = torch.device("cuda")
+    config = tiny_config(resolution=16, fp16_res=2, precision=precision, conv_clamp=256, pl_weight=2.0, gamma=0.01)
+    trainer = StyleGAN2Trainer(*build_networks(Genotype.original(16), config), config, Dist(device=device))
+    reals = (torch.rand(32, 3, 16, 16, device=device) * 0.2 + torch.linspace(-0.9, 0.9, 16, device=device))
+    for step in range(16):
+        trainer.step(reals[(step * 4) % 32:(step * 4) % 32 + 4])
+    stats = trainer.stats.means(Dist(device=device))
+    assert int(trainer.nan_count) == 0 and all(torch.isfinite(p).all() for p in trainer.G.parameters())
+    assert stats["D_accuracy"] > 0.5 and math.isfinite(stats["pl_length"])
