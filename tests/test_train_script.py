@@ -172,11 +172,9 @@ def test_two_gloo_processes_equal_one(demo_lmdb, tmp_path):
     a, b = load(tmp_path / "one" / "checkpoint.pt"), load(tmp_path / "two" / "checkpoint.pt")
     assert len(b["rng"]) == 2 and a["counters"] == b["counters"]
     assert_same_state(a, b, exact=False, atol=1e-4)
-    # a different seed moves the weights by far more than the tolerance: the comparison has teeth
-    other = run_script([*args, "--outdir", tmp_path / "other", "--seed", "1"])
-    assert other.returncode == 0, other.stderr
+    # two steps move the weights by far more than the tolerance: the comparison has teeth
     with pytest.raises(AssertionError):
-        assert_same_state(a, load(tmp_path / "other" / "checkpoint.pt"), exact=False, atol=1e-4)
+        assert_same_state(a, load(tmp_path / "one" / "network-snapshot-000000.008.pt"), exact=False, atol=1e-4)
 
 
 @pytest.mark.slow
@@ -189,15 +187,17 @@ def test_fid_at_snapshots_keeps_the_best(demo_lmdb, tmp_path, monkeypatch):
 
     monkeypatch.setenv("STYLENAS_CACHE", str(tmp_path / "cache"))
     weights = write_weights(tmp_path / "weights")
+    small = tmp_path / "small.lmdb"  # few images: the Inception network is slow on a CPU
+    make_demo_data(str(small), [8], 6, progress=False)
     out = tmp_path / "run"
-    result = invoke(["--data", demo_lmdb, "--genotype", "stylegan2", "--resolution", "8", "--outdir", out,
+    result = invoke(["--data", small, "--genotype", "stylegan2", "--resolution", "8", "--outdir", out,
                      "--kimg", "0.008", "--snap", "0.004", "--metrics", "fid50k_full", "--fid-num", "8",
                      "--inception", weights, *TINY])
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     fids = [r["fid"] for r in records]
     assert len(fids) == 2 and all(f > 0 for f in fids)
-    cached = list((tmp_path / "cache" / "fid-stats").glob("demo-8px-*.npz"))
+    cached = list((tmp_path / "cache" / "fid-stats").glob("small-8px-*.npz"))
     assert len(cached) == 1
     best = load(out / "network-snapshot-best.pt")
     assert best["counters"]["kimg"] == records[fids.index(min(fids))]["kimg"]
