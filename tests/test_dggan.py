@@ -286,6 +286,20 @@ def test_resume_after_a_kill_does_not_retrain_finished_candidates(tmp_path, unin
     assert len(lines) == len(reference.state["candidates"])
 
 
+@pytest.mark.slow
+def test_a_finished_search_continues_with_a_larger_budget(tmp_path, uninterrupted, proxy_scorer):
+    _, reference = uninterrupted
+    outdir = tmp_path / "run"
+    short = run_dggan(DGGANConfig(**TINY, max_steps=1), outdir, toy_data(), proxy_scorer, log=lambda line: None)
+    assert short.state["step"] == 1 and short.state["final"] is not None
+    continued = run_dggan(DGGANConfig(**TINY), outdir, toy_data(), proxy_scorer, log=lambda line: None, resume=True)
+    keys = ("id", "parent", "action", "genotype", "fid", "kept")
+    assert [{k: r[k] for k in keys} for r in continued.state["candidates"]] == [
+        {k: r[k] for k in keys} for r in reference.state["candidates"]]
+    assert continued.state["final"] == reference.state["final"]
+    assert len((outdir / "log.jsonl").read_text().splitlines()) == len(reference.state["candidates"])
+
+
 SCRIPT = r"""
 import json, sys, torch
 torch.set_num_threads(1)
