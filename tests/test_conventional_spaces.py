@@ -25,7 +25,7 @@ def test_alphagan_space_size():
     assert 1.9e11 < space_size() < 2.1e11  # "about 2e11", section 4.2
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1])
 def test_alphagan_one_hot_supernet_equals_derived_network(seed):
     torch.manual_seed(seed)
     G = AlphaGANSuperGenerator(resolution=16, gf_dim=8, latent_dim=16)
@@ -38,7 +38,7 @@ def test_alphagan_one_hot_supernet_equals_derived_network(seed):
     assert len(G.arch_parameters()) == 8 and not set(map(id, G.arch_parameters())) & set(map(id, G.weight_parameters()))
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1])
 def test_degas_one_hot_supernet_equals_pruned_network(seed):
     torch.manual_seed(seed)
     G = DegasSuperGenerator(resolution=16, gf_dim=8, latent_dim=16)
