@@ -6,7 +6,10 @@ architecture), the (s) and (l) iteration times and 100-iteration search hours th
 the paper's 3 and 22 GPU-hours (Tesla P40, Table 2); seconds per DEGAS search step (one
 weight/code step and one alpha step) and the 50-epoch hours beside the paper's 28 (TITAN X);
 seconds per retraining G step (n_critic D steps + one G step) for alphaGAN (s) and AutoGAN-A and
-the hours of the 50k-step recipe. Random images stand in for data.
+the hours of the 50k-step recipe; AutoGAN's seconds per shared D step, candidate reward and
+controller step (and the 65-iteration hours beside the paper's 43), AGAN's seconds per child model,
+and the candidates (children) per hour that N processes score. Random images stand in for data,
+a random-weight Inception of the real one's size for the reward network.
 """
 
 from __future__ import annotations
@@ -126,7 +129,74 @@ def retrain_step(config, genotype, device, repeats):
     return row
 
 
-def run(device="auto", configs=None, repeats=3, threads=1, log=print):
+def _reward_net(config, device):
+    from .rewards import ProxyInception
+
+    # random weights cost what the real ones do; at 299 px (paper) the network is the real one's size
+    return ProxyInception(0, size=75 if config == "tiny" else 299).to(device)
+
+
+def _random_data(n, device=None):
+    gen = torch.Generator().manual_seed(0)
+    return [torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=gen) for _ in range(n)]
+
+
+def autogan_search(config, device, repeats, processes=(1,)):
+    """Seconds per shared-GAN D step, per candidate reward (BN recalibration + IS) and per
+    controller step at cell 3; candidates per hour with N processes (rewards spread evenly)."""
+    from . import autogan
+    from .genotypes import autogan_code, load_genotype
+
+    preset = autogan.PRESETS[config]
+    search = autogan.AutoGANSearch(preset, 32, _random_data(max(2 * preset.d_batch, 16)), 0, device, "is",
+                                   _reward_net(config, device), None)
+    search.stage = 2
+    search._new_controller()
+    search.prefixes = [([1, 0, 1, 1, 1, 0, 0, 1, 1], (torch.zeros(preset.hidden), torch.zeros(preset.hidden)))]
+    search.shared_steps = preset.n_critic
+    d_step = _timed(search.train_shared, repeats, device) / preset.n_critic
+    code = autogan_code(load_genotype("autogan_a"))
+    reward = _timed(lambda: search.score([code], 0), repeats, device)
+    ctrl = _timed(search.controller_step, repeats, device)
+    row = {"config": config, "gf": preset.gf_dim, "df": preset.df_dim, "reward_num": preset.reward_num,
+           "ctrl_batch": preset.ctrl_batch, "seconds_per_shared_d_step": d_step,
+           "seconds_per_candidate_reward": reward, "seconds_per_controller_step": ctrl,
+           "candidates_per_hour": {str(n): n * 3600 / reward for n in processes}}
+    if config == "paper":
+        shared = preset.shared_epochs * 50_000 // preset.d_batch  # CIFAR-10
+        rankings = (len(preset.grow_at) + 1) * preset.num_candidates
+        seconds = preset.iterations * (shared * d_step + preset.ctrl_steps * ctrl) + rankings * reward
+        row.update(search_hours=seconds / 3600, paper_gpu_hours=43.0)  # the paper's 43 hours on CIFAR-10
+    return row
+
+
+def agan_search(config, device, repeats, processes=(1,)):
+    """Seconds per child G step (n_critic D steps + one G step), per reward image, per child model
+    (``child_steps`` G steps + IS of ``reward_num`` samples); children per hour with N processes."""
+    from . import agan
+    from .rewards import inception_score_of
+
+    preset = agan.PRESETS[config]
+    data = _random_data(max(2 * preset.d_batch, 16))
+    genotype = agan.genotype_of(agan.new_controller(preset.hidden)(
+        batch=1, generator=torch.Generator().manual_seed(0)).actions[0], 32)
+    steps = 3
+    short = replace(preset, child_steps=steps)
+    g_step = _timed(lambda: agan.train_child(genotype, data, short, 0, device, 32), repeats, device) / steps
+    G, _ = agan.train_child(genotype, data, replace(preset, child_steps=1), 0, device, 32)
+    net, n = _reward_net(config, device), 2 * preset.eval_batch
+    per_image = _timed(lambda: inception_score_of(G, net, n, preset.latent_dim, 0, 1, preset.eval_batch), repeats,
+                       device) / n
+    child = preset.child_steps * g_step + preset.reward_num * per_image
+    row = {"config": config, "channels": preset.channels, "child_steps": preset.child_steps,
+           "reward_num": preset.reward_num, "seconds_per_child_g_step": g_step, "seconds_per_reward_image": per_image,
+           "seconds_per_child": child, "children_per_hour": {str(n): n * 3600 / child for n in processes}}
+    if config == "paper":
+        row["paper_children_per_hour"] = 20_000 / (6 * 24)  # 200 Titan X for 6 days, 20,000 children
+    return row
+
+
+def run(device="auto", configs=None, repeats=3, threads=1, log=print, processes=(1,)):
     device = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
@@ -134,7 +204,7 @@ def run(device="auto", configs=None, repeats=3, threads=1, log=print):
     unknown = [c for c in configs if c not in ("tiny", "paper")]
     if unknown:
         raise ValueError(f"--config: expected tiny and/or paper, got {unknown[0]!r}")
-    rows = {"alphagan_search": [], "degas_search": [], "retrain": []}
+    rows = {"alphagan_search": [], "degas_search": [], "retrain": [], "autogan_search": [], "agan_search": []}
     for config in configs:
         log(f"alphaGAN search parts ({config}) ...")
         rows["alphagan_search"].append(alphagan_search(config, device, repeats))
@@ -143,5 +213,9 @@ def run(device="auto", configs=None, repeats=3, threads=1, log=print):
         for genotype in ("alphagan_s", "autogan_a"):
             log(f"retraining step, {genotype} ({config}) ...")
             rows["retrain"].append(retrain_step(config, genotype, device, repeats))
+        log(f"AutoGAN controller step and candidate reward ({config}) ...")
+        rows["autogan_search"].append(autogan_search(config, device, repeats, processes))
+        log(f"AGAN child model ({config}) ...")
+        rows["agan_search"].append(agan_search(config, device, repeats, processes))
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "torch": torch.__version__, "threads": torch.get_num_threads(), "repeats": repeats, **rows}

@@ -155,12 +155,22 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
 @click.option("--threads", type=click.IntRange(0), default=1, show_default=True,
               help="torch CPU threads (0: leave torch's default).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
-def bench_conventional_command(device, configs, repeats, threads, out):
+@click.option("--processes", default="1,8", show_default=True,
+              help="Process counts N for the AutoGAN/AGAN candidates per hour (comma-separated).")
+def bench_conventional_command(device, configs, repeats, threads, out, processes):
     """Seconds per alphaGAN search iteration, per DEGAS search step and per retraining step; on a
     GPU at the paper's configuration too, with the alphaGAN search cost projected against the
-    paper's 3 GPU-hours (s) and 22 (l). Prints JSON."""
+    paper's 3 GPU-hours (s) and 22 (l); AutoGAN's seconds per controller step and candidate reward,
+    AGAN's per child model, and candidates per hour with N processes. Prints JSON."""
     from .bench import run
 
+    try:
+        counts = tuple(int(n) for n in processes.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"expected comma-separated positive integers, got {processes!r}",
+                                 param_hint="--processes")
     result = run(device=device, configs=configs, repeats=repeats, threads=threads,
-                 log=lambda line: click.echo(line, err=True))
+                 log=lambda line: click.echo(line, err=True), processes=counts)
     click.echo(dump_json(result, out))

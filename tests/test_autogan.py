@@ -275,3 +275,18 @@ def test_two_processes_search_like_one(tmp_path):
     rewards_of = [[r["rewards"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "rewards" in r]
                   for out in outs]
     assert rewards_of[0] == rewards_of[1]
+
+
+@pytest.mark.slow
+def test_bench_reports_controller_steps_children_and_candidates_per_hour():
+    from stylenas.conventional import bench
+
+    device = torch.device("cpu")
+    row = bench.autogan_search("tiny", device, 1, processes=(1, 4))
+    assert all(row[k] > 0 for k in ("seconds_per_shared_d_step", "seconds_per_candidate_reward",
+                                    "seconds_per_controller_step"))
+    assert row["candidates_per_hour"]["4"] == pytest.approx(4 * 3600 / row["seconds_per_candidate_reward"])
+    child = bench.agan_search("tiny", device, 1, processes=(2,))
+    assert child["seconds_per_child"] == pytest.approx(
+        child["child_steps"] * child["seconds_per_child_g_step"] + child["reward_num"] * child["seconds_per_reward_image"])
+    assert child["children_per_hour"]["2"] == pytest.approx(2 * 3600 / child["seconds_per_child"])
