@@ -86,7 +86,7 @@ def test_hinge_by_hand():
     real = torch.full((2, 3, 2, 2), 0.05)  # D = 0.6
     fake = torch.full((2, 3, 2, 2), -0.1)  # D = -1.2
     loss, _ = d_loss("hinge", D, real, fake)
-    assert float(loss) == pytest.approx((1 - 0.6) + 0)
+    assert loss.item() == pytest.approx((1 - 0.6) + 0)
 
 
 def test_batches_depend_on_seed_and_step_only():
