@@ -35,7 +35,8 @@ def _floats(text, what, count):
 @click.option("--betas", default=None, help="Adam betas 'b1,b2' [default: 0,0.9; 0.5,0.9 at 48 px].")
 @click.option("--g-batch", type=click.IntRange(1), default=None, help="G batch [preset: 128].")
 @click.option("--d-batch", type=click.IntRange(1), default=None, help="D batch [preset: 64].")
-@click.option("--snap", type=click.IntRange(1), default=None, help="G steps between checkpoints [preset: 1000].")
+@click.option("--snap", type=click.IntRange(1), default=None,
+              help="G steps between checkpoints, snapshots and metrics [preset: 2500].")
 @click.option("--metrics", default="", help="Comma list of is,fid measured at every checkpoint on G_ema.")
 @click.option("--fid-stats", type=click.Path(dir_okay=False), default=None,
               help="Training-set statistics (.npz of stylenas fid --save-stats) for --metrics fid.")
@@ -88,6 +89,12 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
 @click.option("--proxy", is_flag=True,
               help="autogan/agan/dggan: score with a random-weight Inception (CPU tests, demo); logged as a PROXY.")
 @click.option("--inception", type=click.Path(dir_okay=False), default=None, help="FID Inception weights file.")
+@click.option("--reward-num", type=click.IntRange(2), default=None,
+              help="autogan/agan: samples per reward [preset: 5000 / 50000].")
+@click.option("--ctrl-batch", type=click.IntRange(1), default=None,
+              help="autogan: architectures per controller step [preset: 1]; their rewards spread over processes.")
+@click.option("--child-steps", type=click.IntRange(1), default=None, help="agan: G steps of each child [preset: 5000].")
+@click.option("--is-range", default=None, help="agan: 'IS_min,IS_max' of the shaped reward [1,11.24].")
 @click.option("--top-k", type=click.IntRange(1), default=None, help="dggan: parents kept per step (K) [preset: 20].")
 @click.option("--p", "sample_p", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="dggan: probability of each (parent, action) child [preset: 0.4].")
@@ -103,8 +110,8 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
 @click.option("--metric-num", type=click.IntRange(2), default=5000, show_default=True,
               help="alphagan/degas: samples per metric.")
 def search_conventional_command(method, data, outdir, preset, iters, resolution, seed, device, sample_every, resume,
-                                reward, proxy, inception, top_k, sample_p, max_steps, final_iters, fid_num, metrics,
-                                fid_stats, metric_num):
+                                reward, proxy, inception, reward_num, ctrl_batch, child_steps, is_range, top_k, sample_p,
+                                max_steps, final_iters, fid_num, metrics, fid_stats, metric_num):
     """Search a conventional generator; writes OUTDIR/genotype.json (retrain it with
     train-conventional --genotype OUTDIR/genotype.json), log.jsonl, alphas.png (autogan/agan:
     rewards.png), samples/ and search-state.pt (for --resume). autogan/agan spread the candidate
@@ -115,8 +122,13 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
             from .autogan import AutoGANConfig as Config, SearchError as RLSearchError, run_autogan as run
         else:
             from .agan import AGANConfig as Config, SearchError as RLSearchError, run_agan as run
+        overrides = {k: v for k, v in (("reward_num", reward_num), ("ctrl_batch", ctrl_batch),
+                                       ("child_steps", child_steps)) if v is not None}
+        if is_range:
+            overrides["is_min"], overrides["is_max"] = _floats(is_range, "--is-range", 2)
         config = Config(data, outdir, preset=preset or "paper", iters=iters, reward=reward, proxy=proxy,
-                        inception=inception, resolution=resolution, seed=seed, device=device, resume=resume)
+                        inception=inception, resolution=resolution, seed=seed, device=device, resume=resume,
+                        overrides=overrides)
         try:
             run(config)
         except (RLSearchError, ValueError, FileNotFoundError) as error:

@@ -37,7 +37,7 @@ CHECKPOINT = "checkpoint.pt"
 PRESETS = {
     # the papers' retraining; steps by resolution (CIFAR-10 32 px: 50k, STL-10 48 px: 80k)
     "paper": {"g_batch": 128, "d_batch": 64, "n_critic": 5, "gf_dim": 256, "df_dim": 128, "latent_dim": 128,
-              "steps": None, "snap": 1000, "sample_every": 1000, "log_every": 100, "metric_num": 50000},
+              "steps": None, "snap": 2500, "sample_every": 1000, "log_every": 100, "metric_num": 50000},
     # CPU tests and the demo
     "tiny": {"g_batch": 8, "d_batch": 4, "n_critic": 2, "gf_dim": 8, "df_dim": 8, "latent_dim": 16,
              "steps": 20, "snap": 10, "sample_every": 10, "log_every": 5, "metric_num": 64},
