@@ -68,6 +68,10 @@ demo: $(STAMP)
 		--outdir $(DEMO_OUT)/conv-degas --preset tiny --iters 4 --sample-every 2
 	$(PY) scripts/train_conventional.py --genotype $(DEMO_OUT)/conv-alphagan/genotype.json \
 		--data $(DEMO_OUT)/demo.lmdb --resolution 32 --outdir $(DEMO_OUT)/conv-train --preset tiny --steps 20
+	@echo "== conventional GANs: a tiny AutoGAN search (3 iterations, one per cell; proxy-scored) =="
+	rm -rf $(DEMO_OUT)/conv-autogan
+	$(PY) scripts/search_conventional.py --method autogan --data $(DEMO_OUT)/demo.lmdb --resolution 32 \
+		--outdir $(DEMO_OUT)/conv-autogan --preset tiny --proxy
 	@echo "== conventional GANs: one DGGAN growing step from 8 px (every action on the base: G conv, D conv, 16 px fade-in), proxy-scored =="
 	rm -rf $(DEMO_OUT)/conv-dggan
 	$(PY) scripts/search_conventional.py --method dggan --data $(DEMO_OUT)/demo.lmdb --resolution 32 \

@@ -342,8 +342,6 @@ class AGANConfig:
     resume: bool = False
     overrides: dict | None = None
 
-    STRUCTURAL = ("preset", "proxy", "resolution", "seed", "images", "updates", "update_every", "child_steps")
-
 
 def real_batch(dataset, batch, seed, step, device):
     """Section 4.1's preprocessing: pixels scaled to [-1, 127/128] plus uniform noise U(0, 1/128)."""
@@ -430,7 +428,8 @@ def run_agan(config: AGANConfig, dataset=None, log=lambda line: click.echo(line,
             state = torch.load(state_path, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 - any unreadable file gets the same one-line error
             raise SearchError(f"{state_path}: not a readable search state ({type(error).__name__}: {error})") from None
-        mismatched = [k for k in AGANConfig.STRUCTURAL if state["settings"].get(k) != settings.get(k)]
+        # every setting must match except the run's length, which a resume may extend
+        mismatched = [k for k in settings if k != "updates" and state["settings"].get(k) != settings[k]]
         if mismatched:
             raise SearchError(f"--resume: {state_path} was written with other settings: " + ", ".join(
                 f"{k}={state['settings'].get(k)!r} (now {settings.get(k)!r})" for k in mismatched))

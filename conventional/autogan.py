@@ -272,8 +272,6 @@ class AutoGANConfig:
     resume: bool = False
     overrides: dict | None = None  # preset fields replaced (tests, bench)
 
-    STRUCTURAL = ("preset", "reward", "proxy", "resolution", "seed", "images", "iterations")
-
 
 class AutoGANSearch:
     """The search state and its steps; ``run_autogan`` drives it."""
@@ -532,7 +530,8 @@ def run_autogan(config: AutoGANConfig, dataset=None, log=lambda line: click.echo
             state = torch.load(state_path, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 - any unreadable file gets the same one-line error
             raise SearchError(f"{state_path}: not a readable search state ({type(error).__name__}: {error})") from None
-        mismatched = [k for k in AutoGANConfig.STRUCTURAL if state["settings"].get(k) != settings.get(k)]
+        # every setting must match except the run's length, which a resume may extend
+        mismatched = [k for k in settings if k != "iterations" and state["settings"].get(k) != settings[k]]
         if mismatched:
             raise SearchError(f"--resume: {state_path} was written with other settings: " + ", ".join(
                 f"{k}={state['settings'].get(k)!r} (now {settings.get(k)!r})" for k in mismatched))

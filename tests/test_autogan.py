@@ -209,6 +209,29 @@ def test_dynamic_reset_reinitialises_the_shared_gan(tmp_path, proxy):
     fresh._new_gan()
     for key, value in fresh.G.state_dict().items():
         torch.testing.assert_close(state["G"][key], value, rtol=0, atol=0)
+    with pytest.raises(SearchError, match="reward_num=8 \\(now 4\\)"):
+        run_autogan(tiny(tmp_path, overrides={**overrides, "reward_num": 4}, resume=True), dataset=data, log=quiet,
+                    net=proxy)
+
+
+@pytest.mark.slow
+def test_command_line_search_then_retraining(tmp_path):
+    from stylenas.conventional.commands import train_conventional_command
+    from stylenas.datasets import make_demo_data
+
+    make_demo_data(tmp_path / "demo.lmdb", [16], 16, progress=False)
+    out = tmp_path / "search"
+    result = CliRunner().invoke(search_conventional_command, [
+        "--method", "autogan", "--data", str(tmp_path / "demo.lmdb"), "--outdir", str(out), "--preset", "tiny",
+        "--proxy", "--device", "cpu", "--ctrl-batch", "1", "--reward-num", "4"])
+    assert result.exit_code == 0, result.output
+    assert "PROXY reward" in result.output and "proxy_is" in result.output
+    steps = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"ctrl_step"' in line]
+    assert all(len(r["archs"]) == 1 for r in steps)
+    result = CliRunner().invoke(train_conventional_command, [
+        "--genotype", str(out / "genotype.json"), "--data", str(tmp_path / "demo.lmdb"), "--outdir",
+        str(tmp_path / "train"), "--preset", "tiny", "--steps", "2", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
 
 
 def test_fid_reward_is_minus_the_batched_fid(proxy):
