@@ -290,6 +290,13 @@ def plot_alphas(history, path, method):
     save_line_panels(panels, path)
 
 
+def keep_rng(device):
+    """A block whose random draws leave the global generators (CPU and ``device``) as they were:
+    side work (building a network to sample or score) must not shift the search's stream, or a
+    resumed run would differ from an uninterrupted one."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(net, latent_dim, device, batches, batch, seed):
     """Fresh BatchNorm statistics of ``net`` (the cumulative average over ``batches`` batches of
@@ -369,7 +376,9 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
     evaluator = None
     if config.metrics:
         try:
-            evaluator = MetricEvaluator(config.metrics, config.metric_num, config.fid_stats, config.inception, device)
+            with keep_rng(device):
+                evaluator = MetricEvaluator(config.metrics, config.metric_num, config.fid_stats, config.inception,
+                                            device)
         except TrainError as error:
             raise SearchError(str(error)) from None
     outdir.mkdir(parents=True, exist_ok=True)
@@ -401,7 +410,8 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
             history.append(method.arch_snapshot())
             k = method.done
             if sample_every and (k % sample_every == 0 or k == iters):
-                net = derived_network(method, genotype(), device, preset == "tiny", config.seed + k)
+                with keep_rng(device):  # building it draws initial weights: keep the search's stream
+                    net = derived_network(method, genotype(), device, preset == "tiny", config.seed + k)
                 with torch.no_grad():
                     save_image_grid(net(sample_z), outdir / "samples" / f"iter{k:06d}.png", nrow=4)
                 if evaluator is not None:  # IS/FID of the derived architecture, not of the supernet

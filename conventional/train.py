@@ -238,7 +238,8 @@ def run_training(config: TrainConfig, dataset=None, log=lambda line: click.echo(
         raise TrainError(f"{outdir} already holds a run ({CHECKPOINT}); use --resume or another --outdir")
 
     if evaluator is None and s["metrics"]:
-        evaluator = MetricEvaluator(s["metrics"], s["metric_num"], config.fid_stats, config.inception, device)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # resume stays exact
+            evaluator = MetricEvaluator(s["metrics"], s["metric_num"], config.fid_stats, config.inception, device)
     runlog = RunLog(outdir / "log.jsonl", resume_at=counters["step"] if config.resume else None,
                     key="step") if dist.is_main else None
     if dist.is_main:
