@@ -112,7 +112,7 @@ def adam(params, lr, betas, weight_decay=0.0):
     params = list(params)
     try:
         return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=bool(params))
-    except (RuntimeError, ValueError, TypeError):  # no fused kernel here
+    except RuntimeError:  # no fused kernel for these parameters (device, dtype) in this torch
         return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
 
 
