@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..io import atomic_path
 from ..search.genotype import FORMAT, READABLE_VERSIONS, VERSION, GenotypeError
-from .ops import ALPHAGAN_NORMAL_OPS, ALPHAGAN_UP_OPS, DEGAS_NORMAL_OPS, DEGAS_UP_OPS
+from .ops import ALPHAGAN_NORMAL_OPS, ALPHAGAN_UP_OPS
 
 # AutoGAN's encoding (models_search/building_blocks_search.py)
 AUTOGAN_CONV = ("post", "pre")
