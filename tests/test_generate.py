@@ -99,3 +99,20 @@ def test_checkpoint_as_fid_input_equals_its_images_as_pngs(checkpoint, tmp_path)
     assert from_ckpt["inputs"]["A"]["kind"] == "checkpoint"
     with pytest.raises(FIDError, match="say how many images"):
         evaluate(str(checkpoint), str(reference), **common)
+
+
+@pytest.mark.slow
+def test_fid_shares_between_processes_merge_to_the_single_process_statistics(checkpoint, tmp_path):
+    from test_metrics_inception import write_weights
+    from stylenas.metrics import InceptionV3FID
+    from stylenas.train.generate import generator_feature_stats, merge_feature_stats
+
+    net = InceptionV3FID(weights=write_weights(tmp_path / "weights"))
+    G, _ = load_generator(checkpoint)
+    whole = generator_feature_stats(G, 10, net, "cpu", batch=4)
+    parts = [generator_feature_stats(G, 10, net, "cpu", batch=4, rank=r, world_size=3) for r in range(3)]
+    assert [p.n for p in parts] == [4, 4, 2]
+    merged = merge_feature_stats([(p.n, p.mean, p.scatter) for p in parts] + [(0, None, None)])
+    assert merged.n == 10
+    assert torch.allclose(merged.mean, whole.mean, atol=1e-10)
+    assert torch.allclose(merged.scatter, whole.scatter, atol=1e-8, rtol=1e-8)

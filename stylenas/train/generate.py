@@ -11,8 +11,9 @@
   input A).
 - ``GeneratedImages(G, num, trunc, device)``: a Dataset of ``num`` uint8 images (seeds 0..num-1),
   made in batches on demand, for the FID code (``stylenas.metrics``); use it with num_workers=0.
-- ``fid_of_generator(G, ref_stats, num, device, inception=None, trunc=1.0)``: pytorch-fid's FID of
-  ``num`` quantised G images against ``(mu, sigma)``.
+- ``fid_of_generator(G, ref_stats, num, device, inception=None, trunc=1.0, dist=None)``: pytorch-fid's
+  FID of ``num`` quantised G images against ``(mu, sigma)``, shared between processes with ``dist``
+  (``generator_feature_stats`` per process, ``merge_feature_stats``).
 - ``reference_stats(data, resolution, inception, cache_dir, device)``: FID statistics of an LMDB
   at one resolution, computed once and cached (keyed by path, size, mtime, resolution).
 """
@@ -134,13 +135,50 @@ def checkpoint_images(path, num, device="auto", trunc=1.0):
     return GeneratedImages(G, num, trunc=trunc, device=device)
 
 
-def fid_of_generator(G, ref_stats, num, device, inception=None, trunc=1.0, batch=32, progress=None):
-    from ..metrics import InceptionV3FID, extract_features, frechet_distance
+def generator_feature_stats(G, num, net, device, trunc=1.0, batch=32, rank=0, world_size=1):
+    """FID features of this process's share of ``num`` G images: the batches of seeds
+    start .. start + batch - 1 with start = batch * (rank + k * world_size). An image depends on
+    its seed only, so the union over processes is the same images for any process count."""
+    from ..metrics import FeatureStats
+
+    images = GeneratedImages(G, num, trunc=trunc, device=device, batch=batch)
+    stats = FeatureStats()
+    for start in range(batch * rank, num, batch * world_size):
+        stats.update(net(torch.stack([images[i] for i in range(start, min(start + batch, num))])).features)
+    return stats
+
+
+def merge_feature_stats(parts):
+    """One FeatureStats from several (n, mean, scatter) parts, by Chan et al.'s pairwise update."""
+    from ..metrics import FeatureStats
+
+    merged = FeatureStats()
+    for n, mean, scatter in parts:
+        if n == 0:
+            continue
+        mean, scatter = mean.to(torch.float64), scatter.to(torch.float64)
+        if merged.n == 0:
+            merged.n, merged.mean, merged.scatter = n, mean.clone(), scatter.clone()
+            continue
+        total = merged.n + n
+        delta = mean - merged.mean
+        merged.scatter += scatter + torch.outer(delta, delta) * (merged.n * n / total)
+        merged.mean += delta * (n / total)
+        merged.n = total
+    return merged
+
+
+def fid_of_generator(G, ref_stats, num, device, inception=None, trunc=1.0, batch=32, dist=None):
+    """FID of ``num`` G images against ``ref_stats``; with ``dist`` (a ``distributed.Dist``) every
+    process scores its share and the statistics are merged (call it on every process)."""
+    from ..metrics import InceptionV3FID, frechet_distance
 
     net = inception if isinstance(inception, torch.nn.Module) else InceptionV3FID(weights=inception).to(device)
-    images = GeneratedImages(G, num, trunc=trunc, device=device, batch=batch)
-    stats, _, _ = extract_features(net, images, batch_size=batch, num_workers=0, progress=progress)
-    return frechet_distance(*stats.stats(), *ref_stats)
+    rank, world_size = (dist.rank, dist.world_size) if dist is not None else (0, 1)
+    local = generator_feature_stats(G, num, net, device, trunc, batch, rank, world_size)
+    part = (local.n, local.mean.cpu() if local.n else None, local.scatter.cpu() if local.n else None)
+    parts = dist.gather_objects(part) if dist is not None else [part]
+    return frechet_distance(*merge_feature_stats(parts).stats(), *ref_stats)
 
 
 def stats_cache_path(data, resolution, cache_dir=None):

@@ -122,7 +122,7 @@ def _train(options, dist, say):
         raise TrainError(str(error)) from None
     if len(dataset) < config.batch:
         raise TrainError(f"--data: {options.data} holds {len(dataset)} images, fewer than one batch ({config.batch})")
-    if config.metrics != "none" and options.fid_stats is None:
+    if config.metrics != "none":  # the Inception weights are needed before any work starts
         from ..metrics import find_weights, InceptionWeightsError
 
         try:
@@ -164,13 +164,15 @@ def _train(options, dist, say):
             save_image_grid(reals, files["samples"] / "reals.png", nrow=8)
 
     ref_stats, inception = None, None
-    if config.metrics == "fid50k_full" and dist.is_main:
+    if config.metrics == "fid50k_full":  # every process scores a share of the generated images
         from ..metrics import InceptionV3FID, load_stats
         from .generate import reference_stats
 
         inception = InceptionV3FID(weights=options.inception).to(dist.device)
-        ref_stats = load_stats(options.fid_stats) if options.fid_stats else reference_stats(
-            options.data, config.resolution, dist.device, inception=inception, log=say)
+        if dist.is_main:
+            ref_stats = load_stats(options.fid_stats) if options.fid_stats else reference_stats(
+                options.data, config.resolution, dist.device, inception=inception, log=say)
+        ref_stats = dist.broadcast_object(ref_stats)
 
     say(f"training {genotype.paradigm} genotype at {config.resolution} px on {dist.world_size} process(es) "
         f"({dist.device}): cfg {config.cfg}, batch {config.batch} ({local_batch} per process), "
@@ -194,6 +196,11 @@ def _train(options, dist, say):
                        **trainer.learning_rates(), "nan_count": int(trainer.nan_count),
                        "pl_mean": float(trainer.pl_mean), "processes": dist.world_size})
         rngs = dist.gather_objects(capture_rng())
+        if ref_stats is not None:
+            from .generate import fid_of_generator
+
+            record["fid"] = fid_of_generator(trainer.G_ema, ref_stats, config.fid_num, dist.device,
+                                             inception=inception, dist=dist)
         if dist.is_main:
             with torch.no_grad():
                 save_image_grid(trainer.G_ema(grid_z, noise_mode="const"), files["samples"] / f"fakes{kimg:09.3f}.png")
@@ -203,10 +210,6 @@ def _train(options, dist, say):
                      "config": config.to_dict(), "data": {"path": str(options.data), "images": len(dataset),
                                                           "position": trainer.step_index}}
             if ref_stats is not None:
-                from .generate import fid_of_generator
-
-                record["fid"] = fid_of_generator(trainer.G_ema, ref_stats, config.fid_num, dist.device,
-                                                 inception=inception)
                 best.update(record["fid"], state, save_checkpoint)
             state["best"] = best.state_dict()
             runlog.write(record)  # before the checkpoint: a kill in between drops this line on resume
