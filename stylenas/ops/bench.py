@@ -216,16 +216,20 @@ def run(device: str = "auto", quick: bool | None = None, repeats: int = 5, nvlab
     quick = device.type == "cpu" if quick is None else quick
     on_gpu = device.type == "cuda"
     nvlabs = load_nvlabs(nvlabs_path) if (nvlabs_path and on_gpu) else None
+    kernels = False
     if on_gpu:
         torch.backends.cudnn.benchmark = True
-        extension.get_extension()
+        # a GPU without a usable toolkit times the references only (get_extension warned once why)
+        kernels = extension.get_extension() is not None
+        if not kernels:
+            log("CUDA kernels unavailable: timing the PyTorch references only")
     torch.manual_seed(0)
     results = []
     for case in cases(quick):
         inputs, fn, nv = case.make(device, case.shape, nvlabs)
         row = {"op": case.name, "shape": list(case.shape),
                "ref_ms": 1e3 * _time(lambda *t: fn(*t, impl="ref"), inputs, device, repeats)}
-        if on_gpu:
+        if kernels:
             row["cuda_ms"] = 1e3 * _time(lambda *t: fn(*t, impl="cuda"), inputs, device, repeats)
             row["speedup_vs_ref"] = row["ref_ms"] / row["cuda_ms"]
             row["max_rel_error_vs_ref"] = _max_error(lambda *t: fn(*t, impl="cuda"),
@@ -239,6 +243,7 @@ def run(device: str = "auto", quick: bool | None = None, repeats: int = 5, nvlab
     fast_paths = run_fast_paths(device, quick, repeats, log)
     return {
         "device": torch.cuda.get_device_name(device) if on_gpu else "cpu",
+        "kernels": kernels,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "quick": quick,
