@@ -105,6 +105,10 @@ def test_bad_inputs_give_one_line_errors(demo_lmdb, tmp_path):
     assert result.exit_code != 0 and "already holds a training run" in result.output
     result = invoke(["--genotype", "stylegan2", "--resolution", "8", "--resume", *base, "--gamma", "5"])
     assert result.exit_code != 0 and "another configuration: gamma=" in result.output
+    fewer = tmp_path / "fewer.lmdb"
+    make_demo_data(str(fewer), [8], 12, progress=False)
+    result = invoke(["--genotype", "stylegan2", "--resolution", "8", "--resume", *base[:1], fewer, *base[2:]])
+    assert result.exit_code != 0 and "was trained on 40 images; --data" in result.output
     other = Genotype.original(8)
     other.layers[0]["op"] = "conv_1x1"
     other.save(tmp_path / "other.json")

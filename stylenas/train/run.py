@@ -141,6 +141,10 @@ def _train(options, dist, say):
         except CheckpointError as error:
             raise TrainError(f"--resume: {error}") from None
         check_resume(state, config, genotype, files["checkpoint"])
+        images = state.get("data", {}).get("images")
+        if images is not None and images != len(dataset):
+            raise TrainError(f"--resume: {files['checkpoint']} was trained on {images} images; --data "
+                             f"{options.data} holds {len(dataset)} (the batches are drawn by position)")
         trainer.load_state_dict(state)
         best.load_state_dict(state.get("best", {}))
         if len(state.get("rng", [])) == dist.world_size:
