@@ -535,9 +535,7 @@ def run_autogan(config: AutoGANConfig, dataset=None, log=lambda line: click.echo
         if mismatched:
             raise SearchError(f"--resume: {state_path} was written with other settings: " + ", ".join(
                 f"{k}={state['settings'].get(k)!r} (now {settings.get(k)!r})" for k in mismatched))
-        search.load_state_dict(state["search"])
-        search.G.to(device), search.D.to(device)
-        _optimizers_to(search, device)
+        search.load_state_dict(state["search"])  # optimiser states follow their parameters' device
         if dist.is_main:
             log(f"resumed {outdir} at iteration {search.counters['iteration']}")
     elif state_path.exists():
@@ -621,10 +619,3 @@ def run_autogan(config: AutoGANConfig, dataset=None, log=lambda line: click.echo
     dist.close()
     return genotype if dist.is_main else None
 
-
-def _optimizers_to(search, device):
-    for opt in (search.G_opt, search.D_opt):
-        for state in opt.state.values():
-            for k, v in state.items():
-                if torch.is_tensor(v) and k != "step":
-                    state[k] = v.to(device)

@@ -56,7 +56,8 @@ def test_figure_2_normal_module(generator):
     pre = [nn.BatchNorm2d, nn.ReLU] if generator else [nn.ReLU]
     assert [type(m) for m in conv] == pre + [nn.Conv2d] and conv[-1].kernel_size == (1, 1)
     assert isinstance(maxpool, nn.MaxPool2d) and maxpool.kernel_size == 3
-    assert [type(m) for m in sep] == pre + [nn.Conv2d, nn.Conv2d] and sep[-2].groups == 4 and sep[-2].kernel_size == (3, 3)
+    assert [type(m) for m in sep] == pre + [nn.Conv2d, nn.Conv2d]
+    assert sep[-2].groups == 4 and sep[-2].kernel_size == (3, 3)
     assert isinstance(avgpool, nn.AvgPool2d) and avgpool.kernel_size == 7
     x, prev = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
     with torch.no_grad():
@@ -76,7 +77,8 @@ def test_the_operation_set():
     for name in DOWN_OPS:
         assert ResampleOp(name, 2, False, "down")(x).shape == (1, 2, 4, 4), name
     # conv then pool / pool then conv, no BN in D; nothing between 1xn and nx1
-    first, second = ResampleOp("conv_3x3_then_pool", 2, False, "down"), ResampleOp("pool_then_conv_3x3", 2, False, "down")
+    first = ResampleOp("conv_3x3_then_pool", 2, False, "down")
+    second = ResampleOp("pool_then_conv_3x3", 2, False, "down")
     first.load_state_dict(second.state_dict())
     y = first(x)
     assert not torch.allclose(y, second(x))

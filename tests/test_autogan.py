@@ -198,7 +198,8 @@ def test_dynamic_reset_reinitialises_the_shared_gan(tmp_path, proxy):
     run_autogan(tiny(tmp_path, overrides=overrides), dataset=data, log=lines.append, net=proxy)
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     iterations = [r for r in records if "reset" in r]
-    assert [r["reset"] for r in iterations] == [True] * 3 and all(r["d_steps"] <= 2 for r in iterations)  # stops at the first G loss (n_critic 2)
+    # each iteration stops at its first G loss (n_critic 2)
+    assert [r["reset"] for r in iterations] == [True] * 3 and all(r["d_steps"] <= 2 for r in iterations)
     assert sum("dynamic reset" in line for line in lines) == 3
     state = torch.load(tmp_path / autogan.STATE_FILE, weights_only=True)["search"]
     assert state["counters"]["resets"] == 3 and state["windows"] == {"g": [], "d": []}
@@ -256,9 +257,9 @@ def test_errors(tmp_path, proxy):
         run_autogan(tiny(tmp_path, reward="kid"), dataset=images(n=4), log=quiet, net=proxy)
     with pytest.raises(SearchError, match="no search-state.pt"):
         run_autogan(tiny(tmp_path, resume=True), dataset=images(n=4), log=quiet, net=proxy)
-    result = CliRunner().invoke(search_conventional_command, ["--method", "autogan", "--data", str(tmp_path / "no.lmdb"),
-                                                              "--outdir", str(tmp_path / "o"), "--preset", "tiny",
-                                                              "--proxy", "--device", "cpu"])
+    result = CliRunner().invoke(search_conventional_command, [
+        "--method", "autogan", "--data", str(tmp_path / "no.lmdb"), "--outdir", str(tmp_path / "o"), "--preset", "tiny",
+        "--proxy", "--device", "cpu"])
     assert result.exit_code != 0 and "no.lmdb" in result.output
     assert not (tmp_path / "o" / autogan.STATE_FILE).exists()
 
@@ -291,12 +292,13 @@ def test_two_processes_search_like_one(tmp_path):
         done = subprocess.run(command, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         outs.append(out)
-    assert json.loads((outs[0] / "candidates.json").read_text()) == json.loads((outs[1] / "candidates.json").read_text())
+    candidates = [json.loads((out / "candidates.json").read_text()) for out in outs]
+    assert candidates[0] == candidates[1]
     states = [torch.load(out / autogan.STATE_FILE, weights_only=True)["search"] for out in outs]
     for key, value in states[0]["controller"].items():
         torch.testing.assert_close(value, states[1]["controller"][key], rtol=0, atol=0)
-    rewards_of = [[r["rewards"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "rewards" in r]
-                  for out in outs]
+    rewards_of = [[r["rewards"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())
+                   if "rewards" in r] for out in outs]
     assert rewards_of[0] == rewards_of[1]
 
 
@@ -310,6 +312,6 @@ def test_bench_reports_controller_steps_children_and_candidates_per_hour():
                                     "seconds_per_controller_step"))
     assert row["candidates_per_hour"]["4"] == pytest.approx(4 * 3600 / row["seconds_per_candidate_reward"])
     child = bench.agan_search("tiny", device, 1, processes=(2,))
-    assert child["seconds_per_child"] == pytest.approx(
-        child["child_steps"] * child["seconds_per_child_g_step"] + child["reward_num"] * child["seconds_per_reward_image"])
+    assert child["seconds_per_child"] == pytest.approx(child["child_steps"] * child["seconds_per_child_g_step"]
+                                                       + child["reward_num"] * child["seconds_per_reward_image"])
     assert child["children_per_hour"]["2"] == pytest.approx(2 * 3600 / child["seconds_per_child"])

@@ -83,9 +83,9 @@ def test_reinforce_gradient_by_hand():
     expected = np.zeros(4)
     for i in range(3):
         h, c = np.zeros(6), np.zeros(6)
-        h, c = lstm_cell(np.zeros(6), h, c, p["lstm.weight_ih"], p["lstm.weight_hh"], p["lstm.bias_ih"] + p["lstm.bias_hh"])
-        x = p["encoder.weight"][int(actions[i, 0])]
-        h, c = lstm_cell(x, h, c, p["lstm.weight_ih"], p["lstm.weight_hh"], p["lstm.bias_ih"] + p["lstm.bias_hh"])
+        weights = p["lstm.weight_ih"], p["lstm.weight_hh"], p["lstm.bias_ih"] + p["lstm.bias_hh"]
+        h, c = lstm_cell(np.zeros(6), h, c, *weights)
+        h, c = lstm_cell(p["encoder.weight"][int(actions[i, 0])], h, c, *weights)
         lp = log_softmax(p["decoders.1.weight"] @ h + p["decoders.1.bias"])
         prob, onehot = np.exp(lp), np.eye(4)[int(actions[i, 1])]
         entropy = -(prob * lp).sum()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from stylenas.conventional import rewards
-from stylenas.metrics import FeatureStats, frechet_distance, inception_score, to_uint8
+from stylenas.metrics import frechet_distance, inception_score, to_uint8
 
 
 @pytest.fixture(scope="module")
