@@ -533,11 +533,17 @@ class DGGANSearch:
             if self.state_path.exists():
                 raise ValueError(f"{self.outdir} already holds a DGGAN search ({STATE_FILE}); use --resume or "
                                  f"another --outdir")
+            if any(self.weights.glob("c*.pt")):
+                raise ValueError(f"{self.weights} holds candidate weights of another search; use another --outdir")
             self.state = {"settings": settings, "step": -1, "candidates": [], "parents": [], "baselines": {},
                           "best": None, "final": None}
+        self._barrier()  # every process has checked the folder before rank 0 writes into it
         if self.is_main:
             self.weights.mkdir(parents=True, exist_ok=True)
             (self.outdir / "samples").mkdir(exist_ok=True)
+            if not resume:  # from now on a kill leaves a state to --resume from, even inside step 0
+                with atomic_path(self.state_path) as tmp:
+                    tmp.write_text(json.dumps(self.state))
         self._barrier()
         self.references = {}
 
@@ -782,10 +788,20 @@ class DGGANSearch:
             scored, key=lambda r: (-r["resolution"], r["fid"]))
         self.genotype(best).save(self.outdir / "genotype.json")
         plot_fig3(scored, best["id"], self.outdir / "fig3.png")
+        if step_jobs:
+            self.save_samples(self.candidate(self.state["parents"][0]))
         live = set(self.state["parents"]) | set(self.state["baselines"].values()) | {best["id"]}
         for path in self.weights.glob("c*.pt"):
             if int(path.stem[1:]) not in live and int(path.stem[1:]) < len(self.state["candidates"]):
                 path.unlink()
+
+    def save_samples(self, record):
+        """samples/step<k>.png: 16 images of a step's best child (the same latents every step)."""
+        G, _ = build_grown(record["genotype"])
+        G.load_state_dict(self.load_weights(record["id"])["G"])
+        z = torch.randn(16, G.latent_dim, generator=torch.Generator().manual_seed(self.config.seed))
+        with torch.no_grad():
+            save_image_grid(G.eval()(z), self.outdir / "samples" / f"step{record['step']:03d}.png", nrow=4)
 
     def rewrite_log(self):
         """log.jsonl from the state (a resumed search drops the lines of its unfinished step)."""

@@ -153,6 +153,9 @@ class ToySearch(dggan.DGGANSearch):
         d = sum(f for stage in body["stages"] for _, f in stage["d"])
         return abs(g - 2 * d) + 10.0 / len(body["stages"]) + 0.01 * (g + d)
 
+    def save_samples(self, record):  # no weights behind a toy score
+        pass
+
     def evaluate_jobs(self, jobs, step):
         return [{"fid": self.toy(j["genotype"]), "g_params": 1 + len(json.dumps(j["genotype"])), "d_params": 50,
                  "losses": {}, "seconds": 0.0} for j in jobs]
@@ -259,6 +262,7 @@ def test_tiny_search_8_to_16_px_with_the_proxy_reward(uninterrupted):
     G, D = build_networks(load_genotype(outdir / "genotype.json"), resolution=16)
     G.load_state_dict(final["G"]), D.load_state_dict(final["D"])
     assert G(torch.randn(2, 16)).shape == (2, 3, 16, 16)
+    assert len(list((outdir / "samples").glob("step*.png"))) == state["step"] + 1
     for name in ("fig3.png", "candidates.csv", "samples/final.png", "fid-ref-8.npz", "fid-ref-16.npz"):
         assert (outdir / name).stat().st_size > 0, name
     live = {int(p.stem[1:]) for p in (outdir / "candidates").glob("c*.pt")}
@@ -273,6 +277,11 @@ def test_resume_after_a_kill_does_not_retrain_finished_candidates(tmp_path, unin
         run_dggan(DGGANConfig(**TINY), outdir, toy_data(), proxy_scorer, log=lambda line: None, stop_after=4)
     with pytest.raises(ValueError, match="--resume"):
         run_dggan(DGGANConfig(**TINY), outdir, toy_data(), proxy_scorer, log=lambda line: None)
+    saved = (outdir / dggan.STATE_FILE).read_text()
+    (outdir / dggan.STATE_FILE).unlink()  # weights without a state: never taken for a new search's
+    with pytest.raises(ValueError, match="candidate weights of another search"):
+        run_dggan(DGGANConfig(**TINY), outdir, toy_data(), proxy_scorer, log=lambda line: None)
+    (outdir / dggan.STATE_FILE).write_text(saved)
     with pytest.raises(ValueError, match="top_k"):
         run_dggan(DGGANConfig(**{**TINY, "top_k": 3}), outdir, toy_data(), proxy_scorer, log=lambda line: None,
                   resume=True)
