@@ -117,3 +117,52 @@ def test_single_process_distributed(monkeypatch):
     with pytest.raises(ValueError, match="--batch 5 must be divisible"):
         type(d)(world_size=2).local_batch(5)
     assert json.dumps(d.local_batch(4)) == "4"
+
+
+TWO_PROCESS_SCRIPT = r'''
+import json, sys
+import torch
+from stylenas.train.distributed import init_distributed
+
+d = init_distributed("cpu")
+assert d.world_size == 2 and d.backend == "gloo" and d.device.type == "cpu"
+out = {"rank": d.rank}
+out["gathered"] = d.gather_objects({"rank": d.rank})
+out["broadcast"] = d.broadcast_object("from rank 0" if d.is_main else None)
+out["mean"] = d.all_reduce_mean(torch.tensor([float(d.rank)])).item()
+out["shard"] = d.shard(list(range(6)))
+p, q = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(1))
+p.grad = torch.full([2], float(d.rank + 1))  # q has no gradient on either process
+d.sync_gradients([p, q])
+out["grad"], out["q_grad"] = p.grad.tolist(), q.grad
+torch.manual_seed(0)
+net = d.wrap_ddp(torch.nn.Linear(3, 1))
+net(torch.full([1, 3], float(d.rank))).sum().backward()
+out["ddp_grad"] = net.module.weight.grad.tolist()
+d.barrier()
+if d.is_main:
+    json.dump(out, open(sys.argv[1], "w"))
+d.close()
+'''
+
+
+@pytest.mark.slow
+def test_two_process_helpers_under_torchrun(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "helpers.py"
+    script.write_text(TWO_PROCESS_SCRIPT)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(script), str(tmp_path / "out.json")], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["gathered"] == [{"rank": 0}, {"rank": 1}] and out["broadcast"] == "from rank 0"
+    assert out["mean"] == 0.5 and out["shard"] == [0, 2, 4]
+    assert out["grad"] == [1.5, 1.5] and out["q_grad"] is None  # averaged; no gradient stays none
+    assert out["ddp_grad"] == [[0.5, 0.5, 0.5]]  # DDP averages the inputs' gradients 0 and 1
