@@ -83,7 +83,8 @@ def base_body(latent_dim, channels):
     return {"latent_dim": int(latent_dim), "channels": [int(c) for c in channels], "stages": [{"g": [], "d": []}]}
 
 
-def validate_body(body, where, resolution=None):
+def validate_body(body, where):
+    """The ``dggan`` genotype body (``build_networks`` checks its resolution against the data)."""
     def check(condition, message):
         if not condition:
             raise GenotypeError(f"{where}: {message}")
@@ -102,9 +103,6 @@ def validate_body(body, where, resolution=None):
                 isinstance(layer, list) and len(layer) == 2 and layer[0] in (1, 3, 5, 7) and isinstance(layer[1], int)
                 and layer[1] > 0 for layer in layers),
                 f"stage {s}: \"{net}\" must list grown convolutions as [kernel (odd, <= 7), filters]")
-    if resolution is not None:
-        check(resolution == D0 * 2 ** (len(stages) - 1),
-              f"resolution {resolution} does not match {len(stages)} stages from {D0} px")
 
 
 # ---------------------------------------------------------------------------- ProgGAN layers
