@@ -149,8 +149,13 @@ def test_tiny_search_resumes_exactly_and_retrains_g_and_d(tmp_path, proxy):
     assert states[0]["baseline"] == states[1]["baseline"] and states[0]["best"] == states[1]["best"]
     records = [json.loads(line) for line in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
     assert [r["update"] for r in records] == [1, 2, 3] and all(len(r["proxy_is"]) == 2 for r in records)
+    baseline = None
     for r in records:
         assert r["rewards"] == pytest.approx([(s - 1) / (11.24 - s) for s in r["proxy_is"]])
+        mean = sum(r["rewards"]) / len(r["rewards"])
+        baseline = mean if baseline is None else 0.9 * baseline + 0.1 * mean  # the EMA persists across updates
+        assert r["baseline"] == pytest.approx(baseline) and r["advantages"] == pytest.approx(
+            [x - baseline for x in r["rewards"]], abs=1e-6)
     for name in ("genotype.json", "rewards.png", "samples/update00003.png"):
         assert (tmp_path / "cut" / name).is_file()
     run_training(TrainConfig(str(tmp_path / "cut" / "genotype.json"), "mem", str(tmp_path / "train"), preset="tiny",

@@ -178,6 +178,10 @@ def test_tiny_search_resumes_exactly_and_its_genotype_retrains(tmp_path, proxy):
     steps = [r for r in records if "ctrl_step" in r]
     assert [r["ctrl_step"] for r in steps] == list(range(1, 7)) and all(r["score"] == "proxy_is" for r in steps)
     assert [r["stage"] for r in steps] == [1, 1, 2, 2, 3, 3]
+    baseline = None
+    for r in steps:  # one EMA over all controller steps, stages included
+        baseline = r["reward_mean"] if baseline is None else 0.9 * baseline + 0.1 * r["reward_mean"]
+        assert r["baseline"] == pytest.approx(baseline)
     assert all(len(code) == 4 + 5 * (r["stage"] - 1) for r in steps for code in r["archs"])
     assert {r["grow"] for r in records if "grow" in r} == {1, 2}
     for name in ("genotype.json", "rewards.png", "samples/iter0003.png"):
