@@ -78,11 +78,14 @@ def _is_lmdb(path):
     return path.suffix.lower() == ".lmdb" or (path.is_dir() and (path / "data.mdb").is_file())
 
 
-def open_source(label, path, limit=None, limit_option="--num", resolution=None, recursive=False, log=None):
-    """Classify and open input `path` (image folder, LMDB, .npz statistics) without computing anything.
+def open_source(label, path, limit=None, limit_option="--num", resolution=None, recursive=False, log=None,
+                device="auto"):
+    """Classify and open input `path` (image folder, LMDB, .npz statistics, generator checkpoint)
+    without computing anything.
 
     `limit`: use the first `limit` images (`limit_option` names the option in messages);
-    `resolution`: the LMDB size to read (None: the largest); `recursive`: a folder's subfolders too."""
+    `resolution`: the LMDB size to read (None: the largest); `recursive`: a folder's subfolders too;
+    `device`: where a checkpoint's generator runs."""
     path = Path(path)
     if not path.exists():
         raise FIDError(f"{label}: {path} does not exist (expected an image folder, an .lmdb, an .npz of "
@@ -96,7 +99,7 @@ def open_source(label, path, limit=None, limit_option="--num", resolution=None, 
         except StatsFileError as e:
             raise FIDError(f"{label}: {e}") from None
     if path.suffix.lower() in CHECKPOINT_SUFFIXES and path.is_file():
-        source = _open_checkpoint(label, path, limit)
+        source = _open_checkpoint(label, path, limit, device)
     elif _is_lmdb(path):
         dataset = _open_lmdb(label, path, resolution)
         source = Source(label, path, "lmdb", dataset=dataset, resolution=dataset.resolution, stored=dataset.sizes)
@@ -200,9 +203,9 @@ def evaluate(a, b=None, num=None, num_ref=None, resolution=None, recursive=False
         warnings.append(line)
         log(line)
 
-    sources = [open_source("A", a, num, "--num", resolution, recursive, warn)]
+    sources = [open_source("A", a, num, "--num", resolution, recursive, warn, device)]
     if b is not None:
-        sources.append(open_source("B", b, num_ref, "--num-ref", resolution, recursive, warn))
+        sources.append(open_source("B", b, num_ref, "--num-ref", resolution, recursive, warn, device))
     src_a, src_b = sources[0], (sources[1] if b is not None else None)
     if resolution is not None and not any(s.kind == "lmdb" for s in sources):
         raise FIDError(f"--resolution {resolution} selects a size stored in an .lmdb input, and no input is one")

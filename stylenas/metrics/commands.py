@@ -32,8 +32,8 @@ from .cli import FIDError, evaluate, format_text
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def fid_command(a, b, num, num_ref, resolution, recursive, batch, device, workers, inception, save_stats, want_is,
                 want_kid, as_json):
-    """FID between A and B; each an image folder, an .lmdb or an .npz (mu, sigma)
-    (generator checkpoints: not supported yet, they come with the retraining issue).
+    """FID between A and B; each an image folder, an .lmdb, an .npz (mu, sigma) or a generator
+    checkpoint (--num images of its G_ema, seeds 0..N-1, quantised as saved PNGs would be).
 
     With only A and --save-stats, computes and saves A's statistics. The last line is
     `FID: <value>`, after the inputs (image counts, sizes), the device and the protocol;
