@@ -45,8 +45,10 @@ def _floats(text, what, count):
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N (under torchrun: per process).")
 @click.option("--resume", is_flag=True, help="Continue the run in OUTDIR from its checkpoint.pt.")
+@click.option("--init", type=click.Path(dir_okay=False), default=None,
+              help="Start G and D from these weights instead of random ones (e.g. final.pt of a DGGAN search).")
 def train_conventional_command(genotype, data, outdir, steps, preset, loss, resolution, lr, betas, g_batch, d_batch,
-                               snap, metrics, fid_stats, metric_num, inception, seed, device, resume):
+                               snap, metrics, fid_stats, metric_num, inception, seed, device, resume, init):
     """Retrain a conventional genotype against the SNGAN/AutoGAN discriminator (hinge, n_critic 5,
     Adam 2e-4, linear decay, EMA of G) into OUTDIR/checkpoint.pt. Multi-GPU: torchrun
     --nproc_per_node N scripts/train_conventional.py ..."""
@@ -60,7 +62,7 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
     config = TrainConfig(genotype, data, outdir, preset=preset, steps=steps, loss=loss, resolution=resolution, lr=lr,
                          betas=_floats(betas, "--betas", 2) if betas else None, seed=seed, device=device,
                          resume=resume, snap=snap, metrics=wanted, fid_stats=fid_stats, metric_num=metric_num,
-                         inception=inception, overrides=overrides)
+                         inception=inception, overrides=overrides, init=init)
     try:
         run_training(config)
     except (TrainError, ValueError, FileNotFoundError) as error:

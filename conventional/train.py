@@ -65,6 +65,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     resume: bool = False
+    init: str | None = None  # G and D weights to start from (e.g. final.pt of a DGGAN search)
     snap: int | None = None
     metrics: tuple = ()
     fid_stats: str | None = None
@@ -206,6 +207,8 @@ def run_training(config: TrainConfig, dataset=None, log=lambda line: click.echo(
     torch.manual_seed(s["seed"])
     G, D = build_networks(genotype, resolution, s["gf_dim"], s["df_dim"], s["latent_dim"],
                           d_dropout=CTGAN_DROPOUT if s["loss"] == "ctgan" else 0.0)
+    if config.init and not config.resume:
+        load_initial_weights(config.init, G, D)
     G, D = G.to(device), D.to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     G_opt = torch.optim.Adam(G.parameters(), lr=s["lr"], betas=tuple(s["betas"]))
@@ -324,6 +327,20 @@ def run_training(config: TrainConfig, dataset=None, log=lambda line: click.echo(
         runlog.close()
     dist.close()
     return counters
+
+
+def load_initial_weights(path, G, D):
+    """Start G and D from the ``"G"`` and ``"D"`` state dicts in ``path`` (a DGGAN search's final.pt,
+    or a checkpoint of another run of the same genotype)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        G.load_state_dict(state["G"])
+        D.load_state_dict(state["D"])
+    except FileNotFoundError:
+        raise TrainError(f"--init {path}: file not found") from None
+    except Exception as error:  # noqa: BLE001 - any unusable file gets the same one-line error
+        raise TrainError(f"--init {path}: not G and D weights of this genotype "
+                         f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
 
 
 def _short(value):

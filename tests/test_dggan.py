@@ -411,3 +411,16 @@ def test_cli_search_then_retrain(tmp_path):
     state = torch.load(tmp_path / "train" / "checkpoint.pt", weights_only=True)
     assert state["config"]["loss"] == "wgan-gp" and state["genotype"]["search_space"] == "dggan"
     assert state["config"]["latent_dim"] == 16
+    # continued: train-conventional starts from the searched weights (lr 0: they stay as they were)
+    train = ["--genotype", str(tmp_path / "search" / "genotype.json"), "--data", str(tmp_path / "demo.lmdb"),
+             "--resolution", "16", "--preset", "tiny", "--steps", "1", "--device", "cpu", "--lr", "0"]
+    result = runner.invoke(train_conventional_command, train + ["--outdir", str(tmp_path / "bad"), "--init",
+                                                                str(tmp_path / "search" / "genotype.json")])
+    assert result.exit_code == 1 and "--init" in result.output and "Traceback" not in result.output
+    result = runner.invoke(train_conventional_command, train + ["--outdir", str(tmp_path / "continued"), "--init",
+                                                                str(tmp_path / "search" / "final.pt")])
+    assert result.exit_code == 0, result.output
+    final = torch.load(tmp_path / "search" / "final.pt", weights_only=True)
+    state = torch.load(tmp_path / "continued" / "checkpoint.pt", weights_only=True)
+    for net in ("G", "D"):
+        assert all(torch.equal(state[net][k], v) for k, v in final[net].items())
