@@ -155,14 +155,14 @@ def test_style_mixing_with_dynamic_w_reads_the_chosen_latents():
     trainer = StyleGAN2Trainer(*build_networks(genotype, config), config, Dist())
     G, num_ws = trainer.G, trainer.G.synthesis.num_ws
     assert num_ws == 4 and G.synthesis.w_slots == [0, 1, 1, 2, 3]
-    # the draws of generate(), in its order, from the same stream
-    g = stream_generator(0, 3, STREAMS["Gmain"])
+    # the draws of generate(), in its order, from the same streams
+    g, choices = stream_generator(0, 3, STREAMS["Gmain"]), stream_generator(0, 3, STREAMS["Gmain"] + 100)
     z, z2 = torch.randn([4, 8], generator=g), torch.randn([4, 8], generator=g)
-    torch.rand([], generator=g)
-    cutoff = int(torch.randint(1, num_ws, [], generator=g))
+    torch.rand([], generator=choices)
+    cutoff = int(torch.randint(1, num_ws, [], generator=choices))
     seen, hooks = capture_latents(G)
     with torch.no_grad():
-        trainer.generate(4, stream_generator(0, 3, STREAMS["Gmain"]), track_w_avg=False)
+        trainer.generate(4, 3, "Gmain", track_w_avg=False)
         ws1, ws2 = G.mapping(z, update_w_avg=False), G.mapping(z2, update_w_avg=False)
     for h in hooks:
         h.remove()
@@ -181,7 +181,7 @@ def test_no_mixing_reads_one_latent_and_truncation_is_per_w():
     g = stream_generator(0, 0, STREAMS["Gmain"])
     z = torch.randn([4, 8], generator=g)
     with torch.no_grad():
-        trainer.generate(4, stream_generator(0, 0, STREAMS["Gmain"]), track_w_avg=True)
+        trainer.generate(4, 0, "Gmain", track_w_avg=True)
         ws = G.mapping(z, update_w_avg=False)
     # w_avg follows the global batch mean of every W_i
     assert torch.allclose(G.mapping.w_avg, ws.mean(0) * (1 - G.mapping.w_avg_beta), atol=1e-6)
@@ -200,8 +200,7 @@ def test_path_length_phase_tracks_the_mean():
     trainer = StyleGAN2Trainer(*build_networks(dynamic_genotype(), config), config, Dist())
     from stylenas.train.loss import path_length_noise
 
-    g = stream_generator(0, 0, STREAMS["Greg"])
-    fakes, slots = trainer.generate(trainer.pl_batch, g, track_w_avg=False)
+    fakes, slots, g = trainer.generate(trainer.pl_batch, 0, "Greg", track_w_avg=False)
     lengths = path_lengths(fakes, slots, path_length_noise([2, 3, 8, 8], g, "cpu"))
     trainer.phase_Greg(0)
     assert trainer.pl_batch == 2

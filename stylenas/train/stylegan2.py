@@ -47,6 +47,7 @@ from .loss import (d_logistic_loss, ema_beta, g_nonsaturating_loss, lazy_regular
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # one random stream per phase of a step
 STREAMS = {"Gmain": 1, "Greg": 2, "Dmain": 3, "Dreg": 4}
+CHOICES_STREAM = 100  # offset of the CPU streams of the mixing choices
 
 
 class TrainError(ValueError):
@@ -143,15 +144,24 @@ class StyleGAN2Trainer:
         with torch.no_grad():
             mapping.w_avg.copy_(mean.lerp(mapping.w_avg, mapping.w_avg_beta))
 
-    def generate(self, batch, generator, track_w_avg=True):
-        """Fakes for this process's rows of a global batch of ``batch`` latents drawn from
-        ``generator``, with style mixing; returns (images, per-slot latents [n, slots, 8, w_dim])."""
+    def generators(self, step, phase):
+        """(device generator of the tensors, CPU generator of the mixing choices) of a step's phase:
+        drawing the choices on the CPU needs no device synchronisation."""
+        stream = STREAMS[phase]
+        return (stream_generator(self.config.seed, step, stream, self.device),
+                stream_generator(self.config.seed, step, stream + CHOICES_STREAM))
+
+    def generate(self, batch, step, phase, track_w_avg=True):
+        """Fakes for this process's rows of a global batch of ``batch`` latents drawn for ``phase`` of
+        ``step``, with style mixing; returns (images, per-slot latents [n, slots, 8, w_dim], the
+        device generator, to draw more from)."""
         G, dist, device = self.G, self.dist, self.device
+        generator, choices = self.generators(step, phase)
         z = dist.shard(torch.randn([batch, self.config.z_dim], generator=generator, device=device))
         z2 = dist.shard(torch.randn([batch, self.config.z_dim], generator=generator, device=device))
         num_ws = G.synthesis.num_ws
-        mix = float(torch.rand([], generator=generator, device=device)) < self.config.mixing
-        cutoff = int(torch.randint(1, max(num_ws, 2), [], generator=generator, device=device))
+        mix = float(torch.rand([], generator=choices)) < self.config.mixing
+        cutoff = int(torch.randint(1, max(num_ws, 2), [], generator=choices))
         noise = [n if n is None else dist.shard(n) for n in make_noise(G.synthesis, batch, generator, device)]
         ws = G.mapping(z, update_w_avg=False)
         if track_w_avg:
@@ -160,7 +170,7 @@ class StyleGAN2Trainer:
         if mix and cutoff < num_ws:
             ws2 = G.mapping(z2, update_w_avg=False)
             slots = torch.cat([slots[:, :cutoff], ws2.unsqueeze(1).expand(-1, num_ws - cutoff, -1, -1)], dim=1)
-        return G.synthesis(slots, noise=noise), slots
+        return G.synthesis(slots, noise=noise), slots, generator
 
     # -------------------------------------------------------------------------------- phases
 
@@ -174,8 +184,7 @@ class StyleGAN2Trainer:
 
     def phase_Gmain(self, step):
         self.G.requires_grad_(True), self.D.requires_grad_(False)
-        g = stream_generator(self.config.seed, step, STREAMS["Gmain"], self.device)
-        fakes, _ = self.generate(self.config.batch, g)
+        fakes, _, _ = self.generate(self.config.batch, step, "Gmain")
         fake_logits = self.D(fakes)
         loss = g_nonsaturating_loss(fake_logits)
         self.G_opt.zero_grad(set_to_none=True)
@@ -187,8 +196,7 @@ class StyleGAN2Trainer:
     def phase_Greg(self, step):
         config = self.config
         self.G.requires_grad_(True), self.D.requires_grad_(False)
-        g = stream_generator(config.seed, step, STREAMS["Greg"], self.device)
-        fakes, slots = self.generate(self.pl_batch, g)
+        fakes, slots, g = self.generate(self.pl_batch, step, "Greg")
         noise = self.dist.shard(path_length_noise([self.pl_batch, *fakes.shape[1:]], g, self.device))
         lengths = path_lengths(fakes, slots, noise)
         batch_mean = self.dist.all_reduce_mean(lengths.detach().mean())
@@ -204,9 +212,8 @@ class StyleGAN2Trainer:
 
     def phase_Dmain(self, step, reals):
         self.G.requires_grad_(False), self.D.requires_grad_(True)
-        g = stream_generator(self.config.seed, step, STREAMS["Dmain"], self.device)
         with torch.no_grad():
-            fakes, _ = self.generate(self.config.batch, g)
+            fakes, _, _ = self.generate(self.config.batch, step, "Dmain")
         fake_logits, real_logits = self.D(fakes), self.D(reals)
         loss = d_logistic_loss(fake_logits, real_logits)
         self.D_opt.zero_grad(set_to_none=True)
