@@ -116,13 +116,13 @@ def time_nvlabs(path, config, device, steps, reals):
     return time.perf_counter() - start
 
 
-def run(device, resolution=None, cfg=None, batch=None, steps=16, nvlabs=None, log=print):
+def run(device, resolution=None, cfg=None, batch=None, steps=16, nvlabs=None, precision=None, log=print):
     gpu = device.type == "cuda"
     resolution = resolution or (256 if gpu else 16)
     cfg = cfg or ("paper256" if gpu else "tiny")
     if steps < 1:
         raise BenchError(f"--steps must be at least 1, got {steps}")
-    config = resolve_config(cfg, resolution, batch=batch, fp16_res=None if gpu else 0)
+    config = resolve_config(cfg, resolution, batch=batch, fp16_res=None if gpu else 0, precision=precision)
     torch.manual_seed(0)
     reals = torch.rand([config.batch, 3, resolution, resolution], device=device) * 2 - 1
     kimg = steps * config.batch / 1000

@@ -106,16 +106,19 @@ def generate_command(ckpt, seeds, trunc, outdir, grid, mix_rows, mix_cutoff, noi
               "R1 and path length exactly).")
 @click.option("--nvlabs", type=click.Path(file_okay=False), help="A stylegan2-ada-pytorch checkout: also time its "
               "networks and StyleGAN2Loss at the same configuration.")
+@click.option("--precision", type=click.Choice(["bf16", "fp16"]), default=None, help="Ours on a GPU (NVlabs: fp16); "
+              "default bf16.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON here.")
-def bench_train_command(resolution, cfg, batch, steps, nvlabs, device, out):
+def bench_train_command(resolution, cfg, batch, steps, nvlabs, precision, device, out):
     """Seconds per kimg of full training steps (G, D, lazy R1 and path length amortised), ours vs NVlabs; JSON."""
     from ..devices import resolve_device
     from . import bench
 
     try:
         dev = resolve_device(device)
-        result = bench.run(dev, resolution, cfg, batch, steps, nvlabs, log=lambda line: click.echo(line, err=True))
+        result = bench.run(dev, resolution, cfg, batch, steps, nvlabs, precision=precision,
+                           log=lambda line: click.echo(line, err=True))
     except (ValueError, bench.BenchError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(dump_json(result, out))
