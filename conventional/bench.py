@@ -8,7 +8,9 @@ weight/code step and one alpha step) and the 50-epoch hours beside the paper's 2
 seconds per retraining G step (n_critic D steps + one G step) for alphaGAN (s) and AutoGAN-A and
 the hours of the 50k-step recipe; AutoGAN's seconds per shared D step, candidate reward and
 controller step (and the 65-iteration hours beside the paper's 43), AGAN's seconds per child model,
-and the candidates (children) per hour that N processes score. Random images stand in for data,
+and the candidates (children) per hour that N processes score; DGGAN's seconds per child
+iteration and per scored sample at 32 px, the child they make and the GPU-days of 2,000 children
+beside the paper's 580. Random images stand in for data,
 a random-weight Inception of the real one's size for the reward network.
 """
 
@@ -196,6 +198,34 @@ def agan_search(config, device, repeats, processes=(1,)):
     return row
 
 
+def dggan_search(config, device, repeats, processes=(1,)):
+    """Seconds per child training iteration (WGAN-GP D step + G step) of the 32 px ProgGAN base
+    (no grown layers: the cheapest 32 px child) and per scored sample; a child of ``child_iters``
+    iterations scored on the preset's samples; children per hour with N processes, and the
+    GPU-days of the paper's 2,000 CIFAR-10 children beside its 580."""
+    from . import dggan
+
+    preset = dggan.PRESETS[config]
+    cfg = dggan.DGGANConfig(**{"final_resolution": 32, "latent_dim": 128, **preset}).resolved()
+    body = dggan.base_body(cfg.latent_dim, cfg.channels)
+    body = dggan.apply_action(dggan.apply_action(body, dggan.Action("double")), dggan.Action("double"))
+    G, D = dggan.build_grown(body)
+    data = _random_data(max(2 * cfg.batch, 16))
+    iters = 2
+    iteration = _timed(lambda: dggan.train_candidate(G, D, data, iters, cfg.batch, cfg.lr, cfg.betas, 0, device),
+                       repeats, device) / iters
+    scorer = dggan.FIDScorer(_reward_net(config, device), num=2 * 50, batch=50)
+    per_sample = _timed(lambda: scorer.candidate_stats(G, 0, device), repeats, device) / scorer.num
+    samples = dggan.SCORE_SAMPLES[config]
+    child = cfg.child_iters * iteration + samples * per_sample
+    row = {"config": config, "channels_32px": cfg.channels[2], "batch": cfg.batch, "child_iters": cfg.child_iters,
+           "score_samples": samples, "seconds_per_child_iteration": iteration, "seconds_per_scored_sample": per_sample,
+           "seconds_per_child": child, "children_per_hour": {str(n): n * 3600 / child for n in processes}}
+    if config == "paper":
+        row.update(gpu_days_2000_children=2000 * child / 86400, paper_gpu_days=580.0)  # 2k+ CIFAR-10 models
+    return row
+
+
 def run(device="auto", configs=None, repeats=3, threads=1, log=print, processes=(1,)):
     device = resolve_device(device)
     if threads:
@@ -204,7 +234,8 @@ def run(device="auto", configs=None, repeats=3, threads=1, log=print, processes=
     unknown = [c for c in configs if c not in ("tiny", "paper")]
     if unknown:
         raise ValueError(f"--config: expected tiny and/or paper, got {unknown[0]!r}")
-    rows = {"alphagan_search": [], "degas_search": [], "retrain": [], "autogan_search": [], "agan_search": []}
+    rows = {"alphagan_search": [], "degas_search": [], "retrain": [], "autogan_search": [], "agan_search": [],
+            "dggan_search": []}
     for config in configs:
         log(f"alphaGAN search parts ({config}) ...")
         rows["alphagan_search"].append(alphagan_search(config, device, repeats))
@@ -217,5 +248,7 @@ def run(device="auto", configs=None, repeats=3, threads=1, log=print, processes=
         rows["autogan_search"].append(autogan_search(config, device, repeats, processes))
         log(f"AGAN child model ({config}) ...")
         rows["agan_search"].append(agan_search(config, device, repeats, processes))
+        log(f"DGGAN child iteration and scoring ({config}) ...")
+        rows["dggan_search"].append(dggan_search(config, device, repeats, processes))
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "torch": torch.__version__, "threads": torch.get_num_threads(), "repeats": repeats, **rows}

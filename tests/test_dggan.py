@@ -424,3 +424,13 @@ def test_cli_search_then_retrain(tmp_path):
     state = torch.load(tmp_path / "continued" / "checkpoint.pt", weights_only=True)
     for net in ("G", "D"):
         assert all(torch.equal(state[net][k], v) for k, v in final[net].items())
+
+
+def test_bench_reports_the_cost_of_a_child():
+    from stylenas.conventional.bench import dggan_search
+
+    row = dggan_search("tiny", torch.device("cpu"), 1, (1, 4))
+    assert row["seconds_per_child_iteration"] > 0 and row["seconds_per_scored_sample"] > 0
+    assert row["seconds_per_child"] == pytest.approx(row["child_iters"] * row["seconds_per_child_iteration"]
+                                                     + row["score_samples"] * row["seconds_per_scored_sample"])
+    assert row["children_per_hour"]["4"] == pytest.approx(4 * row["children_per_hour"]["1"])
