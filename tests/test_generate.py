@@ -67,6 +67,7 @@ def test_generate_errors(checkpoint, tmp_path):
     result = run(["--ckpt", checkpoint, "--seeds", "0", "--mix-rows", "1", "--mix-cutoff", "9", "--outdir",
                   tmp_path / "o", "--device", "cpu"])
     assert result.exit_code != 0 and "--mix-cutoff must be in 1..3" in result.output
+    assert not (tmp_path / "o").exists()  # refused before anything was written
     assert parse_seeds("0-2, 7") == [0, 1, 2, 7]
     with pytest.raises(ValueError, match="--seeds"):
         parse_seeds("x")

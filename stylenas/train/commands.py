@@ -64,22 +64,31 @@ def train_command(data, genotype, outdir, cfg, resolution, resume, device, worke
 @click.option("--device", default="auto", show_default=True)
 def generate_command(ckpt, seeds, trunc, outdir, grid, mix_rows, mix_cutoff, noise_mode, device):
     """Images of a trained generator (G_ema): OUTDIR/seed0000.png ... (the same seed, the same image)."""
+    import torchvision
+
     from ..devices import resolve_device
+    from ..plots import save_image_atomic
     from .checkpoint import load_generator
     from .generate import generate, parse_seeds, style_mixing
     from .runlog import save_image_grid
-    from ..plots import save_image_atomic
-    import torchvision
 
-    try:
+    try:  # every option is checked before anything is written
         dev = resolve_device(device)
         seed_list = parse_seeds(seeds)
+        rows = parse_seeds(mix_rows) if mix_rows else None
         G, info = load_generator(ckpt, dev)
     except (ValueError, CheckpointError) as error:
         raise click.ClickException(str(error)) from None
     if info["kind"] != "stylegan2" and (mix_rows or trunc != 1.0):
         raise click.ClickException(f"{ckpt}: truncation and style mixing need a StyleGAN2 checkpoint, this is "
                                    f"{info['kind']}")
+    cutoff = None
+    if rows:
+        num_ws = G.synthesis.num_ws
+        cutoff = mix_cutoff if mix_cutoff is not None else num_ws // 2
+        if not 1 <= cutoff < num_ws:
+            raise click.ClickException(f"--mix-cutoff must be in 1..{num_ws - 1} (the network has {num_ws} "
+                                       f"latent slots), got {cutoff}")
     outdir = Path(outdir)
     images = generate(G, seed_list, trunc, dev, noise_mode=noise_mode)
     if grid:
@@ -87,13 +96,8 @@ def generate_command(ckpt, seeds, trunc, outdir, grid, mix_rows, mix_cutoff, noi
     else:
         for seed, image in zip(seed_list, images):
             save_image_atomic(torchvision.transforms.functional.to_pil_image(image), outdir / f"seed{seed:04d}.png")
-    if mix_rows:
-        try:
-            rows = parse_seeds(mix_rows)
-            cutoff = mix_cutoff if mix_cutoff is not None else G.synthesis.num_ws // 2
-            mixed = style_mixing(G, rows, seed_list, cutoff, trunc, dev, noise_mode)
-        except ValueError as error:
-            raise click.ClickException(str(error)) from None
+    if rows:
+        mixed = style_mixing(G, rows, seed_list, cutoff, trunc, dev, noise_mode)
         save_image_grid(mixed, outdir / "mixing.png", nrow=len(seed_list) + 1)
     click.echo(f"{len(seed_list)} images of {ckpt} (kimg {info.get('kimg')}) in {outdir}")
 
