@@ -426,6 +426,7 @@ def test_cli_search_then_retrain(tmp_path):
         assert all(torch.equal(state[net][k], v) for k, v in final[net].items())
 
 
+@pytest.mark.slow
 def test_bench_reports_the_cost_of_a_child():
     from stylenas.conventional.bench import dggan_search
 
