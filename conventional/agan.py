@@ -351,8 +351,9 @@ def real_batch(dataset, batch, seed, step, device):
     return (images + noise).to(device)
 
 
-def train_child(genotype, dataset, preset, seed, device, resolution):
-    """Train one child GAN from scratch (hinge, n_critic, Adam); returns (G in eval mode, last losses)."""
+def train_child(genotype, dataset, preset, seed, device, resolution, log=None):
+    """Train one child GAN from scratch (hinge, n_critic, Adam); returns (G in eval mode, last losses).
+    Children of 100+ G steps report progress to ``log`` every tenth."""
     seed = int(seed) % (1 << 31)  # the data streams of conventional.train take 31-bit seeds
     torch.manual_seed(seed)
     G, D = build_agan(genotype, resolution, preset.channels, preset.channels, preset.latent_dim)
@@ -360,6 +361,8 @@ def train_child(genotype, dataset, preset, seed, device, resolution):
     G_opt = torch.optim.Adam(G.parameters(), lr=preset.lr, betas=preset.betas)
     D_opt = torch.optim.Adam(D.parameters(), lr=preset.lr, betas=preset.betas)
     stats, loss_g = {}, None
+    every = preset.child_steps // 10 if log is not None and preset.child_steps >= 100 else 0
+    progress = Progress(preset.child_steps, unit="G step")
     for d_step in range(preset.child_steps * preset.n_critic):
         real = real_batch(dataset, preset.d_batch, seed, d_step, device)
         with torch.no_grad():
@@ -376,6 +379,9 @@ def train_child(genotype, dataset, preset, seed, device, resolution):
         loss_g.backward()
         D.requires_grad_(True)
         G_opt.step()
+        g_step = (d_step + 1) // preset.n_critic
+        if every and g_step % every == 0:
+            log("  child " + progress.line(g_step, d_loss=stats["d_loss"], g_loss=loss_g.item()))
     return G.eval(), {**stats, "g_loss": loss_g.item() if loss_g is not None else None}
 
 
@@ -458,7 +464,8 @@ def run_agan(config: AGANConfig, dataset=None, log=lambda line: click.echo(line,
 
     def evaluate(job, index):
         arch, child_seed = job
-        G, losses = train_child(genotype_of(arch, resolution), dataset, preset, child_seed, device, resolution)
+        G, losses = train_child(genotype_of(arch, resolution), dataset, preset, child_seed, device, resolution,
+                                log if preset.child_steps >= 100 else None)
         score = R.inception_score_of(G, net, preset.reward_num, preset.latent_dim, config.seed, preset.is_splits,
                                      preset.eval_batch)
         with torch.no_grad():
@@ -477,7 +484,8 @@ def run_agan(config: AGANConfig, dataset=None, log=lambda line: click.echo(line,
             archs = dist.broadcast_object(archs)
         jobs = [(arch, job_seed(config.seed, 10_000_000 + done * preset.update_every + i)) for i, arch in
                 enumerate(archs)]
-        results = spread_jobs(jobs, evaluate, job_seed(config.seed, 20_000_000 + done), dist)
+        results = spread_jobs(jobs, evaluate, job_seed(config.seed, 20_000_000 + done), dist,
+                              log=log if preset.child_steps >= 100 else None)
         scores = [r["score"] for r in results]
         try:
             shaped = [R.shaped_is_reward(s, preset.is_min, preset.is_max) for s in scores]

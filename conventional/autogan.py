@@ -396,9 +396,12 @@ class AutoGANSearch:
             + ", ".join(f"{c} ({self.score_name} {s:.4g})" for c, s in zip(codes[:kept], scores[:kept])))
         return {"grow": self.stage, "candidates": codes, self.score_name: scores}
 
-    def train_shared(self):
-        """Train the shared GAN for the iteration's D steps; returns stats (reset: collapse seen)."""
+    def train_shared(self, log=None):
+        """Train the shared GAN for the iteration's D steps; returns stats (reset: collapse seen).
+        Long phases (100+ D steps) report progress to ``log`` every tenth."""
         p, G, D = self.p, self.G, self.D
+        every = self.shared_steps // 10 if log is not None and self.shared_steps >= 100 else 0
+        progress = Progress(self.shared_steps, unit="D step")
         G.train(), D.train()
         d_losses, g_losses, collapsed = [], [], False
         for _ in range(self.shared_steps):
@@ -427,6 +430,8 @@ class AutoGANSearch:
                 g_losses.append(g_loss)
             self.windows.push(d_loss.item(), g_loss)
             self.counters["d_step"] += 1
+            if every and len(d_losses) % every == 0:
+                log("  shared GAN " + progress.line(len(d_losses), d_loss=d_loss.item()))
             if self.windows.collapsed():
                 collapsed = True
                 break
@@ -570,7 +575,7 @@ def run_autogan(config: AutoGANConfig, dataset=None, log=lambda line: click.echo
             if dist.is_main:
                 runlog.write({"iteration": iteration + 1, **grown})
             record["stage"] = search.stage + 1
-        shared = search.train_shared() if dist.is_main else {}
+        shared = search.train_shared(log) if dist.is_main else {}
         collapsed = search._share(shared.get("collapsed", False))
         search.broadcast_gan()
         record.update(shared)
