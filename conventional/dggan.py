@@ -64,6 +64,7 @@ SAMPLE_P = 0.4
 CHILD_ITERS = 100_000
 DRIFT = 1e-3  # ProgGAN's epsilon_drift on D(x)^2 beside WGAN-GP
 STATE_FILE = "dggan-state.json"
+FID_BATCH = 16  # candidates per frechet_distance_batched call
 
 
 def proggan_channels(resolution, fmap_base=16384, fmap_max=512):
@@ -583,9 +584,15 @@ class DGGANSearch:
 
     def evaluate_jobs(self, jobs, step):
         """Train (or, when its weights exist, load) every job's child on all processes; FID in
-        batches per resolution on each process; results (in job order) on every rank."""
+        batches of up to FID_BATCH candidates of one resolution on each process (a 2048-d
+        covariance is 32 MB: they are not all kept); results (in job order) on every rank."""
         c = self.config
-        local = {}
+        pending, fids = {}, {}  # resolution -> [(index, (mu, sigma))]; index -> FID
+
+        def flush(resolution):
+            batch = pending.pop(resolution, [])
+            distances = self.scorer.distances([stats for _, stats in batch], self.reference(resolution))
+            fids.update(zip([index for index, _ in batch], distances))
 
         def evaluate(job, index):
             cid = job["id"]
@@ -614,8 +621,11 @@ class DGGANSearch:
                 G, D = build_grown(body)
                 G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
             G, D = G.to(self.device), D.to(self.device)
-            local[index] = (stage_resolutions(body)[-1],
-                            self.scorer.candidate_stats(G, job_seed(c.seed, 1_000_000 + cid), self.device))
+            resolution = stage_resolutions(body)[-1]
+            pending.setdefault(resolution, []).append(
+                (index, self.scorer.candidate_stats(G, job_seed(c.seed, 1_000_000 + cid), self.device)))
+            if len(pending[resolution]) >= FID_BATCH:
+                flush(resolution)
             return {"g_params": count_parameters(G), "d_params": count_parameters(D), "losses": losses,
                     "seconds": time.perf_counter() - tic}
 
@@ -623,11 +633,8 @@ class DGGANSearch:
             self.reference(resolution)  # on every rank, before the jobs: its barrier must not depend on them
         results = spread_jobs(jobs, evaluate, seed=job_seed(c.seed, step), dist=self.dist,
                               log=lambda line: self.log(f"step {step}: {line}"))
-        fids = {}
-        for resolution in sorted({r for r, _ in local.values()}):
-            mine = [i for i in sorted(local) if local[i][0] == resolution]
-            reference = self.reference(resolution)
-            fids.update(zip(mine, self.scorer.distances([local[i][1] for i in mine], reference)))
+        for resolution in sorted(pending):
+            flush(resolution)
         if self.dist is not None and self.dist.active:
             merged = {}
             for part in self.dist.gather_objects(fids):
