@@ -290,6 +290,10 @@ class AutoGANSearch:
         self._new_controller()
         self.shared_steps = preset.shared_steps or max(1, preset.shared_epochs * len(dataset) // preset.d_batch)
 
+    def metric(self, reward):
+        """The score a reward stands for: the IS itself, or the FID (the reward is -FID)."""
+        return reward if self.reward_kind == "is" else -reward
+
     def _new_gan(self):
         p = self.p
         with seeded(job_seed(self.seed, 1_000_000 + self.counters["resets"])):
@@ -393,8 +397,9 @@ class AutoGANSearch:
         self.stage += 1
         self._new_controller()
         log(f"stage {self.stage + 1}: searching cell {self.stage + 1}; kept prefixes "
-            + ", ".join(f"{c} ({self.score_name} {s:.4g})" for c, s in zip(codes[:kept], scores[:kept])))
-        return {"grow": self.stage, "candidates": codes, self.score_name: scores}
+            + ", ".join(f"{c} ({self.score_name} {self.metric(s):.4g})"
+                        for c, s in zip(codes[:kept], scores[:kept])))
+        return {"grow": self.stage, "candidates": codes, self.score_name: [self.metric(s) for s in scores]}
 
     def train_shared(self, log=None):
         """Train the shared GAN for the iteration's D steps; returns stats (reset: collapse seen).
@@ -615,11 +620,12 @@ def run_autogan(config: AutoGANConfig, dataset=None, log=lambda line: click.echo
 
     codes, scores, _ = search.rank(preset.num_candidates, 7_000_000)
     genotype = autogan_from_code(codes[0], resolution, source={
-        "method": "autogan", "code": codes[0], search.score_name: scores[0], "settings": settings,
-        "candidates": [{"code": c, search.score_name: s} for c, s in zip(codes, scores)]})
+        "method": "autogan", "code": codes[0], search.score_name: search.metric(scores[0]), "settings": settings,
+        "candidates": [{"code": c, search.score_name: search.metric(s)} for c, s in zip(codes, scores)]})
     if dist.is_main:
         genotype.save(outdir / "genotype.json")
-        log(f"genotype {codes[0]} ({search.score_name} {scores[0]:.4g}) written to {outdir / 'genotype.json'}")
+        log(f"genotype {codes[0]} ({search.score_name} {search.metric(scores[0]):.4g}) written to "
+            f"{outdir / 'genotype.json'}")
         runlog.close()
     dist.close()
     return genotype if dist.is_main else None

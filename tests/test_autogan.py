@@ -254,6 +254,18 @@ def test_fid_reward_is_minus_the_batched_fid(proxy):
         assert score == pytest.approx(-frechet_distance(stats.mu(), stats.sigma(), mu_ref, sigma_ref), rel=1e-6)
 
 
+def test_tiny_search_with_the_fid_reward(tmp_path, proxy):
+    overrides = {"ctrl_steps": 1, "ctrl_batch": 2, "num_candidates": 2, "reward_num": 6, "fid_reference_num": 8}
+    genotype = run_autogan(tiny(tmp_path, reward="fid", overrides=overrides), dataset=images(n=8), log=quiet,
+                           net=proxy)
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "ctrl_step" in r]
+    assert all(r["score"] == "proxy_fid" and all(x < 0 for x in r["rewards"]) for r in steps)  # reward = -FID
+    fids = [c["proxy_fid"] for c in genotype.source["candidates"]]
+    assert genotype.source["proxy_fid"] == min(fids) == fids[0] > 0  # the best candidate has the lowest FID
+    assert "fid" not in genotype.source and "is" not in genotype.source
+
+
 def test_errors(tmp_path, proxy):
     with pytest.raises(SearchError, match="iterations"):
         run_autogan(tiny(tmp_path, iters=2), dataset=images(n=4), log=quiet, net=proxy)
