@@ -29,7 +29,8 @@ trains it as one extra candidate per resolution (``baseline`` in the log), outsi
 Output folder: ``genotype.json`` (search space ``dggan``, retrainable by ``train-conventional``),
 ``log.jsonl`` (every candidate: parent, action, FID, normalised FID, G and D parameters and their
 ratio), ``candidates.csv``, ``fig3.png`` (normalised FID against the G/D parameter ratio with the
-best route; per-action improvement over the parent), ``final.pt`` (G and D of the best after
+best route; per-action improvement over the parent; replays with smaller K or p, also in
+``simulation.json``), ``final.pt`` (G and D of the best after
 the final training), ``samples/``, ``fid-ref-<R>.npz`` and ``dggan-state.json`` with the weights
 of the live candidates in ``candidates/`` (``--resume`` continues without retraining finished
 candidates; under several machines ``candidates/`` must be on a shared file system).
@@ -792,7 +793,11 @@ class DGGANSearch:
         best = self.candidate(self.state["best"]) if self.state["best"] is not None else min(
             scored, key=lambda r: (-r["resolution"], r["fid"]))
         self.genotype(best).save(self.outdir / "genotype.json")
-        plot_fig3(scored, best["id"], self.outdir / "fig3.png")
+        c = self.config
+        simulation = budget_simulations(scored, c.top_k, c.p, c.final_resolution)
+        with atomic_path(self.outdir / "simulation.json") as tmp:
+            tmp.write_text(json.dumps(simulation, indent=1) + "\n")
+        plot_fig3(scored, best["id"], self.outdir / "fig3.png", simulation)
         if step_jobs:
             self.save_samples(self.candidate(self.state["parents"][0]))
         live = set(self.state["parents"]) | set(self.state["baselines"].values()) | {best["id"]}
@@ -854,16 +859,51 @@ def action_statistics(records):
                 "std": float(np.std(v))} for a, v in sorted(groups.items())}
 
 
-def plot_fig3(records, best_id, path, size=(420, 300)):
+def simulate(records, top_k, p, final_resolution, draws=20):
+    """Fig. 3 (right), the paper's ablated simulation: Algorithm 1 replayed on the candidates a
+    search trained, with another K and p; a child the search did not train is ignored (so it
+    explores less than a real run would). Returns the mean normalised FID of the best candidate
+    at the final resolution over ``draws`` seeded replays that reach it, and the share that do."""
+    children = {}
+    for r in records:
+        if r["parent"] is not None and r.get("sampled", True) and r.get("fid_norm") is not None:
+            children.setdefault(r["parent"], []).append(r)
+    roots = [r for r in records if r["parent"] is None]
+    bests = []
+    for seed in range(draws):
+        rng, parents, best = np.random.default_rng(seed), roots, None
+        while parents:
+            pool = sorted((c for parent in parents for c in children.get(parent["id"], []) if rng.random() < p),
+                          key=lambda r: (r["fid"], r["id"]))
+            parents = pool[:top_k]
+            for child in pool:
+                if child["resolution"] == final_resolution and (best is None or child["fid_norm"] < best):
+                    best = child["fid_norm"]
+        bests.append(best)
+    reached = [b for b in bests if b is not None]
+    return {"best_fid_norm": float(np.mean(reached)) if reached else None, "reached": len(reached) / draws}
+
+
+def budget_simulations(records, top_k, p, final_resolution):
+    """``simulate`` over K = 1, 2, 4, ... up to the search's K (at its p) and over p = 0.1 ... its
+    p and 1 (at its K)."""
+    ks = sorted({min(2 ** i, top_k) for i in range(top_k.bit_length() + 1)})
+    ps = sorted({round(x / 10, 1) for x in range(1, 11) if x / 10 <= p + 1e-9} | {p, 1.0})
+    return {"K": {str(k): simulate(records, k, p, final_resolution) for k in ks},
+            "p": {str(q): simulate(records, top_k, q, final_resolution) for q in ps}}
+
+
+def plot_fig3(records, best_id, path, simulation=None, size=(420, 300)):
     """Fig. 3 like: left, normalised FID against log2(G/D parameters) for every candidate with the
-    best candidate's growing route as red arrows; right, per action the share of children that
-    improved on their parent (bars) and the mean child/parent ratio (dots)."""
+    best candidate's growing route as red arrows; middle, per action the share of children that
+    improved on their parent (bars) and the mean child/parent ratio (dots); right (with
+    ``simulation`` of ``budget_simulations``), the best normalised FID of replays with smaller K or p."""
     from PIL import Image, ImageDraw
 
     from ..plots import save_image_atomic
 
     width, height = size
-    image = Image.new("RGB", (2 * width, height), "white")
+    image = Image.new("RGB", (3 * width, height), "white")
     draw = ImageDraw.Draw(image)
     points = [(math.log2(r["g_d_ratio"]), r.get("fid_norm") or 1.0, r) for r in records]
     xs, ys = [p[0] for p in points], [p[1] for p in points]
@@ -910,7 +950,39 @@ def plot_fig3(records, best_id, path, size=(420, 300)):
             draw.ellipse((x + step / 2 - 3, dot - 3, x + step / 2 + 3, dot + 3), fill=(214, 39, 40))
             label = action.replace("conv", "").replace(" ", "")
             draw.text((x + 2, bar_box[3] + 4 + 12 * (i % 3)), label[:10], fill="black")
+    if simulation:
+        _plot_simulation(draw, simulation, 2 * width, width, height)
     save_image_atomic(image, path)
+
+
+def _plot_simulation(draw, simulation, left, width, height):
+    draw.text((left + 10, 4), "replays: best normalised FID at the final size", fill="black")
+    values = [v["best_fid_norm"] for series in simulation.values() for v in series.values()
+              if v["best_fid_norm"] is not None]
+    if not values:
+        draw.text((left + 10, 40), "no replay reached the final resolution", fill="black")
+        return
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    half = (height - 40) // 2
+    for row, (name, series) in enumerate(simulation.items()):
+        box = (left + 40, 22 + row * half, left + width - 10, 22 + row * half + half - 24)
+        draw.rectangle(box, outline=(160, 160, 160))
+        draw.text((left + 2, box[1]), f"{high:.3g}", fill=(90, 90, 90))
+        draw.text((left + 2, box[3] - 10), f"{low:.3g}", fill=(90, 90, 90))
+        keys = list(series)
+        points = []
+        for i, key in enumerate(keys):
+            x = box[0] + (box[2] - box[0]) * (i + 0.5) / len(keys)
+            draw.text((x - 8, box[3] + 2), key, fill="black")
+            value = series[key]["best_fid_norm"]
+            if value is not None:
+                points.append((x, box[3] - 6 - (box[3] - box[1] - 12) * (value - low) / span))
+        draw.text((box[2] - 12, box[3] + 2), name, fill=(214, 39, 40))
+        if len(points) > 1:
+            draw.line(points, fill=(31, 119, 180), width=2)
+        for x, y in points:
+            draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=(31, 119, 180))
 
 
 def run_dggan(config: DGGANConfig, outdir, dataset, scorer, device="cpu", dist=None, log=print, resume=False,

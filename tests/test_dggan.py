@@ -210,6 +210,16 @@ def test_top_k_and_sampling_on_a_toy_score(tmp_path):
         base = search.candidate(search.state["baselines"][str(record["resolution"])])
         assert record["toy_norm"] == pytest.approx(record["toy"] / base["fid"])
     assert (tmp_path / "fig3.png").stat().st_size > 0
+    # Fig. 3 (right): replays of Algorithm 1 on the trained candidates; at p = 1 and the search's K
+    # the replay is the search itself, a smaller K explores a subset of it
+    records = search.state["candidates"]
+    real = min(r["fid_norm"] for r in records if r["resolution"] == 32 and r["sampled"])
+    assert dggan.simulate(records, 3, 1.0, 32) == {"best_fid_norm": pytest.approx(real), "reached": 1.0}
+    greedy = dggan.simulate(records, 1, 1.0, 32)  # may stop where the search trained no children
+    assert greedy["reached"] in (0.0, 1.0) and (greedy["best_fid_norm"] or math.inf) >= real - 1e-12
+    replays = json.loads((tmp_path / "simulation.json").read_text())
+    assert list(replays["K"]) == ["1", "2", "3"] and "0.4" in replays["p"] and "1.0" in replays["p"]
+    assert replays["p"]["1.0"]["best_fid_norm"] == pytest.approx(real)
     assert (tmp_path / "candidates.csv").read_text().count("\n") == len(log) + 1
 
 
@@ -263,7 +273,8 @@ def test_tiny_search_8_to_16_px_with_the_proxy_reward(uninterrupted):
     G.load_state_dict(final["G"]), D.load_state_dict(final["D"])
     assert G(torch.randn(2, 16)).shape == (2, 3, 16, 16)
     assert len(list((outdir / "samples").glob("step*.png"))) == state["step"] + 1
-    for name in ("fig3.png", "candidates.csv", "samples/final.png", "fid-ref-8.npz", "fid-ref-16.npz"):
+    for name in ("fig3.png", "simulation.json", "candidates.csv", "samples/final.png", "fid-ref-8.npz",
+                 "fid-ref-16.npz"):
         assert (outdir / name).stat().st_size > 0, name
     live = {int(p.stem[1:]) for p in (outdir / "candidates").glob("c*.pt")}
     assert live == set(state["parents"]) | set(state["baselines"].values()) | {state["best"]}
