@@ -105,6 +105,8 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
 @click.option("--final-iters", type=click.IntRange(0), default=None,
               help="dggan: further iterations of the best candidate [preset].")
 @click.option("--fid-num", type=click.IntRange(2), default=None, help="dggan: samples a candidate's FID uses [preset].")
+@click.option("--max-grown", type=click.IntRange(0), default=None,
+              help="dggan: grown convs per network and resolution at most [preset: 3].")
 @click.option("--metrics", default="",
               help="alphagan/degas: comma list of is,fid of the derived architecture at every sample grid.")
 @click.option("--fid-stats", type=click.Path(dir_okay=False), default=None,
@@ -113,7 +115,7 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
               help="alphagan/degas: samples per metric.")
 def search_conventional_command(method, data, outdir, preset, iters, resolution, seed, device, sample_every, resume,
                                 reward, proxy, inception, reward_num, ctrl_batch, child_steps, is_range, top_k,
-                                sample_p, max_steps, final_iters, fid_num, metrics, fid_stats, metric_num):
+                                sample_p, max_steps, final_iters, fid_num, metrics, fid_stats, metric_num, max_grown):
     """Search a conventional generator; writes OUTDIR/genotype.json (retrain it with
     train-conventional --genotype OUTDIR/genotype.json), log.jsonl, alphas.png (autogan/agan:
     rewards.png), samples/ and search-state.pt (for --resume). autogan/agan spread the candidate
@@ -140,7 +142,8 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
         from .dggan import search_from_options
 
         overrides = {k: v for k, v in (("top_k", top_k), ("p", sample_p), ("child_iters", iters),
-                                       ("max_steps", max_steps), ("final_iters", final_iters)) if v is not None}
+                                       ("max_steps", max_steps), ("final_iters", final_iters),
+                                       ("max_grown", max_grown)) if v is not None}
         try:
             search_from_options(data, outdir, preset or "paper", resolution, seed, device, resume, proxy, inception,
                                 overrides, fid_num, log=lambda line: click.echo(line, err=True))

@@ -405,7 +405,7 @@ def test_cli_search_then_retrain(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "power of two" in result.output and not (tmp_path / "x").exists()
     result = runner.invoke(search_conventional_command, base + [
         "--resolution", "16", "--outdir", str(tmp_path / "search"), "--iters", "2", "--max-steps", "2",
-        "--final-iters", "2", "--top-k", "1", "--p", "1"])
+        "--final-iters", "2", "--top-k", "1", "--p", "1", "--max-grown", "1"])
     assert result.exit_code == 0, result.output
     log = [json.loads(line) for line in (tmp_path / "search" / "log.jsonl").read_text().splitlines()]
     # p = 1, K = 1: step 1 grows the base by all 5 tiny actions, step 2 the one kept child by all its allowed ones
