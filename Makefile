@@ -40,9 +40,9 @@ demo: $(STAMP)
 	@echo "== metrics: exact Frechet distance on 512-d statistics, vs pytorch-fid's sqrtm route =="
 	$(PY) scripts/bench_fid.py --dims 512 --samples 1024 --batch 4 --repeats 1 --few-samples 0 \
 		--out $(DEMO_OUT)/bench_fid.json > /dev/null
-	@echo "== metrics: FID reference statistics of the demo data (needs the Inception weights) =="
+	@echo "== metrics: FID reference statistics of the demo data at 32 px, the retraining's size (needs the Inception weights) =="
 	@if $(PY) -c "from stylenas.metrics.inception import find_weights; find_weights(download=False)" 2>/dev/null; then \
-		$(PY) scripts/fid.py $(DEMO_OUT)/demo.lmdb --num 500 --workers 0 --save-stats $(DEMO_OUT)/demo-stats.npz; \
+		$(PY) scripts/fid.py $(DEMO_OUT)/demo.lmdb --resolution 32 --num 500 --workers 0 --save-stats $(DEMO_OUT)/demo-stats.npz; \
 	else \
 		echo "skipped: pt_inception-2015-12-05-6726825d.pth is not on this machine (see README, Metrics)"; \
 	fi
