@@ -100,6 +100,8 @@ def test_checkpoint_as_fid_input_equals_its_images_as_pngs(checkpoint, tmp_path)
     assert from_ckpt["inputs"]["A"]["kind"] == "checkpoint"
     with pytest.raises(FIDError, match="say how many images"):
         evaluate(str(checkpoint), str(reference), **common)
+    truncated = evaluate(str(checkpoint), str(reference), num=12, trunc=0.5, **common)  # fid.py --trunc
+    assert truncated["fid"] != pytest.approx(from_ckpt["fid"], rel=1e-6)
 
 
 @pytest.mark.slow

@@ -79,13 +79,13 @@ def _is_lmdb(path):
 
 
 def open_source(label, path, limit=None, limit_option="--num", resolution=None, recursive=False, log=None,
-                device="auto"):
+                device="auto", trunc=1.0):
     """Classify and open input `path` (image folder, LMDB, .npz statistics, generator checkpoint)
     without computing anything.
 
     `limit`: use the first `limit` images (`limit_option` names the option in messages);
     `resolution`: the LMDB size to read (None: the largest); `recursive`: a folder's subfolders too;
-    `device`: where a checkpoint's generator runs."""
+    `device`: where a checkpoint's generator runs; `trunc`: its truncation psi."""
     path = Path(path)
     if not path.exists():
         raise FIDError(f"{label}: {path} does not exist (expected an image folder, an .lmdb, an .npz of "
@@ -99,7 +99,7 @@ def open_source(label, path, limit=None, limit_option="--num", resolution=None, 
         except StatsFileError as e:
             raise FIDError(f"{label}: {e}") from None
     if path.suffix.lower() in CHECKPOINT_SUFFIXES and path.is_file():
-        source = _open_checkpoint(label, path, limit, device)
+        source = _open_checkpoint(label, path, limit, device, trunc)
     elif _is_lmdb(path):
         dataset = _open_lmdb(label, path, resolution)
         source = Source(label, path, "lmdb", dataset=dataset, resolution=dataset.resolution, stored=dataset.sizes)
@@ -169,7 +169,7 @@ class _Null:
 
 def evaluate(a, b=None, num=None, num_ref=None, resolution=None, recursive=False, batch=50, device="auto",
              workers=4, inception=None, save_stats_path=None, want_is=False, want_kid=False, splits=10,
-             kid_subsets=100, kid_subset_size=1000, progress=True, log=None):
+             kid_subsets=100, kid_subset_size=1000, progress=True, log=None, trunc=1.0):
     """FID of A against B (and IS of A, KID of A vs B), as a JSON-ready dict.
 
     `a`, `b`: image folder, LMDB or .npz paths (b may be None when only statistics or the IS
@@ -203,9 +203,9 @@ def evaluate(a, b=None, num=None, num_ref=None, resolution=None, recursive=False
         warnings.append(line)
         log(line)
 
-    sources = [open_source("A", a, num, "--num", resolution, recursive, warn, device)]
+    sources = [open_source("A", a, num, "--num", resolution, recursive, warn, device, trunc)]
     if b is not None:
-        sources.append(open_source("B", b, num_ref, "--num-ref", resolution, recursive, warn, device))
+        sources.append(open_source("B", b, num_ref, "--num-ref", resolution, recursive, warn, device, trunc))
     src_a, src_b = sources[0], (sources[1] if b is not None else None)
     if resolution is not None and not any(s.kind == "lmdb" for s in sources):
         raise FIDError(f"--resolution {resolution} selects a size stored in an .lmdb input, and no input is one")

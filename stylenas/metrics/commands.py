@@ -30,8 +30,10 @@ from .cli import FIDError, evaluate, format_text
 @click.option("--is", "want_is", is_flag=True, help="Also the Inception Score of A (10 splits).")
 @click.option("--kid", "want_kid", is_flag=True, help="Also the Kernel Inception Distance of A and B.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.option("--trunc", type=float, default=1.0, show_default=True, help="Truncation psi of a StyleGAN2 "
+              "checkpoint input.")
 def fid_command(a, b, num, num_ref, resolution, recursive, batch, device, workers, inception, save_stats, want_is,
-                want_kid, as_json):
+                want_kid, as_json, trunc):
     """FID between A and B; each an image folder, an .lmdb, an .npz (mu, sigma) or a generator
     checkpoint (--num images of its G_ema, seeds 0..N-1, quantised as saved PNGs would be).
 
@@ -42,7 +44,7 @@ def fid_command(a, b, num, num_ref, resolution, recursive, batch, device, worker
     try:
         result = evaluate(a, b, num=num, num_ref=num_ref, resolution=resolution, recursive=recursive, batch=batch,
                           device=device, workers=workers, inception=inception, save_stats_path=save_stats,
-                          want_is=want_is, want_kid=want_kid)
+                          want_is=want_is, want_kid=want_kid, trunc=trunc)
     except FIDError as e:
         raise click.ClickException(str(e)) from None
     if as_json:
