@@ -76,3 +76,13 @@ def clean_extension(monkeypatch, tmp_path):
     extension.reset()
     yield extension
     extension.reset()
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny networks run several times faster on one thread on a shared CPU (no spinning OpenMP
+    workers); modules of such tests say `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

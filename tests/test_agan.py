@@ -15,28 +15,14 @@ from stylenas.conventional.genotypes import ConventionalGenotype, load_genotype
 from stylenas.conventional.networks import build_networks
 from stylenas.conventional.train import TrainConfig, run_training
 from stylenas.search.genotype import GenotypeError
+from helpers import images, quiet
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def proxy():
     return rewards.ProxyInception(seed=0)
-
-
-def images(n=16, size=16, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=gen) for _ in range(n)]
-
-
-def quiet(line):
-    pass
 
 
 FIG2_OPS = ["conv_1x1", "max_pool_3x3", "sep_conv_3x3", "avg_pool_7x7"]
@@ -138,7 +124,7 @@ def tiny(outdir, **kwargs):
 
 @pytest.mark.slow
 def test_tiny_search_resumes_exactly_and_retrains_g_and_d(tmp_path, proxy):
-    data = images()
+    data = images(n=16)
     whole = run_agan(tiny(tmp_path / "whole", iters=3), dataset=data, log=quiet, net=proxy)
     assert run_agan(tiny(tmp_path / "cut", iters=3), dataset=data, log=quiet, net=proxy, stop_at=1) is None
     cut = run_agan(tiny(tmp_path / "cut", iters=3, resume=True), dataset=data, log=quiet, net=proxy)

@@ -18,28 +18,14 @@ from stylenas.conventional.genotypes import PUBLISHED, autogan_code, autogan_fro
 from stylenas.conventional.networks import build_generator
 from stylenas.conventional.train import TrainConfig, run_training
 from stylenas.metrics import frechet_distance
+from helpers import images, quiet
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def proxy():
     return rewards.ProxyInception(seed=0)
-
-
-def images(n=24, size=16, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=gen) for _ in range(n)]
-
-
-def quiet(line):
-    pass
 
 
 def test_space_size_counts_every_code():

@@ -10,23 +10,9 @@ from stylenas.conventional import load_genotype
 from stylenas.conventional.commands import search_conventional_command, train_conventional_command
 from stylenas.conventional.search import SearchConfig, SearchError, run_search
 from stylenas.datasets import make_demo_data
+from helpers import images, quiet
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def images(n=24, size=16, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=gen) for _ in range(n)]
-
-
-def quiet(line):
-    pass
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.slow

@@ -19,22 +19,11 @@ from stylenas.conventional.losses import consistency_term, d_loss, gradient_pena
 from stylenas.conventional.train import TrainConfig, TrainError, batch_indices, run_training
 from stylenas.datasets import make_demo_data
 from stylenas.train.checkpoint import load_checkpoint, load_generator
+from helpers import images
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny convolutions on a shared 2-core machine: one thread avoids spin-waiting OpenMP workers
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def images(n=24, size=16, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=gen) for _ in range(n)]
 
 
 class Linear1(torch.nn.Module):

@@ -15,14 +15,7 @@ from stylenas.conventional.dggan import (Action, DGGANConfig, FIDScorer, SearchI
                                          apply_action, base_body, build_grown, fade_alpha, grow, run_dggan,
                                          wgan_gp_d_loss)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny networks: threads only contend on a shared CPU
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trained_parent(body, seed=0):

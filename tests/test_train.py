@@ -14,18 +14,11 @@ from stylenas.train.loss import (d_logistic_loss, ema_beta, g_nonsaturating_loss
 from stylenas.train.stylegan2 import STREAMS, StyleGAN2Trainer, build_networks
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run an order of magnitude faster on one thread when the CPU is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_config(resolution=8, **overrides):
     return resolve_config("tiny", resolution, **{"batch": 4, "mbstd_group": 2, "channel_base": 64,
                                                  "channel_max": 8, "z_dim": 8, "w_dim": 8, **overrides})
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def dynamic_genotype(resolution=8):

@@ -16,18 +16,12 @@ from stylenas.datasets import make_demo_data
 from stylenas.search.genotype import Genotype
 from stylenas.train.commands import train_command
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train_stylegan2.py"
 # 8 px, batch 4: a step takes tens of milliseconds on one thread
 TINY = ["--cfg", "tiny", "--batch", "4", "--mbstd-group", "2", "--device", "cpu", "--workers", "0"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
