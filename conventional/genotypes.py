@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io import atomic_path
-from ..search.genotype import FORMAT, READABLE_VERSIONS, VERSION, GenotypeError
+from ..search.genotype import FORMAT, VERSION, GenotypeError, check_envelope
 from .ops import ALPHAGAN_NORMAL_OPS, ALPHAGAN_UP_OPS
 
 # AutoGAN's encoding (models_search/building_blocks_search.py)
@@ -120,12 +120,7 @@ class ConventionalGenotype:
 
     @classmethod
     def from_dict(cls, data, where="genotype"):
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise GenotypeError(f"{where}: not a StyleNAS genotype (expected a JSON object with "
-                                f"\"format\": \"{FORMAT}\")")
-        if data.get("version") not in READABLE_VERSIONS:  # the envelope's versions; conventional bodies are alike
-            raise GenotypeError(f"{where}: genotype version {data.get('version')!r}; this StyleNAS reads "
-                                f"{', '.join(map(str, READABLE_VERSIONS))}")
+        check_envelope(data, where)  # the envelope's versions; conventional bodies are alike
         space = data.get("search_space")
         if space not in SPACES:
             raise GenotypeError(f"{where}: search space {space!r} is not a conventional one "

@@ -35,6 +35,7 @@ from ..io import atomic_path
 from ..plots import save_line_panels
 from ..search.alphagan import PRESETS as ALPHAGAN_PRESETS
 from ..search.alphagan import AlphaGANSearcher
+from ..search.run import split_halves
 from ..train.checkpoint import capture_rng, restore_rng
 from ..train.runlog import save_image_grid
 from .alphagan_space import AlphaGANSuperGenerator, entropy
@@ -117,11 +118,6 @@ class HalfStream:
         self.step += 1
         images = torch.stack([self.dataset[int(i)] for i in picks]).to(self.device).float() / 127.5 - 1
         return (picks.to(self.device), images) if self.with_index else images
-
-
-def split_halves(length, seed):
-    perm = torch.randperm(length, generator=torch.Generator().manual_seed(seed))
-    return perm[:length // 2], perm[length // 2:2 * (length // 2)]
 
 
 def open_images(path, resolution):

@@ -71,6 +71,17 @@ def space_size(resolution, paradigm, torgb_w="tied"):
     return size
 
 
+
+def check_envelope(data, where="genotype"):
+    """The envelope every StyleNAS genotype shares (StyleGAN2 and conventional): a JSON object with
+    our ``format`` and a readable ``version``; raises GenotypeError naming ``where``."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise GenotypeError(f"{where}: not a StyleNAS genotype (expected a JSON object with "
+                            f"\"format\": \"{FORMAT}\")")
+    if data.get("version") not in READABLE_VERSIONS:
+        raise GenotypeError(f"{where}: genotype version {data.get('version')!r}; this StyleNAS reads "
+                            f"{', '.join(map(str, READABLE_VERSIONS))}")
+
 @dataclass
 class Genotype:
     resolution: int
@@ -165,12 +176,7 @@ class Genotype:
 
     @classmethod
     def from_dict(cls, data, where="genotype"):
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise GenotypeError(f"{where}: not a StyleNAS genotype (expected a JSON object with "
-                                f"\"format\": \"{FORMAT}\")")
-        if data.get("version") not in READABLE_VERSIONS:
-            raise GenotypeError(f"{where}: genotype version {data.get('version')!r}; this StyleNAS reads "
-                                f"{', '.join(map(str, READABLE_VERSIONS))}")
+        check_envelope(data, where)
         missing = [k for k in ("search_space", "resolution", "layers") if k not in data]
         if missing:
             raise GenotypeError(f"{where}: missing keys {', '.join(missing)}")
