@@ -29,10 +29,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
-from ..metrics import FeatureStats, InceptionOutput, InceptionV3FID, frechet_distance_batched, to_uint8
-from ..metrics.inception import no_tf32
+from ..metrics import FeatureStats, InceptionV3FID, frechet_distance_batched, to_uint8
 
 __all__ = ["ProxyInception", "reward_network", "score_names", "is_proxy", "sample_outputs", "inception_score_of",
            "reference_statistics", "fid_rewards", "shaped_is_reward", "AGAN_IS_MIN", "AGAN_IS_MAX"]
@@ -75,25 +73,8 @@ class ProxyInception(InceptionV3FID):
 
     def __init__(self, seed=0, size=PROXY_SIZE):
         super().__init__(weights=_random_inception_state(seed))
-        self.size = int(size)
+        self.input_size = int(size)  # the forward pass of the FID network resizes to this
 
-    def forward(self, images):
-        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"ProxyInception expects uint8 images [N, 3, H, W], got {images.dtype} "
-                             f"{list(images.shape)}")
-        with torch.no_grad(), no_tf32():
-            x = images.to(self.fc.weight.device).float() / 127.5 - 1
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-            x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
-            x = F.max_pool2d(x, kernel_size=3, stride=2)
-            x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
-            x = F.max_pool2d(x, kernel_size=3, stride=2)
-            for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b, self.Mixed_6c,
-                          self.Mixed_6d, self.Mixed_6e, self.Mixed_7a, self.Mixed_7b, self.Mixed_7c):
-                x = block(x)
-            features = F.adaptive_avg_pool2d(x, 1).flatten(1)
-            return InceptionOutput(features, F.linear(features, self.fc.weight, self.fc.bias),
-                                   F.linear(features, self.fc.weight))
 
 
 def reward_network(kind="inception", weights=None, device="cpu", seed=0):

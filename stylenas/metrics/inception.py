@@ -168,6 +168,8 @@ class InceptionV3FID(nn.Module):
     eval mode, without gradients and with TF32 off (restored afterwards).
     """
 
+    input_size = 299  # pytorch-fid's resize; only the CPU proxy reward network changes it
+
     def __init__(self, weights=None, download=True):
         super().__init__()
         self.Conv2d_1a_3x3 = BasicConv2d(3, 32, kernel_size=3, stride=2)
@@ -214,7 +216,8 @@ class InceptionV3FID(nn.Module):
         device = self.fc.weight.device
         with torch.no_grad(), no_tf32():
             x = images.to(device).float() / 255
-            x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False, antialias=False)
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
+                              antialias=False)
             x = 2 * x - 1
             x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
             x = F.max_pool2d(x, kernel_size=3, stride=2)
