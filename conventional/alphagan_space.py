@@ -16,6 +16,7 @@ import math
 import torch
 from torch import nn
 
+from ..search.supernet import ArchitectureSplit
 from .genotypes import NUM_CELLS, ConventionalGenotype
 from .networks import CellGenerator, skip_sources
 from .ops import ALPHAGAN_NORMAL_OPS, ALPHAGAN_UP_OPS, Up, alphagan_op
@@ -62,7 +63,7 @@ class SuperCell(nn.Module):
         return node1, out
 
 
-class AlphaGANSuperGenerator(CellGenerator):
+class AlphaGANSuperGenerator(ArchitectureSplit, CellGenerator):
     """The supernet; ``arch_parameters()`` are the alphas, ``weight_parameters()`` the rest
     (the interface of ``stylenas.search.AlphaGANSearcher``)."""
 
@@ -85,13 +86,6 @@ class AlphaGANSuperGenerator(CellGenerator):
             skip, h = cell(h, skips, *weights)
             skips.append(skip)
         return self.to_rgb(h)
-
-    def arch_parameters(self):
-        return list(self.arch.parameters())
-
-    def weight_parameters(self):
-        arch = {id(p) for p in self.arch_parameters()}
-        return [p for p in self.parameters() if id(p) not in arch]
 
     def op_weights(self):
         """{alpha key: softmax weights [edges, ops]} as lists."""

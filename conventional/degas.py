@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..search.supernet import ArchitectureSplit
 from ..search.genotype import GenotypeError
 from .networks import bottom_width
 from .ops import DEGAS_NORMAL_OPS, DEGAS_UP_OPS, degas_op
@@ -122,7 +123,7 @@ class MixedOp(nn.Module):
         return out
 
 
-class DegasSuperGenerator(DegasBody):
+class DegasSuperGenerator(ArchitectureSplit, DegasBody):
     def __init__(self, resolution=32, gf_dim=256, latent_dim=128, normal_per_stage=2):
         super().__init__(resolution, gf_dim, latent_dim, normal_per_stage)
         self.edges = nn.ModuleDict()
@@ -142,13 +143,6 @@ class DegasSuperGenerator(DegasBody):
             return self.edges[key](x, torch.softmax(self.arch[key], dim=0))
 
         return self.run(z, edge_out)
-
-    def arch_parameters(self):
-        return list(self.arch.parameters())
-
-    def weight_parameters(self):
-        arch = {id(p) for p in self.arch_parameters()}
-        return [p for p in self.parameters() if id(p) not in arch]
 
     def op_weights(self):
         return {key: torch.softmax(value.detach().float().cpu(), dim=0).tolist() for key, value in self.arch.items()}

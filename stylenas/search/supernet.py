@@ -28,6 +28,18 @@ SPACES = ("micro", "macro")
 ARCH_INIT_SCALE = 1e-3  # alphas start near uniform, as in DARTS and alphaGAN's code
 
 
+class ArchitectureSplit:
+    """What the alphaGAN searcher needs of a supernet (StyleGAN2's and the conventional ones): the
+    architecture parameters (an ``arch`` ParameterDict) apart from every other weight."""
+
+    def arch_parameters(self):
+        return list(self.arch.parameters())
+
+    def weight_parameters(self):
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+
 class MixedSynthesisLayer(nn.Module):
     def __init__(self, ops, in_channels, out_channels, w_dim, resolution, conv_clamp=None):
         super().__init__()
@@ -46,7 +58,7 @@ def _key(name):
     return name.replace(".", "_")
 
 
-class SuperSynthesisNetwork(SynthesisNetwork):
+class SuperSynthesisNetwork(ArchitectureSplit, SynthesisNetwork):
     def __init__(self, resolution, space="micro", dynamic_w=True, torgb_w="tied", **kwargs):
         if space not in SPACES:
             raise ValueError(f"search space must be one of {', '.join(SPACES)}, got {space!r}")
@@ -84,9 +96,6 @@ class SuperSynthesisNetwork(SynthesisNetwork):
         weights = torch.softmax(self.arch[self.beta_keys[index]], dim=0)
         return torch.einsum("nkd,k->nd", ws, weights.to(ws.dtype))
 
-    def arch_parameters(self):
-        return list(self.arch.parameters())
-
     def op_weights(self, name, kind):
         return torch.softmax(self.arch[self.alpha_key(name, kind)].detach(), dim=0)
 
@@ -97,7 +106,7 @@ class SuperSynthesisNetwork(SynthesisNetwork):
         return torch.softmax(self.arch[self.beta_keys[index]].detach(), dim=0)
 
 
-class SuperGenerator(Generator):
+class SuperGenerator(ArchitectureSplit, Generator):
     """Mapping network + supernet synthesis network; the discriminator stays fixed (paper)."""
 
     def make_synthesis(self, resolution, **kwargs):
@@ -105,10 +114,6 @@ class SuperGenerator(Generator):
 
     def arch_parameters(self):
         return self.synthesis.arch_parameters()
-
-    def weight_parameters(self):
-        arch = {id(p) for p in self.arch_parameters()}
-        return [p for p in self.parameters() if id(p) not in arch]
 
     def genotype(self, channels, source=None):
         """Derive the discrete architecture: argmax of every alpha and beta (section 4.2)."""
