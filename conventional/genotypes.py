@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io import atomic_path
-from ..search.genotype import FORMAT, VERSION, GenotypeError, check_envelope
+from ..search.genotype import FORMAT, VERSION, GenotypeError, check_envelope, read_json
 from .ops import ALPHAGAN_NORMAL_OPS, ALPHAGAN_UP_OPS
 
 # AutoGAN's encoding (models_search/building_blocks_search.py)
@@ -133,14 +133,7 @@ class ConventionalGenotype:
 
     @classmethod
     def load(cls, path):
-        path = Path(path)
-        if not path.is_file():
-            raise GenotypeError(f"{path}: genotype file not found")
-        try:
-            data = json.loads(path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise GenotypeError(f"{path}: not valid JSON ({error})") from None
-        return cls.from_dict(data, where=str(path))
+        return cls.from_dict(read_json(path), where=str(path))
 
 
 # ---------------------------------------------------------------------------- AutoGAN's code

@@ -72,6 +72,17 @@ def space_size(resolution, paradigm, torgb_w="tied"):
 
 
 
+def read_json(path):
+    """The JSON object of a genotype file; GenotypeError naming the file when missing or not JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenotypeError(f"{path}: genotype file not found")
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise GenotypeError(f"{path}: not valid JSON ({error})") from None
+
+
 def check_envelope(data, where="genotype"):
     """The envelope every StyleNAS genotype shares (StyleGAN2 and conventional): a JSON object with
     our ``format`` and a readable ``version``; raises GenotypeError naming ``where``."""
@@ -200,11 +211,4 @@ class Genotype:
 
     @classmethod
     def load(cls, path):
-        path = Path(path)
-        if not path.is_file():
-            raise GenotypeError(f"{path}: genotype file not found")
-        try:
-            data = json.loads(path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise GenotypeError(f"{path}: not valid JSON ({error})") from None
-        return cls.from_dict(data, where=str(path))
+        return cls.from_dict(read_json(path), where=str(path))
