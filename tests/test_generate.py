@@ -98,8 +98,10 @@ def test_checkpoint_as_fid_input_equals_its_images_as_pngs(checkpoint, tmp_path)
     from_pngs = evaluate(str(folder), str(reference), **common)
     assert from_ckpt["fid"] == pytest.approx(from_pngs["fid"], rel=1e-9, abs=1e-9)
     assert from_ckpt["inputs"]["A"]["kind"] == "checkpoint"
-    with pytest.raises(FIDError, match="say how many images"):
+    with pytest.raises(FIDError, match="say how many images to generate with --num "):
         evaluate(str(checkpoint), str(reference), **common)
+    with pytest.raises(FIDError, match="B: .* say how many images to generate with --num-ref "):
+        evaluate(str(reference), str(checkpoint), **common)
     truncated = evaluate(str(checkpoint), str(reference), num=12, trunc=0.5, **common)  # fid.py --trunc
     assert truncated["fid"] != pytest.approx(from_ckpt["fid"], rel=1e-6)
 

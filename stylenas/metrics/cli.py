@@ -60,7 +60,8 @@ def _open_checkpoint(label, path, limit, device="auto", trunc=1.0):
     from ..train.generate import checkpoint_images
 
     try:
-        return Source(label, path, "checkpoint", dataset=checkpoint_images(path, limit, device, trunc))
+        images = checkpoint_images(path, limit, device, trunc, num_option="--num" if label == "A" else "--num-ref")
+        return Source(label, path, "checkpoint", dataset=images)
     except ValueError as e:
         raise FIDError(f"{label}: {e}") from None
 

@@ -119,14 +119,15 @@ class GeneratedImages(torch.utils.data.Dataset):
         return self._images[index - start]
 
 
-def checkpoint_images(path, num, device="auto", trunc=1.0):
+def checkpoint_images(path, num, device="auto", trunc=1.0, num_option="--num"):
     """The ``num`` images (seeds 0..num-1, quantised) of a training checkpoint's G_ema, as a Dataset
-    for ``stylenas.metrics`` (read it with num_workers=0). Raises ValueError naming the file."""
+    for ``stylenas.metrics`` (read it with num_workers=0). Raises ValueError naming the file (and
+    ``num_option``, the command-line option that gives ``num``, when it is missing)."""
     from ..devices import resolve_device
     from .checkpoint import load_generator
 
     if num is None:
-        raise ValueError(f"{path} is a generator checkpoint: say how many images to generate with --num "
+        raise ValueError(f"{path} is a generator checkpoint: say how many images to generate with {num_option} "
                          f"(50000 is the usual protocol)")
     device = resolve_device(device)
     G, info = load_generator(path, device)  # CheckpointError is a ValueError naming the file
