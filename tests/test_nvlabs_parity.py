@@ -68,13 +68,14 @@ def test_bias_act(nv, act):
                               nv["bias_act"].bias_act(x, b, act=act, impl="ref", **kwargs), atol=1e-6)
 
 
+@pytest.mark.parametrize("k", [1, 3])  # 1: the fast paths (decimate first / convolve first)
 @pytest.mark.parametrize("up,down", [(1, 1), (2, 1), (1, 2), (2, 2)])
 @pytest.mark.parametrize("flip_weight", [True, False])
 @pytest.mark.parametrize("groups", [1, 2])
-def test_conv2d_resample(nv, up, down, flip_weight, groups):
+def test_conv2d_resample(nv, k, up, down, flip_weight, groups):
     torch.manual_seed(0)
     f = setup_filter([1, 3, 3, 1])
-    x, w = torch.randn([2, 4, 8, 8]), torch.randn([6, 4 // groups, 3, 3])
+    x, w = torch.randn([2, 4, 8, 8]), torch.randn([6, 4 // groups, k, k])
     for padding in (1, 0, [1, 2, 0, 1]):
         expected = nv["conv2d_resample"].conv2d_resample(x, w, f=f, up=up, down=down, padding=padding,
                                                          groups=groups, flip_weight=flip_weight)
