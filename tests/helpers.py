@@ -10,3 +10,18 @@ def images(n=24, size=16, seed=0):
 
 def quiet(line):
     """A log callback that drops its line."""
+
+
+def launch(script, *args, processes=1, env=None, timeout=600):
+    """Run the Python ``script`` with ``args`` in a subprocess, under torchrun (standalone rendezvous,
+    gloo on the CPU) when ``processes`` > 1; fails the test with the tail of stderr if it fails."""
+    import subprocess
+    import sys
+
+    launcher = [sys.executable]
+    if processes > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    done = subprocess.run(launcher + [str(script)] + [str(a) for a in args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done

@@ -1,8 +1,6 @@
 """AGAN: the operation set, the module construction of section 3.2 on the paper's Fig. 2 example and
 its heuristics, the genotype with G and D, and tiny searches (resume, retraining, 2 processes == 1)."""
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,7 +13,7 @@ from stylenas.conventional.genotypes import ConventionalGenotype, load_genotype
 from stylenas.conventional.networks import build_networks
 from stylenas.conventional.train import TrainConfig, run_training
 from stylenas.search.genotype import GenotypeError
-from helpers import images, quiet
+from helpers import images, launch, quiet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -177,12 +175,7 @@ def test_two_processes_search_like_one(tmp_path):
     outs = []
     for processes in (1, 2):
         out = tmp_path / f"p{processes}"
-        command = [sys.executable, str(script), str(out)]
-        if processes > 1:
-            command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                       str(processes), str(script), str(out)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
+        launch(script, out, processes=processes)
         outs.append(out)
     logs = [[{k: v for k, v in json.loads(line).items() if k != "seconds"}
              for line in (out / "log.jsonl").read_text().splitlines()] for out in outs]

@@ -2,8 +2,6 @@
 dynamic-reset rule, BatchNorm recalibration, and tiny searches (resume, reset, FID reward, CLI,
 retraining, 2 processes == 1)."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from stylenas.conventional.genotypes import PUBLISHED, autogan_code, autogan_fro
 from stylenas.conventional.networks import build_generator
 from stylenas.conventional.train import TrainConfig, run_training
 from stylenas.metrics import frechet_distance
-from helpers import images, quiet
+from helpers import images, launch, quiet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -287,12 +285,7 @@ def test_two_processes_search_like_one(tmp_path):
     outs = []
     for processes in (1, 2):
         out = tmp_path / f"p{processes}"
-        command = [sys.executable, str(script), str(out)]
-        if processes > 1:
-            command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                       str(processes), str(script), str(out)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
+        launch(script, out, processes=processes)
         outs.append(out)
     candidates = [json.loads((out / "candidates.json").read_text()) for out in outs]
     assert candidates[0] == candidates[1]

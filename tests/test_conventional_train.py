@@ -19,7 +19,7 @@ from stylenas.conventional.losses import consistency_term, d_loss, gradient_pena
 from stylenas.conventional.train import TrainConfig, TrainError, batch_indices, run_training
 from stylenas.datasets import make_demo_data
 from stylenas.train.checkpoint import load_checkpoint, load_generator
-from helpers import images
+from helpers import images, launch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -203,13 +203,11 @@ def test_torchrun_two_processes_resume_exactly(tmp_path):
     a resume from a snapshot equals the uninterrupted two-process run."""
     make_demo_data(tmp_path / "demo.lmdb", [16], 32, image_format="png")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-                str(ROOT / "scripts" / "train_conventional.py")]
 
     def run(outdir, *extra):
-        subprocess.run(torchrun + ["--genotype", "autogan_a", "--data", str(tmp_path / "demo.lmdb"), "--outdir",
-                                   str(outdir), "--preset", "tiny", "--steps", "4", "--snap", "2", "--loss", "ctgan",
-                                   "--device", "cpu", *extra], check=True, env=env, capture_output=True, timeout=300)
+        launch(ROOT / "scripts" / "train_conventional.py", "--genotype", "autogan_a", "--data", tmp_path / "demo.lmdb",
+               "--outdir", outdir, "--preset", "tiny", "--steps", "4", "--snap", "2", "--loss", "ctgan", "--device",
+               "cpu", *extra, processes=2, env=env, timeout=300)
 
     run(tmp_path / "whole")
     state = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")

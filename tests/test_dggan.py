@@ -3,8 +3,7 @@ ProgGAN's WGAN-GP, a tiny 8 -> 16 px search with the proxy reward, resume after 
 2-process search equal to a 1-process one."""
 import json
 import math
-import subprocess
-import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ from stylenas.conventional import dggan
 from stylenas.conventional.dggan import (Action, DGGANConfig, FIDScorer, SearchInterrupted, action_space,
                                          apply_action, base_body, build_grown, fade_alpha, grow, run_dggan,
                                          wgan_gp_d_loss)
+from helpers import launch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -336,10 +336,7 @@ def test_two_processes_give_the_one_process_search(tmp_path, uninterrupted):
     script = tmp_path / "search.py"
     script.write_text(SCRIPT)
     out = tmp_path / "state.json"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-               str(tmp_path / "run"), str(out), str(__import__("pathlib").Path(__file__).parent)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    launch(script, tmp_path / "run", out, Path(__file__).parent, processes=2)
     state = json.loads(out.read_text())
     keys = ("id", "parent", "action", "genotype", "kept", "g_params", "d_params")
     assert [{k: r[k] for k in keys} for r in state["candidates"]] == [

@@ -1,12 +1,11 @@
 """conventional.spread: job i's result depends on (seed, i) only, so 2 processes give 1 process's list."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import torch
 
 from stylenas.conventional.spread import job_seed, seeded, spread_jobs
+from helpers import launch
 
 SCRIPT = r"""
 import json, sys, torch, numpy as np
@@ -32,12 +31,7 @@ def run_script(tmp_path, processes):
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)
     out = tmp_path / f"out{processes}.json"
-    command = [sys.executable, str(script), str(out)]
-    if processes > 1:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                   str(processes), str(script), str(out)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    launch(script, out, processes=processes, timeout=300)
     return json.loads(out.read_text())
 
 

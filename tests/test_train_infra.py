@@ -11,6 +11,7 @@ from stylenas.train.checkpoint import (CheckpointError, capture_rng, load_checkp
                                        snapshot_files)
 from stylenas.train.distributed import init_distributed
 from stylenas.train.runlog import KeepBest, Progress, RunLog, plot_series, save_image_grid, snapshot_name
+from helpers import launch
 
 
 def minimal_state(**extra):
@@ -149,18 +150,13 @@ d.close()
 @pytest.mark.slow
 def test_two_process_helpers_under_torchrun(tmp_path):
     import os
-    import subprocess
-    import sys
     from pathlib import Path
 
     script = tmp_path / "helpers.py"
     script.write_text(TWO_PROCESS_SCRIPT)
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          str(script), str(tmp_path / "out.json")], capture_output=True, text=True, env=env,
-                         timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
+    launch(script, tmp_path / "out.json", processes=2, env=env, timeout=300)
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["gathered"] == [{"rank": 0}, {"rank": 1}] and out["broadcast"] == "from rank 0"
     assert out["mean"] == 0.5 and out["shard"] == [0, 2, 4]
