@@ -210,9 +210,9 @@ def test_stylenas_ops_ref_never_builds(clean_extension, monkeypatch):
         run_all_ops()
 
 
-def test_self_checks_pass_and_kernels_are_used(clean_extension, monkeypatch):
-    extension = clean_extension
-    expected = reference_results()
+def use_counting_fake(extension, monkeypatch):
+    """Make every op take the fake extension's kernels (CPU tensors counted as CUDA ones); returns
+    the list each kernel call appends its name to."""
     calls = []
     fake = fake_extension()
     for name in ("upfirdn2d", "bias_act", "modulate"):
@@ -220,6 +220,13 @@ def test_self_checks_pass_and_kernels_are_used(clean_extension, monkeypatch):
         setattr(fake, name, lambda *a, _k=kernel, _n=name: (calls.append(_n), _k(*a))[1])
     monkeypatch.setattr(extension, "get_extension", lambda: fake)
     monkeypatch.setattr(extension, "_on_cuda", lambda t: True)
+    return calls
+
+
+def test_self_checks_pass_and_kernels_are_used(clean_extension, monkeypatch):
+    extension = clean_extension
+    expected = reference_results()
+    calls = use_counting_fake(extension, monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         got = run_all_ops()
@@ -481,13 +488,7 @@ def test_a_cache_folder_without_a_loadable_library_is_rebuilt_once(clean_extensi
 def test_self_checks_wait_for_the_end_of_a_cuda_graph_capture(clean_extension, monkeypatch):
     extension = clean_extension
     expected = reference_results()
-    calls = []
-    fake = fake_extension()
-    for name in ("upfirdn2d", "bias_act", "modulate"):
-        kernel = getattr(fake, name)
-        setattr(fake, name, lambda *a, _k=kernel, _n=name: (calls.append(_n), _k(*a))[1])
-    monkeypatch.setattr(extension, "get_extension", lambda: fake)
-    monkeypatch.setattr(extension, "_on_cuda", lambda t: True)
+    calls = use_counting_fake(extension, monkeypatch)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     capturing = [True]
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: capturing[0])
