@@ -26,43 +26,18 @@ alone, so two processes scoring the same generator get the same number):
 
 from __future__ import annotations
 
-import math
 
 import torch
 
 from ..metrics import FeatureStats, InceptionV3FID, frechet_distance_batched, to_uint8
+from ..metrics.inception import random_weights
 
 __all__ = ["ProxyInception", "reward_network", "score_names", "is_proxy", "sample_outputs", "inception_score_of",
            "reference_statistics", "fid_rewards", "shaped_is_reward", "AGAN_IS_MIN", "AGAN_IS_MAX"]
 
 PROXY_SIZE = 75  # the smallest input Inception v3's stem and reductions accept
+PROXY_FC_SCALE = 30  # wide logits, so the proxy IS moves off 1
 AGAN_IS_MIN, AGAN_IS_MAX = 1.0, 11.24  # AGAN section 4.2: IS_max is the IS of CIFAR-10's real images
-
-
-def _random_inception_state(seed):
-    """Random weights under pytorch-fid's keys: He-scaled convs and BN near identity keep the
-    activations O(1); a large fc scale spreads the logits, so the proxy IS moves off 1."""
-    import torchvision
-
-    layout = torchvision.models.inception_v3(weights=None, num_classes=1008, aux_logits=False, init_weights=False)
-    gen = torch.Generator().manual_seed(int(seed))
-    state = {}
-    for key, value in layout.state_dict().items():
-        if key.endswith("num_batches_tracked"):
-            continue
-        shape = value.shape
-        if key.endswith("conv.weight"):
-            value = torch.randn(shape, generator=gen) * math.sqrt(2 / value[0].numel())
-        elif key.endswith("bn.weight"):
-            value = 1 + 0.1 * torch.randn(shape, generator=gen)
-        elif key.endswith("running_var"):
-            value = 0.5 + torch.rand(shape, generator=gen)
-        elif key == "fc.weight":
-            value = torch.randn(shape, generator=gen) * (30 / math.sqrt(shape[1]))
-        else:  # bn.bias, running_mean, fc.bias
-            value = 0.1 * torch.randn(shape, generator=gen)
-        state[key] = value
-    return state
 
 
 class ProxyInception(InceptionV3FID):
@@ -72,7 +47,7 @@ class ProxyInception(InceptionV3FID):
     is_proxy = True
 
     def __init__(self, seed=0, size=PROXY_SIZE):
-        super().__init__(weights=_random_inception_state(seed))
+        super().__init__(weights=random_weights(seed, fc_scale=PROXY_FC_SCALE))
         self.input_size = int(size)  # the forward pass of the FID network resizes to this
 
 

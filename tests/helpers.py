@@ -25,3 +25,14 @@ def launch(script, *args, processes=1, env=None, timeout=600):
                           env=env, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
+
+
+def write_weights(directory):
+    """Random FID Inception weights saved under pytorch-fid's file name in ``directory`` (the real
+    ones cannot be downloaded here); returns the path."""
+    from stylenas.metrics.inception import WEIGHTS_FILE, random_weights
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / WEIGHTS_FILE
+    torch.save(random_weights(), path)
+    return path

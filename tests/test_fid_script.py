@@ -26,7 +26,7 @@ from stylenas.metrics import (ImageFolder, InceptionV3FID, StatsFileError, check
                               inception_score, list_images, load_stats, save_stats, stats_count)
 from stylenas.metrics.cli import PROTOCOL, format_text
 from test_metrics import exact_fid, kid_oracle
-from test_metrics_inception import write_weights
+from helpers import write_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "fid.py"

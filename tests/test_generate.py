@@ -76,7 +76,7 @@ def test_generate_errors(checkpoint, tmp_path):
 @pytest.mark.slow
 def test_checkpoint_as_fid_input_equals_its_images_as_pngs(checkpoint, tmp_path):
     """fid.py on a checkpoint scores the quantised images that would be saved as PNGs."""
-    from test_metrics_inception import write_weights
+    from helpers import write_weights
     from stylenas.metrics.cli import FIDError, evaluate
 
     weights = write_weights(tmp_path / "weights")
@@ -108,7 +108,7 @@ def test_checkpoint_as_fid_input_equals_its_images_as_pngs(checkpoint, tmp_path)
 
 @pytest.mark.slow
 def test_fid_shares_between_processes_merge_to_the_single_process_statistics(checkpoint, tmp_path):
-    from test_metrics_inception import write_weights
+    from helpers import write_weights
     from stylenas.metrics import InceptionV3FID
     from stylenas.train.generate import generator_feature_stats, merge_feature_stats
 

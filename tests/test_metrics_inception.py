@@ -4,7 +4,6 @@ The real weights cannot be downloaded here, so the tests write a state dict of r
 weights in pytorch-fid's key layout (torchvision's Inception v3 with 1008 classes and no
 aux head, the model pytorch-fid loads its file into).
 """
-import math
 import urllib.error
 
 import numpy as np
@@ -16,39 +15,8 @@ from PIL import Image
 
 from stylenas.metrics import (WEIGHTS_FILE, WEIGHTS_URL, ImageFolder, ImageReadError, InceptionV3FID,
                               InceptionWeightsError, extract_features, no_tf32, to_uint8)
-
-
-def random_fid_state_dict(seed=0):
-    """Random weights under pytorch-fid's keys, scaled so activations stay O(1) through the network."""
-    layout = torchvision.models.inception_v3(weights=None, num_classes=1008, aux_logits=False, init_weights=False)
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, value in layout.state_dict().items():
-        if key.endswith("num_batches_tracked"):
-            continue
-        shape = value.shape
-        if key.endswith("conv.weight"):
-            value = torch.randn(shape, generator=g) * math.sqrt(2 / value[0].numel())
-        elif key.endswith("bn.weight"):
-            value = 1 + 0.1 * torch.randn(shape, generator=g)
-        elif key.endswith(("bn.bias", "running_mean", "fc.bias")):
-            value = 0.1 * torch.randn(shape, generator=g)
-        elif key.endswith("running_var"):
-            value = 0.5 + torch.rand(shape, generator=g)
-        elif key == "fc.weight":
-            value = torch.randn(shape, generator=g) / math.sqrt(shape[1])
-        else:
-            raise KeyError(key)
-        state[key] = value
-    return state
-
-
-def write_weights(directory):
-    """Save random weights as pytorch-fid's file name in `directory` and return the path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / WEIGHTS_FILE
-    torch.save(random_fid_state_dict(), path)
-    return path
+from stylenas.metrics.inception import random_weights
+from helpers import write_weights
 
 
 def random_images(n, h, w, seed=0):
@@ -127,7 +95,7 @@ def test_bad_weights_files(tmp_path):
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), other)
     with pytest.raises(InceptionWeightsError, match="not pytorch-fid's FID Inception"):
         InceptionV3FID(weights=other)
-    state = random_fid_state_dict()
+    state = random_weights()
     state["fc.weight"] = state["fc.weight"][:1000]  # torchvision's 1000-class head
     with pytest.raises(InceptionWeightsError, match="shapes"):
         InceptionV3FID(weights=state)

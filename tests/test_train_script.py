@@ -181,7 +181,7 @@ def test_fid_at_snapshots_keeps_the_best(demo_lmdb, tmp_path, monkeypatch):
     --fid-num G_ema images in every log line, network-snapshot-best.pt the lowest. Random Inception
     weights in pytorch-fid's layout stand in for the real file."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from test_metrics_inception import write_weights
+    from helpers import write_weights
 
     monkeypatch.setenv("STYLENAS_CACHE", str(tmp_path / "cache"))
     weights = write_weights(tmp_path / "weights")

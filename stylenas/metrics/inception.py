@@ -116,6 +116,37 @@ class InceptionOutput(NamedTuple):
     logits_unbiased: torch.Tensor  # [N, 1008] features @ fc.weight.T: the original Inception Score's logits
 
 
+def random_weights(seed=0, fc_scale=1.0):
+    """Random weights in pytorch-fid's layout, for tests and the CPU proxy reward (never for a
+    reported FID): He-scaled convs and batch norms near identity keep the activations O(1);
+    ``fc_scale`` widens the logits (a larger one moves an Inception Score off 1)."""
+    import math
+
+    import torchvision
+
+    layout = torchvision.models.inception_v3(weights=None, num_classes=1008, aux_logits=False, init_weights=False)
+    gen = torch.Generator().manual_seed(int(seed))
+    state = {}
+    for key, value in layout.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        shape = value.shape
+        if key.endswith("conv.weight"):
+            value = torch.randn(shape, generator=gen) * math.sqrt(2 / value[0].numel())
+        elif key.endswith("bn.weight"):
+            value = 1 + 0.1 * torch.randn(shape, generator=gen)
+        elif key.endswith(("bn.bias", "running_mean", "fc.bias")):
+            value = 0.1 * torch.randn(shape, generator=gen)
+        elif key.endswith("running_var"):
+            value = 0.5 + torch.rand(shape, generator=gen)
+        elif key == "fc.weight":
+            value = torch.randn(shape, generator=gen) * (fc_scale / math.sqrt(shape[1]))
+        else:
+            raise KeyError(key)
+        state[key] = value
+    return state
+
+
 def find_weights(weights=None, download=True):
     """Locate pytorch-fid's FID Inception state dict and load it (on the CPU).
 
