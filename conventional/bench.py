@@ -16,13 +16,11 @@ a random-weight Inception of the real one's size for the reward network.
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import replace
 
 import torch
 
-from ..devices import resolve_device
+from ..devices import median_seconds, resolve_device
 from ..search.alphagan import PRESETS as ALPHAGAN_PRESETS
 from ..search.alphagan import AlphaGANSearcher
 from .alphagan_space import AlphaGANSuperGenerator
@@ -33,23 +31,6 @@ from .train import PAPER_STEPS, PRESETS as TRAIN_PRESETS
 
 PAPER_GPU_HOURS = {"alphagan_s": 3.0, "alphagan_l": 22.0, "degas_cifar": 28.0}
 CIFAR_HALF = 25_000
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn, repeats, device):
-    fn()  # warm-up (cuDNN autotuning, allocator)
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _images(batch, device):
@@ -70,9 +51,9 @@ def alphagan_search(config, device, repeats):
     def test_weight():
         held["bar"] = searcher.test_weight_part(data)
 
-    weight = _timed(lambda: searcher.weight_part(data), repeats, device) / preset.T
-    test = _timed(test_weight, repeats, device) / (2 * preset.R)
-    arch = _timed(lambda: searcher.arch_part(data, *held["bar"]), repeats, device) / preset.S
+    weight = median_seconds(lambda: searcher.weight_part(data), repeats, device) / preset.T
+    test = median_seconds(test_weight, repeats, device) / (2 * preset.R)
+    arch = median_seconds(lambda: searcher.arch_part(data, *held["bar"]), repeats, device) / preset.S
     row = {"config": config, "batch": preset.batch, "gf": net[0], "df": net[1],
            "seconds_per_weight_step": weight, "seconds_per_test_weight_step": test, "seconds_per_arch_step": arch}
     if config == "paper":
@@ -91,7 +72,7 @@ def degas_search(config, device, repeats):
     dataset = [torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8) for _ in range(n)]
     halves = (torch.arange(n // 2), torch.arange(n // 2, n))
     method = DegasMethod(preset, 32, halves, dataset, 0, device)
-    seconds = _timed(method.step, repeats, device)
+    seconds = median_seconds(method.step, repeats, device)
     row = {"config": config, "batch": preset.batch, "gf": preset.gf_dim, "seconds_per_step": seconds}
     if config == "paper":
         row["search_hours_50_epochs"] = seconds * (CIFAR_HALF // preset.batch) * preset.epochs / 3600
@@ -123,7 +104,7 @@ def retrain_step(config, genotype, device, repeats):
         g_opt.step()
         D.requires_grad_(True)
 
-    seconds = _timed(step, repeats, device)
+    seconds = median_seconds(step, repeats, device)
     row = {"config": config, "genotype": genotype, "g_batch": s["g_batch"], "d_batch": s["d_batch"],
            "n_critic": s["n_critic"], "seconds_per_g_step": seconds}
     if config == "paper":
@@ -156,10 +137,10 @@ def autogan_search(config, device, repeats, processes=(1,)):
     search._new_controller()
     search.prefixes = [([1, 0, 1, 1, 1, 0, 0, 1, 1], (torch.zeros(preset.hidden), torch.zeros(preset.hidden)))]
     search.shared_steps = preset.n_critic
-    d_step = _timed(search.train_shared, repeats, device) / preset.n_critic
+    d_step = median_seconds(search.train_shared, repeats, device) / preset.n_critic
     code = autogan_code(load_genotype("autogan_a"))
-    reward = _timed(lambda: search.score([code], 0), repeats, device)
-    ctrl = _timed(search.controller_step, repeats, device)
+    reward = median_seconds(lambda: search.score([code], 0), repeats, device)
+    ctrl = median_seconds(search.controller_step, repeats, device)
     row = {"config": config, "gf": preset.gf_dim, "df": preset.df_dim, "reward_num": preset.reward_num,
            "ctrl_batch": preset.ctrl_batch, "seconds_per_shared_d_step": d_step,
            "seconds_per_candidate_reward": reward, "seconds_per_controller_step": ctrl,
@@ -184,10 +165,10 @@ def agan_search(config, device, repeats, processes=(1,)):
         batch=1, generator=torch.Generator().manual_seed(0)).actions[0], 32)
     steps = 3
     short = replace(preset, child_steps=steps)
-    g_step = _timed(lambda: agan.train_child(genotype, data, short, 0, device, 32), repeats, device) / steps
+    g_step = median_seconds(lambda: agan.train_child(genotype, data, short, 0, device, 32), repeats, device) / steps
     G, _ = agan.train_child(genotype, data, replace(preset, child_steps=1), 0, device, 32)
     net, n = _reward_net(config, device), 2 * preset.eval_batch
-    per_image = _timed(lambda: inception_score_of(G, net, n, preset.latent_dim, 0, 1, preset.eval_batch), repeats,
+    per_image = median_seconds(lambda: inception_score_of(G, net, n, preset.latent_dim, 0, 1, preset.eval_batch), repeats,
                        device) / n
     child = preset.child_steps * g_step + preset.reward_num * per_image
     row = {"config": config, "channels": preset.channels, "child_steps": preset.child_steps,
@@ -212,10 +193,10 @@ def dggan_search(config, device, repeats, processes=(1,)):
     G, D = dggan.build_grown(body)
     data = _random_data(max(2 * cfg.batch, 16))
     iters = 2
-    iteration = _timed(lambda: dggan.train_candidate(G, D, data, iters, cfg.batch, cfg.lr, cfg.betas, 0, device),
+    iteration = median_seconds(lambda: dggan.train_candidate(G, D, data, iters, cfg.batch, cfg.lr, cfg.betas, 0, device),
                        repeats, device) / iters
     scorer = dggan.FIDScorer(_reward_net(config, device), num=2 * 50, batch=50)
-    per_sample = _timed(lambda: scorer.candidate_stats(G, 0, device), repeats, device) / scorer.num
+    per_sample = median_seconds(lambda: scorer.candidate_stats(G, 0, device), repeats, device) / scorer.num
     samples = dggan.SCORE_SAMPLES[config]
     child = cfg.child_iters * iteration + samples * per_sample
     row = {"config": config, "channels_32px": cfg.channels[2], "batch": cfg.batch, "child_iters": cfg.child_iters,

@@ -1,6 +1,9 @@
-"""The ``--device`` option shared by every command."""
+"""The ``--device`` option shared by every command, and timing on a device for the benchmarks."""
 
 from __future__ import annotations
+
+import statistics
+import time
 
 import torch
 
@@ -19,3 +22,25 @@ def resolve_device(device="auto"):
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: no CUDA GPU is available here (use --device cpu)")
     return resolved
+
+
+def synchronize(device):
+    """Wait for the work queued on ``device`` (nothing to wait for on the CPU), so a clock read after
+    it times finished work."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(fn, repeats, device, warmup=1):
+    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` untimed ones (cuDNN
+    autotuning, the allocator), each call synchronised on ``device``."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..devices import resolve_device
+from ..devices import median_seconds, resolve_device, synchronize
 from . import extension
 from .bias_act import bias_act
 from .conv2d_resample import conv2d_resample
@@ -160,19 +160,14 @@ def _time_in_turns(fns, inputs, device, repeats, warmup=2):
     times = [[] for _ in fns]
     for i in range(warmup + repeats):
         for fn, fn_times in zip(fns, times):
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             y = fn(*inputs)
             y.backward(torch.ones_like(y))
-            _sync(device)
+            synchronize(device)
             if i >= warmup:
                 fn_times.append(time.perf_counter() - start)
     return [min(t) for t in times]
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _time(fn, inputs, device, repeats, warmup=2):
@@ -183,16 +178,7 @@ def _time(fn, inputs, device, repeats, warmup=2):
         y = fn(*inputs)
         y.backward(torch.ones_like(y))
 
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return median_seconds(step, repeats, device, warmup)
 
 
 def _max_error(fn_a, fn_b, inputs):

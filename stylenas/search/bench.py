@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from ..devices import resolve_device
+from ..devices import resolve_device, synchronize
 from ..nn.networks import Discriminator
 from .genotype import Genotype
 from .alphagan import PRESETS, AdversarialLoss, AlphaGANSearcher
@@ -15,11 +15,6 @@ from .run import network_settings
 from .supernet import SuperGenerator
 
 PARADIGMS = [("micro", False), ("micro", True), ("macro", False), ("macro", True)]
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _random_batches(batch, resolution, device):
@@ -37,11 +32,11 @@ def time_search(preset_name, resolution, space, dynamic_w, device, iterations=2)
     searcher = AlphaGANSearcher(G, D, lambda n: torch.randn(n, network["z_dim"], device=device), preset)
     data = _random_batches(preset.batch, resolution, device)
     searcher.iteration(data, data)  # warm-up
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(iterations):
         searcher.iteration(data, data)
-    _sync(device)
+    synchronize(device)
     return (time.perf_counter() - start) / iterations
 
 
@@ -64,11 +59,11 @@ def time_plain_steps(preset_name, resolution, device, steps):
         g_opt.step()
 
     step()
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 

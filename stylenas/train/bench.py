@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from ..devices import synchronize
 from ..search.genotype import Genotype
 from .config import resolve_config
 from .distributed import Dist
@@ -32,20 +33,15 @@ class BenchError(RuntimeError):
     pass
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_ours(config, device, steps, reals):
     trainer = StyleGAN2Trainer(*build_networks(Genotype.original(config.resolution), config), config,
                                Dist(device=device))
     trainer.step(reals)  # warm-up (step 0 runs both regularisers)
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         trainer.step(reals)
-    _sync(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -108,11 +104,11 @@ def time_nvlabs(path, config, device, steps, reals):
         nimg += len(reals)
 
     step(0)
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for index in range(1, steps + 1):
         step(index)
-    _sync(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 
