@@ -55,7 +55,7 @@ from .controller import AGAN_ENTROPY, AGAN_LR, BASELINE_DECAY, HIDDEN, AGANContr
 from .genotypes import ConventionalGenotype
 from .losses import d_loss, g_loss
 from .spread import job_seed, spread_jobs
-from .train import batch_indices, latents
+from .train import batch_indices, latents, open_images
 
 NORMAL_OPS = ("identity", "conv_1x1", "conv_3x3", "dil_conv_3x3", "sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7",
               "conv_1x3_3x1", "conv_1x5_5x1", "conv_1x7_7x1", "avg_pool_3x3", "max_pool_3x3", "avg_pool_5x5",
@@ -403,12 +403,7 @@ def run_agan(config: AGANConfig, dataset=None, log=lambda line: click.echo(line,
         raise SearchError(str(error)) from None
     device, outdir = dist.device, Path(config.outdir)
     if dataset is None:
-        from .autogan import open_images
-
-        try:
-            dataset = open_images(config.data, config.resolution)
-        except RuntimeError as error:
-            raise SearchError(str(error)) from None
+        dataset = open_images(config.data, config.resolution, SearchError)
     resolution = int(dataset[0].shape[-1])
     if resolution % 8:
         raise SearchError(f"{config.data}: {resolution}px images; AGAN's generator needs a multiple of 8")

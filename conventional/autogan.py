@@ -59,7 +59,7 @@ from .controller import AUTOGAN_ENTROPY, AUTOGAN_LR, BASELINE_DECAY, HIDDEN, Aut
 from .genotypes import AUTOGAN_CONV, AUTOGAN_NORM, AUTOGAN_UP, autogan_from_code
 from .networks import Discriminator, bottom_width, init_weights
 from .spread import job_seed, seeded, spread_jobs
-from .train import batch_indices, latents
+from .train import batch_indices, latents, open_images
 
 STATE_FILE = "search-state.pt"
 # options per decision, per stage: conv, norm, up, shortcut (+ skip number from cell 2 on)
@@ -490,15 +490,6 @@ class AutoGANSearch:
         self.windows.load_state_dict(state["windows"])
 
 
-def open_images(path, resolution):
-    from ..datasets import DatasetError, LMDBImages
-
-    try:
-        return LMDBImages(path, resolution=resolution)
-    except DatasetError as error:
-        raise SearchError(str(error)) from None
-
-
 def run_autogan(config: AutoGANConfig, dataset=None, log=lambda line: click.echo(line, err=True), stop_at=None,
                 net=None):
     """Search (or resume) into ``config.outdir``; returns the genotype (rank 0; None elsewhere).
@@ -520,7 +511,7 @@ def run_autogan(config: AutoGANConfig, dataset=None, log=lambda line: click.echo
         raise SearchError(str(error)) from None
     device, outdir = dist.device, Path(config.outdir)
     if dataset is None:
-        dataset = open_images(config.data, config.resolution)
+        dataset = open_images(config.data, config.resolution, SearchError)
     resolution = int(dataset[0].shape[-1])
     if resolution % 8:
         raise SearchError(f"{config.data}: {resolution}px images; AutoGAN's three cells need a multiple of 8")

@@ -41,7 +41,7 @@ from ..train.runlog import save_image_grid
 from .alphagan_space import AlphaGANSuperGenerator, entropy
 from .degas import DegasSuperGenerator, glo_loss
 from .networks import Discriminator, build_generator, init_weights
-from .train import MetricEvaluator, TrainError
+from .train import MetricEvaluator, TrainError, open_images
 from .ops import ALPHAGAN_NORMAL_OPS, ALPHAGAN_UP_OPS, DEGAS_NORMAL_OPS, DEGAS_UP_OPS
 
 STATE_FILE = "search-state.pt"
@@ -118,15 +118,6 @@ class HalfStream:
         self.step += 1
         images = torch.stack([self.dataset[int(i)] for i in picks]).to(self.device).float() / 127.5 - 1
         return (picks.to(self.device), images) if self.with_index else images
-
-
-def open_images(path, resolution):
-    from ..datasets import DatasetError, LMDBImages
-
-    try:
-        return LMDBImages(path, resolution=resolution)
-    except DatasetError as error:
-        raise SearchError(str(error)) from None
 
 
 # ---------------------------------------------------------------------------- the two methods
@@ -329,7 +320,7 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
     except ValueError as error:
         raise SearchError(str(error)) from None
     if dataset is None:
-        dataset = open_images(config.data, config.resolution)
+        dataset = open_images(config.data, config.resolution, SearchError)
     resolution = int(dataset[0].shape[-1])
     if resolution % 8:
         raise SearchError(f"{config.data}: {resolution}px images; the conventional search spaces need a multiple "

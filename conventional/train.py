@@ -129,13 +129,15 @@ def generator_from_checkpoint(checkpoint, device="cpu"):
                           "kimg": counters.get("kimg"), "genotype": checkpoint["genotype"], "config": s}
 
 
-def open_images(path, resolution):
+def open_images(path, resolution, error=TrainError):
+    """The LMDB's images at ``resolution``; a bad LMDB raises ``error`` (the caller's one-line error
+    class) with the data's message."""
     from ..datasets import DatasetError, LMDBImages
 
     try:
         return LMDBImages(path, resolution=resolution)
-    except DatasetError as error:
-        raise TrainError(str(error)) from None
+    except DatasetError as problem:
+        raise error(str(problem)) from None
 
 
 class MetricEvaluator:
