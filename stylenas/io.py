@@ -1,24 +1,61 @@
-"""Small file helpers shared by the package: every output is written atomically."""
+"""Small file helpers shared by the package: every output is written atomically, with the mode the
+user's umask gives a new file (``mkstemp`` alone would leave it 0600, unreadable by colleagues)."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
+
+_umask_lock = threading.Lock()
+
+
+def current_umask():
+    """The process umask. Read from /proc where the kernel reports it (setting and restoring it
+    would briefly give other threads' new files mode 0666); else set-and-restore under a lock."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def file_mode():
+    """Mode of a new regular file under the current umask (0644 under umask 022)."""
+    return 0o666 & ~current_umask()
+
+
+def folder_mode():
+    """Mode of a new folder under the current umask (0755 under umask 022)."""
+    return 0o777 & ~current_umask()
 
 
 @contextmanager
 def atomic_path(path, suffix=".tmp"):
     """Yield a temporary path beside ``path``; it replaces ``path`` when the block succeeds and
-    is removed when it fails, so readers never see a half-written file."""
+    is removed when it fails, so readers never see a half-written file. The file gets the mode
+    the umask gives new files; its name is ``.<name>.<random><suffix>`` (what
+    ``stylenas.runs.remove_stale_temporaries`` clears after a killed run)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, file_mode())
+    finally:
+        os.close(fd)
     try:
         yield Path(tmp)
+        if Path(tmp).exists():  # the writer may have replaced the file (e.g. torch.save): set it again
+            os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
