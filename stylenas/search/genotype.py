@@ -212,3 +212,29 @@ class Genotype:
     @classmethod
     def load(cls, path):
         return cls.from_dict(read_json(path), where=str(path))
+
+
+def load_genotype(name_or_path, resolution=None):
+    """A Genotype from a genotype file or a name: ``stylegan2`` (the original architecture; needs
+    `resolution`, e.g. the data's) or a published architecture of ``published.PUBLISHED_NAMES``
+    (``alphagan_celeba128``, ``alphagan_church256``, ``alphagan_ffhq1024``: the alphaGAN paper's
+    Table 9). A Genotype passes through."""
+    from .published import PUBLISHED_NAMES, table9_genotype  # published builds on this module
+
+    if isinstance(name_or_path, Genotype):
+        return name_or_path
+    name = str(name_or_path)
+    if name == "stylegan2":
+        if resolution is None:
+            raise GenotypeError("genotype 'stylegan2' (the original architecture) needs a resolution")
+        try:
+            return Genotype.original(resolution)
+        except ValueError as error:
+            raise GenotypeError(f"genotype 'stylegan2': {error}") from None
+    if name in PUBLISHED_NAMES:
+        return table9_genotype(name)
+    path = Path(name)
+    if not path.exists() and path.suffix != ".json":
+        raise GenotypeError(f"{name}: neither a genotype file nor a named genotype (stylegan2, "
+                            f"{', '.join(PUBLISHED_NAMES)})")
+    return Genotype.load(path)

@@ -11,8 +11,9 @@ from .config import CFG_NAMES
 
 @click.command("train")
 @click.option("--data", required=True, type=click.Path(), help="LMDB of images (prepare_data.py or rosinality's).")
-@click.option("--genotype", required=True, help="genotype.json of a search, or 'stylegan2' (the original "
-              "architecture, the baseline).")
+@click.option("--genotype", required=True, help="genotype.json of a search, 'stylegan2' (the original "
+              "architecture, the baseline) or a published one: alphagan_celeba128, alphagan_church256, "
+              "alphagan_ffhq1024 (alphaGAN Table 9; docs/genotypes.md).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--cfg", type=click.Choice(CFG_NAMES), default="auto", show_default=True,
               help="NVlabs' presets (batch, mbstd group, channels, lr, gamma, EMA, mapping) or tiny (CPU demo).")

@@ -25,6 +25,7 @@ from ..datasets import DatasetError, LMDBImages
 from ..io import dump_json
 from ..nn.networks import check_resolution
 from ..search.genotype import Genotype, GenotypeError
+from ..search.genotype import load_genotype as load_named_or_file
 from .checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import TrainConfig, resolve_config
 from .data import TrainingBatches
@@ -60,7 +61,8 @@ def open_data(path, resolution):
 
 
 def load_genotype(spec, data, resolution):
-    """(Genotype, dataset) for ``--genotype stylegan2|PATH``; the data must store its resolution."""
+    """(Genotype, dataset) for ``--genotype stylegan2|NAME|PATH`` (names: ``search.load_genotype``);
+    the data must store the genotype's resolution."""
     if spec == "stylegan2":
         if resolution is not None:
             try:
@@ -70,7 +72,7 @@ def load_genotype(spec, data, resolution):
         dataset = open_data(data, resolution)
         return Genotype.original(dataset.resolution), dataset
     try:
-        genotype = Genotype.load(spec)
+        genotype = load_named_or_file(spec)
     except GenotypeError as error:
         raise TrainError(f"--genotype: {error}") from None
     if resolution is not None and resolution != genotype.resolution:
