@@ -5,7 +5,8 @@ and exact resume, and the genotype at the end.
 Output folder: ``genotype.json`` (the derived architecture, rewritten at every checkpoint),
 ``log.jsonl`` (one line per iteration: losses, duality gap, skipped non-finite steps, the
 softmax weights and entropy of every alpha/beta), ``alphas.png`` (softmax weights of every
-layer over the search), ``samples/*.png`` and ``search-state.pt`` (everything ``--resume``
+layer over the search), ``losses.png`` (G and D losses and the duality gap per iteration, raw and
+smoothed), ``samples/*.png`` and ``search-state.pt`` (everything ``--resume``
 needs). Real batches come through ``stylenas.datasets.TrainingLoader`` (worker processes,
 pinned memory, prefetch) from a sampler whose batch k is a function of (seed, half, k), so a
 resumed run reads the same batches. ``--resume`` recognises the data by content (count,
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
+import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -28,13 +29,17 @@ import torchvision
 from ..nn.layers import NORMAL_OPS, UP_OPS
 from ..nn.networks import TORGB_W, Discriminator, check_resolution
 from ..devices import resolve_device
-from ..io import atomic_path
-from ..plots import save_image_atomic, save_line_panels
+from ..io import save_torch
+from ..runs import ProgressLine, RunFolder, StopSignals
+from ..plots import plot_series, save_image_atomic, save_line_panels
 from .alphagan import PRESETS, AlphaGANSearcher, NonFiniteError
 from .genotype import space_size
 from .supernet import SPACES, SuperGenerator
 
 STATE_FILE = "search-state.pt"
+PREVIOUS_STATE = "search-state-previous.pt"  # the state before the last checkpoint: a fallback if that one is damaged
+STATE_KEYS = {"settings", "searcher", "train_step", "val_step", "history", "rng_cpu"}
+LOSSES_PLOTTED = ("g_loss", "d_loss", "duality_gap")  # log.jsonl keys drawn in losses.png
 STYLEGAN2_PRESETS = ("stylegan2", "tiny")  # PRESETS' s and l are the CIFAR-10 settings (conventional search)
 # Network sizes before channel_mult: StyleGAN2 config-f, and a tiny one for CPU tests/demo.
 NETWORKS = {
@@ -184,12 +189,42 @@ def plot_alphas(history, path):
             labels = [f"W{i + 1}" for i in range(len(history[0][key]))]
             title = key[len("beta_"):].replace("_", ".") + " latent"
         panels.append((title, {label: [step[key][i] for step in history] for i, label in enumerate(labels)}))
-    save_line_panels(panels, path)
+    return save_line_panels(panels, path)
+
+
+def load_state(state_path, device):
+    """The dict of a ``search-state.pt``, or one SearchError naming the file, what is wrong with it,
+    and the earlier state to fall back to (``search-state-previous.pt``) when there is one."""
+    previous = state_path.with_name(PREVIOUS_STATE)
+    hint = (f"; the previous state {previous} can be used instead (copy it to {state_path}, then --resume)"
+            if previous.is_file() else "; no earlier state is kept: start again without --resume")
+    if not state_path.is_file():
+        raise SearchError(f"--resume: no {STATE_FILE} in {state_path.parent} to resume from{hint}")
+    try:
+        state = torch.load(state_path, map_location=device, weights_only=True)
+    except OSError:
+        raise  # unreadable file: the command names it
+    except Exception as error:  # truncated zip, not a torch file, pickled objects refused by weights_only
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise SearchError(f"--resume: {state_path}: damaged or not a search state ({reason}){hint}") from None
+    if not isinstance(state, dict) or not STATE_KEYS <= set(state):
+        kind = f"a dict with {sorted(state)[:6]}" if isinstance(state, dict) else type(state).__name__
+        raise SearchError(f"--resume: {state_path}: not a state written by `stylenas search` ({kind}){hint}")
+    return state
 
 
 def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(line, err=True)):
     """Run (or resume) a search; returns the derived Genotype. `dataset` (items uint8
-    [3, R, R]) replaces the LMDB named by ``config.data``."""
+    [3, R, R]) replaces the LMDB named by ``config.data``. The output folder is locked for the
+    whole run; SIGINT/SIGTERM checkpoint and raise ``stylenas.runs.Interrupted``."""
+    folder = RunFolder(config.outdir, log=log)
+    try:
+        return _run_search(config, dataset, log, folder)
+    finally:
+        folder.release()
+
+
+def _run_search(config, dataset, log, folder):
     if config.preset not in STYLEGAN2_PRESETS:
         raise SearchError(f"--preset must be one of {', '.join(STYLEGAN2_PRESETS)} for the StyleGAN2 search, got "
                           f"{config.preset!r} (s and l are alphaGAN's CIFAR-10 settings: search_conventional.py)")
@@ -248,10 +283,9 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
                 "loss": loss, "dataset": fingerprint}
     positions, history = (0, 0), []
 
+    folder.acquire()  # every option is checked: from here on this run owns the folder
     if config.resume:
-        if not state_path.is_file():
-            raise SearchError(f"--resume: no {STATE_FILE} in {outdir} to resume from")
-        state = torch.load(state_path, map_location=device, weights_only=True)
+        state = load_state(state_path, device)
         saved = {"torgb_w": "free", **state["settings"]}  # states from before the option were untied
         mismatched = [k for k in SearchConfig.STRUCTURAL if saved.get(k) != settings.get(k)]
         if "dataset" in mismatched:
@@ -280,16 +314,19 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
 
     def checkpoint():
         check_finite(searcher, f"{state_path} and {outdir / 'genotype.json'}")
-        with atomic_path(state_path) as tmp:
-            torch.save({
-                "settings": settings, "searcher": searcher.state_dict(), "train_step": train.step,
-                "val_step": val.step, "history": history, "rng_cpu": torch.get_rng_state(),
-                "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            }, tmp)
+        if state_path.is_file():
+            os.replace(state_path, state_path.with_name(PREVIOUS_STATE))
+        save_torch({
+            "settings": settings, "searcher": searcher.state_dict(), "train_step": train.step,
+            "val_step": val.step, "history": history, "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        }, state_path)
         G.genotype(channels, source={**source, "iterations": searcher.iterations_done}).save(
             outdir / "genotype.json")
         if history:
             plot_alphas(history, outdir / "alphas.png")
+            records = [json.loads(line) for line in (outdir / "log.jsonl").read_text().splitlines() if line.strip()]
+            plot_series(records, LOSSES_PLOTTED, outdir / "losses.png", x_key="iteration")
 
     paradigm = config.space + ("+dynamic_w" if config.dynamic_w else "")
     size = space_size(resolution, paradigm, config.torgb_w)
@@ -299,9 +336,9 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
         f"{iters} iterations of T={preset.T}, R={preset.R}, S={preset.S}, batch {batch}, {loss} loss, "
         f"{len(train_idx)} training / {len(val_idx)} validation images")
     start = searcher.iterations_done
-    with open(outdir / "log.jsonl", "a") as log_file, click.progressbar(
-            length=max(iters - start, 0), label="alphaGAN search", file=sys.stderr,
-            item_show_func=lambda item: item) as bar:
+    # a fresh run starts its own log (one left by a run killed before its first checkpoint is not its)
+    with open(outdir / "log.jsonl", "a" if config.resume else "w") as log_file, StopSignals(log) as stop, \
+            ProgressLine(iters, "alphaGAN search", unit="iterations", start=start) as bar:
         for _ in range(start, iters):
             tic = time.perf_counter()
             G.train(), D.train()
@@ -316,10 +353,13 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
             k = searcher.iterations_done
             if config.sample_every and (k % config.sample_every == 0 or k == iters):
                 save_samples(G, sample_z, outdir / "samples" / f"iter{k:06d}.png")
-            if (config.checkpoint_every and k % config.checkpoint_every == 0) or k == iters:
+            stopping = stop.requested() and k < iters  # SIGINT/SIGTERM: checkpoint, then exit
+            if (config.checkpoint_every and k % config.checkpoint_every == 0) or k == iters or stopping:
                 checkpoint()
             gap = stats["duality_gap"]
-            bar.update(1, current_item="gap " + (f"{gap:+.4f}" if gap is not None else "skipped"))
+            bar.update(1, "gap " + (f"{gap:+.4f}" if gap is not None else "skipped"))
+            if stopping:
+                stop.interrupt(state_path)
     if searcher.iterations_done == start:  # nothing ran (e.g. resumed at the end)
         checkpoint()
     genotype = G.genotype(channels, source={**source, "iterations": searcher.iterations_done})

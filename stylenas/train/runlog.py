@@ -10,7 +10,8 @@ API (only rank 0 should construct writers; every writer is atomic or flushed lin
   decimals (``network-snapshot-000000.25.pt``) so snapshots never overwrite each other.
 - ``save_image_grid(images, path, nrow)``: float images in [-1, 1] (or uint8) -> one PNG grid.
 - ``to_uint8(images)``: [-1, 1] -> uint8 with round-to-nearest (as FID and PNG files see them).
-- ``plot_series(records, keys, path)``: line panels of logged values (e.g. losses) over the run.
+- ``plot_series(records, keys, path, x_key="kimg")``: one matplotlib panel per logged value (e.g.
+  losses) against ``x_key``, raw and EMA-smoothed; returns the Figure (None when nothing to draw).
 - ``KeepBest(path, metric, mode="min")``: ``update(value, state)`` saves ``state`` as the best
   checkpoint when ``value`` improves, and remembers the best across resumes (``state_dict``).
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 import torchvision
 
-from ..plots import save_image_atomic, save_line_panels
+from ..plots import plot_series, save_image_atomic  # plot_series is re-exported for the trainers
 
 
 class RunLog:
@@ -103,24 +104,6 @@ def to_uint8(images):
 def save_image_grid(images, path, nrow=8):
     grid = torchvision.utils.make_grid(to_uint8(images).cpu(), nrow=nrow, padding=1)
     save_image_atomic(torchvision.transforms.functional.to_pil_image(grid), path)
-
-
-def plot_series(records, keys, path, x_key="kimg", title=None):
-    """One panel per logged key over the run; each panel is scaled to its own range, which its
-    title gives. Returns False (and writes nothing) when no key has a finite value."""
-    panels = []
-    for key in keys:
-        values = [r[key] for r in records if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
-        if not values:
-            continue
-        low, high = min(values), max(values)
-        span = (high - low) or 1.0
-        label = f"{title + ': ' if title else ''}{key} [{low:.3g}, {high:.3g}]"
-        panels.append((label, {key: [(v - low) / span for v in values]}))
-    if not panels:
-        return False
-    save_line_panels(panels, path, y_range=(-0.05, 1.05), x_label=f"log line ({x_key})")
-    return True
 
 
 class KeepBest:
