@@ -7,11 +7,11 @@ import torch
 
 from stylenas.search.genotype import Genotype
 from stylenas.train.config import CFG_SPECS, resolve_config
-from stylenas.train.data import GlobalBatchSampler, flip_mask, stream_generator
+from stylenas.train.data import GlobalBatchSampler, flip_mask
 from stylenas.train.distributed import Dist
 from stylenas.train.loss import (d_logistic_loss, ema_beta, g_nonsaturating_loss, lazy_regularisation, path_lengths,
-                                 r1_penalty, update_ema, zero_nonfinite_gradients)
-from stylenas.train.stylegan2 import STREAMS, StyleGAN2Trainer, build_networks
+                                 r1_penalty, sanitise_gradients, update_ema)
+from stylenas.train.stylegan2 import StyleGAN2Trainer, build_networks
 
 
 def tiny_config(resolution=8, **overrides):
@@ -85,6 +85,7 @@ def test_lazy_regularisation_and_ema_by_hand():
     lr, betas = lazy_regularisation(0.002, (0.0, 0.99), 16)
     assert lr == pytest.approx(0.002 * 16 / 17) and betas == (0.0, pytest.approx(0.99 ** (16 / 17)))
     assert lazy_regularisation(0.002, (0.0, 0.99), None) == (0.002, (0.0, 0.99))
+    assert lazy_regularisation(0.002, (0.0, 0.99), 1)[0] == pytest.approx(0.001)  # NVlabs: any set interval
     assert ema_beta(32, 10, None, 5000) == pytest.approx(0.5 ** (32 / 10000))
     assert ema_beta(32, 10, 0.05, 1000) == pytest.approx(0.5 ** (32 / 50))  # ramp-up: 0.05 * 1000 images
     assert ema_beta(32, 10, 0.05, 0) == 0.0  # first step: the EMA starts as a copy
@@ -102,16 +103,22 @@ def test_trainer_optimisers_carry_the_lazy_correction():
     g, d = trainer.G_opt.param_groups[0], trainer.D_opt.param_groups[0]
     assert g["lr"] == pytest.approx(0.002 * 4 / 5) and g["betas"][1] == pytest.approx(0.99 ** (4 / 5))
     assert d["lr"] == pytest.approx(0.002 * 16 / 17) and d["betas"][1] == pytest.approx(0.99 ** (16 / 17))
+    # NVlabs (training_loop.py) corrects whenever the interval is set: its cifar config keeps G's
+    # correction with pl_weight 0, as the alphaGAN paper's retraining without path length needs
     config = tiny_config(lr=0.002, gamma=0.0, pl_weight=0.0)
     trainer = StyleGAN2Trainer(*build_networks(Genotype.original(8), config), config, Dist())
-    assert trainer.G_opt.param_groups[0]["lr"] == 0.002 and trainer.D_opt.param_groups[0]["lr"] == 0.002
+    g, d = trainer.G_opt.param_groups[0], trainer.D_opt.param_groups[0]
+    assert g["lr"] == pytest.approx(0.002 * 4 / 5) and g["betas"][1] == pytest.approx(0.99 ** (4 / 5))
+    assert d["lr"] == pytest.approx(0.002 * 16 / 17) and d["betas"][1] == pytest.approx(0.99 ** (16 / 17))
+    assert [phase for phase, _ in trainer.schedule(0)] == ["Gmain", "Dmain"]  # nothing to regularise
 
 
-def test_nonfinite_gradients_are_zeroed_and_counted():
-    p = torch.nn.Parameter(torch.zeros(4))
-    p.grad = torch.tensor([1.0, float("nan"), float("inf"), 2.0])
-    assert int(zero_nonfinite_gradients([p])) == 2
-    assert torch.equal(p.grad, torch.tensor([1.0, 0.0, 0.0, 2.0]))
+def test_nonfinite_gradients_are_cleaned_and_counted():
+    """NVlabs training_loop.py: nan_to_num(nan=0, posinf=1e5, neginf=-1e5) before every Adam step."""
+    p = torch.nn.Parameter(torch.zeros(5))
+    p.grad = torch.tensor([1.0, float("nan"), float("inf"), -float("inf"), 2.0])
+    assert int(sanitise_gradients([p])) == 3
+    assert torch.equal(p.grad, torch.tensor([1.0, 0.0, 1e5, -1e5, 2.0]))
 
 
 def test_nvlabs_presets():
@@ -148,22 +155,19 @@ def test_style_mixing_with_dynamic_w_reads_the_chosen_latents():
     trainer = StyleGAN2Trainer(*build_networks(genotype, config), config, Dist())
     G, num_ws = trainer.G, trainer.G.synthesis.num_ws
     assert num_ws == 4 and G.synthesis.w_slots == [0, 1, 1, 2, 3]
-    # the draws of generate(), in its order, from the same streams
-    g, choices = stream_generator(0, 3, STREAMS["Gmain"]), stream_generator(0, 3, STREAMS["Gmain"] + 100)
-    z, z2 = torch.randn([4, 8], generator=g), torch.randn([4, 8], generator=g)
-    torch.rand([], generator=choices)
-    cutoff = int(torch.randint(1, num_ws, [], generator=choices))
+    (inputs,) = trainer.draw(3, "Gmain")
+    assert 1 <= inputs.cutoff < num_ws and inputs.z.shape == inputs.z2.shape == (4, 8)
     seen, hooks = capture_latents(G)
     with torch.no_grad():
-        trainer.generate(4, 3, "Gmain", track_w_avg=False)
-        ws1, ws2 = G.mapping(z, update_w_avg=False), G.mapping(z2, update_w_avg=False)
+        trainer.run_G(inputs, track_w_avg=False)
+        ws1, ws2 = G.mapping(inputs.z, update_w_avg=False), G.mapping(inputs.z2, update_w_avg=False)
     for h in hooks:
         h.remove()
     chosen = [layer["w"] - 1 for layer in genotype.layers]
     for index, (slot, w_index) in enumerate(zip(G.synthesis.w_slots, chosen)):
-        source = ws1 if slot < cutoff else ws2  # after the crossover: the second latent's W_i
-        assert torch.allclose(seen[index], source[:, w_index]), (index, slot, cutoff)
-    assert any(slot >= cutoff for slot in G.synthesis.w_slots) and 1 <= cutoff < num_ws
+        source = ws1 if slot < inputs.cutoff else ws2  # after the crossover: the second latent's W_i
+        assert torch.allclose(seen[index], source[:, w_index]), (index, slot, inputs.cutoff)
+    assert any(slot >= inputs.cutoff for slot in G.synthesis.w_slots)
 
 
 def test_no_mixing_reads_one_latent_and_truncation_is_per_w():
@@ -171,16 +175,16 @@ def test_no_mixing_reads_one_latent_and_truncation_is_per_w():
     config = tiny_config(mixing=0.0)
     trainer = StyleGAN2Trainer(*build_networks(genotype, config), config, Dist())
     G = trainer.G
-    g = stream_generator(0, 0, STREAMS["Gmain"])
-    z = torch.randn([4, 8], generator=g)
+    (inputs,) = trainer.draw(0, "Gmain")
+    assert inputs.z2 is None and inputs.cutoff == G.synthesis.num_ws
     with torch.no_grad():
-        trainer.generate(4, 0, "Gmain", track_w_avg=True)
-        ws = G.mapping(z, update_w_avg=False)
+        trainer.run_G(inputs, track_w_avg=True)
+        ws = G.mapping(inputs.z, update_w_avg=False)
     # w_avg follows the global batch mean of every W_i
     assert torch.allclose(G.mapping.w_avg, ws.mean(0) * (1 - G.mapping.w_avg_beta), atol=1e-6)
     seen, hooks = capture_latents(G)
     with torch.no_grad():
-        G.synthesis(G.mapping(z, truncation_psi=0.5, update_w_avg=False), noise_mode="const")
+        G.synthesis(G.mapping(inputs.z, truncation_psi=0.5, update_w_avg=False), noise_mode="const")
     for h in hooks:
         h.remove()
     for index, layer in enumerate(genotype.layers):
@@ -191,13 +195,38 @@ def test_no_mixing_reads_one_latent_and_truncation_is_per_w():
 def test_path_length_phase_tracks_the_mean():
     config = tiny_config(pl_weight=2.0)
     trainer = StyleGAN2Trainer(*build_networks(dynamic_genotype(), config), config, Dist())
-    from stylenas.train.loss import path_length_noise
-
-    fakes, slots, g = trainer.generate(trainer.pl_batch, 0, "Greg", track_w_avg=False)
-    lengths = path_lengths(fakes, slots, path_length_noise([2, 3, 8, 8], g, "cpu"))
-    trainer.phase_Greg(0)
-    assert trainer.pl_batch == 2
+    inputs = trainer.draw(0, "Greg")
+    assert [len(i.z) for i in inputs] == [2] and inputs[0].pl_noise.shape == (2, 3, 8, 8)  # batch / 2
+    fakes, slots = trainer.run_G(inputs[0], track_w_avg=False)
+    lengths = path_lengths(fakes, slots, inputs[0].pl_noise)
+    trainer.phase_Greg(0, inputs)
     assert trainer.pl_mean.item() == pytest.approx(0.01 * lengths.mean().item(), rel=1e-5)
+
+
+def test_every_phase_steps_every_parameter_of_its_network():
+    """NVlabs adds 0 * an output to the regularisers' losses, so parameters outside the penalty's
+    graph (toRGB biases in path length, D's last bias in R1) get a zero gradient and Adam still
+    advances their step count and moments: after step 0 (all four phases) G's Adam has stepped
+    every parameter twice, D's twice."""
+    config = tiny_config(pl_weight=2.0, gamma=1.0)
+    trainer = StyleGAN2Trainer(*build_networks(Genotype.original(8), config), config, Dist())
+    grads = {}
+    original = trainer._update
+
+    def record(module, opt):
+        grads.setdefault(module is trainer.G, []).append(
+            {n: p.grad for n, p in module.named_parameters() if p.requires_grad})
+        return original(module, opt)
+
+    trainer._update = record
+    trainer.step(torch.rand(4, 3, 8, 8) * 2 - 1)
+    g_main, g_reg = grads[True]
+    d_main, d_reg = grads[False]
+    assert all(g is not None for g in g_reg.values()) and all(g is not None for g in d_reg.values())
+    assert torch.equal(g_reg["synthesis.blocks.b8.torgb.bias"], torch.zeros_like(g_reg["synthesis.blocks.b8.torgb.bias"]))
+    assert torch.equal(d_reg["out.bias"], torch.zeros_like(d_reg["out.bias"]))
+    for opt, module in ((trainer.G_opt, trainer.G), (trainer.D_opt, trainer.D)):
+        assert all(int(opt.state[p]["step"]) == 2 for p in module.parameters())
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -306,9 +335,9 @@ def test_a_nan_gradient_is_zeroed_counted_and_logged():
     bias = trainer.D.out.bias
     bias.register_hook(lambda grad: torch.full_like(grad, float("nan")))  # every D phase: 1 NaN entry
     before = bias.detach().clone()
-    trainer.step(torch.rand(4, 3, 8, 8) * 2 - 1)  # step 0: Dmain and Dreg (R1 gives bias no gradient)
-    assert int(trainer.nan_count) == 1 and trainer.state_dict()["counters"]["nan_count"] == 1
-    assert torch.isfinite(bias).all() and torch.equal(bias, before)  # a zero gradient: Adam's first step is 0
+    trainer.step(torch.rand(4, 3, 8, 8) * 2 - 1)  # step 0: Dmain and Dreg (R1 gives bias a zero gradient)
+    assert int(trainer.nan_count) == 2 and trainer.state_dict()["counters"]["nan_count"] == 2
+    assert torch.isfinite(bias).all() and torch.equal(bias, before)  # zero gradients: Adam's steps are 0
     assert trainer.stats.means(Dist())["nan_D"] > 0
 
 

@@ -4,8 +4,14 @@
 (``mb``), minibatch-stddev group (``mbstd``), feature-map multiplier (``fmaps``: channel_base =
 fmaps * 32768, channel_max 512), Adam learning rate (``lrate``, betas (0, 0.99), eps 1e-8), R1
 gamma, EMA half-life in kimg (``ema``) and its ramp-up, mapping depth (``map``). ``auto`` derives
-them from the resolution and the process count as NVlabs does. ``tiny`` is ours, for the CPU
-tests and ``make demo``.
+them from the resolution and the process count as NVlabs does. ``paper`` is the alphaGAN paper's
+retraining (supplementary material, "Experiments on StyleGAN2 search space"): "the config-f
+configuration in StyleGAN2", without the path-length regulariser, mini-batch 8 on 4 GPUs (CelebA,
+LSUN church) or 4 on 8 GPUs (FFHQ). Read per GPU, both give 32 in all, config-f's own batch, so the
+preset takes config-f (StyleGAN2's ``config-f``: 512-channel widths at every resolution of the data,
+batch 32, mbstd group 4, lr 0.002, gamma 10, EMA 10 kimg, 8 mapping layers) with path length off;
+``--batch-gpu 8`` (or 4) repeats the paper's per-GPU rounds on fewer GPUs. ``tiny`` is ours, for the
+CPU tests and ``make demo``.
 
 Deliberate difference: every preset keeps 8 mapping layers (NVlabs' ``auto`` uses 2) because a
 searched genotype chooses among the latents W_1..W_8 of an 8-layer mapping network.
@@ -18,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-CFG_NAMES = ("stylegan2", "paper256", "paper512", "paper1024", "auto", "tiny")
+CFG_NAMES = ("stylegan2", "paper256", "paper512", "paper1024", "auto", "paper", "tiny")
 CFG_SPECS = {
     # NVlabs stylegan2-ada-pytorch train.py (ref_gpus: the GPU count NVlabs tuned for)
     "stylegan2": dict(ref_gpus=8, kimg=25000, mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=10, ema=10, ramp=None, map=8),
@@ -28,6 +34,9 @@ CFG_SPECS = {
                      map=8),
     "paper1024": dict(ref_gpus=8, kimg=25000, mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=2, ema=10, ramp=None,
                       map=8),
+    # alphaGAN paper (supplementary): config-f without path length; our map 8 keeps W_1..W_8
+    "paper": dict(ref_gpus=4, kimg=25000, mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=10, ema=10, ramp=None, map=8,
+                  pl_weight=0),
     "auto": dict(ref_gpus=-1, kimg=25000, mb=-1, mbstd=-1, fmaps=-1, lrate=-1, gamma=-1, ema=-1, ramp=0.05, map=8),
 }
 NVLABS_SNAP_KIMG = 200  # NVlabs: a snapshot every 50 ticks of 4 kimg
@@ -62,6 +71,7 @@ class TrainConfig:
     precision: str = "bf16"  # bf16 | fp16, for those resolutions
     conv_clamp: float | None = 256.0
     seed: int = 0
+    batch_gpu: int | None = None  # rows per round of gradient accumulation (None: the per-process batch)
     metrics: str = "none"  # fid50k_full | none
     fid_num: int = 50000
 
@@ -103,6 +113,8 @@ def resolve_config(cfg, resolution, world_size=1, **overrides):
         values = dict(batch=spec["mb"], mbstd_group=spec["mbstd"], channel_base=int(spec["fmaps"] * 32768),
                       channel_max=512, lr=spec["lrate"], gamma=spec["gamma"], ema_kimg=spec["ema"],
                       ema_rampup=spec["ramp"], kimg=spec["kimg"], snap=NVLABS_SNAP_KIMG, mapping_layers=spec["map"])
+        if "pl_weight" in spec:
+            values["pl_weight"] = spec["pl_weight"]
     values.update({k: v for k, v in overrides.items() if v is not None})
     config = TrainConfig(cfg=cfg, resolution=resolution, **values)
     check_config(config)
@@ -119,6 +131,11 @@ def check_config(config):
         positive(name)
     for name in ("gamma", "pl_weight", "fp16_res"):
         positive(name, strict=False)
+    for name in ("g_reg_interval", "d_reg_interval", "pl_batch_shrink"):
+        if int(getattr(config, name)) != getattr(config, name) or getattr(config, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(config, name)}")
+    if config.batch_gpu is not None:
+        positive("batch_gpu")
     if not 0 <= config.mixing <= 1:
         raise ValueError(f"--mixing is a probability in [0, 1], got {config.mixing}")
     if config.metrics not in ("fid50k_full", "none"):

@@ -8,6 +8,7 @@ API:
   rendezvous (``--nnodes``, ``--rdzv-endpoint``); nothing here needs to know.
 - ``Dist``: ``rank``, ``world_size``, ``local_rank``, ``device``, ``backend``; ``is_main`` (only
   rank 0 writes files), ``barrier()``, ``all_reduce_mean(tensor)`` (in place),
+  ``all_reduce_mean_differentiable(tensor)`` (out of place, with a backward),
   ``sync_gradients(params)`` (one flat all-reduce of every gradient, averaged),
   ``gather_objects(obj)`` (a list over ranks on every rank), ``broadcast_object(obj)`` (rank 0's),
   ``shard(batch)`` (this rank's rows of a global batch: rows rank, rank + world, ...),
@@ -56,6 +57,15 @@ class Dist:
             dist.all_reduce(tensor)
             tensor.div_(self.world_size)
         return tensor
+
+    def all_reduce_mean_differentiable(self, tensor):
+        """The mean over processes, with a gradient: backward sums every process's incoming gradient,
+        so a loss of the global mean differentiates as in one process (path length's mean)."""
+        if not self.active:
+            return tensor
+        from torch.distributed.nn.functional import all_reduce
+
+        return all_reduce(tensor) / self.world_size
 
     def sync_gradients(self, params):
         """Average the gradients of ``params`` over the processes (one flat all-reduce). Parameters

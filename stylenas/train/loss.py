@@ -8,7 +8,8 @@ pure functions of tensors and modules, each checked against a hand computation i
 - path length (section 3.2): for y ~ N(0, I) / sqrt(H W), a = ||J_w^T y|| (J the Jacobian of the
   image with respect to the latents), penalty (a - mean a)^2 with the mean an exponential moving
   average (decay 0.01), weight 2, on half the batch, every 4 G steps.
-- lazy regularisation changes Adam: lr * c and betas ** c with c = k / (k + 1) (appendix B).
+- lazy regularisation changes Adam: lr * c and betas ** c with c = k / (k + 1) (appendix B);
+  NVlabs applies it whenever the interval is set, also when the regulariser's weight is 0.
 - EMA generator: beta = 0.5 ** (batch / ema_nimg), ema_nimg optionally ramped up to
   ``cur_nimg * rampup`` (stylegan2-ada-pytorch).
 """
@@ -28,7 +29,8 @@ def d_logistic_loss(fake_logits, real_logits):
 
 
 def r1_penalty(D, reals):
-    """(||grad_x D(x)||^2 per sample [N], logits [N, 1]); differentiable for D's update."""
+    """(||grad_x D(x)||^2 per sample [N], logits [N, 1]); differentiable for D's update. ``D`` is any
+    callable from images to logits (the trainer passes its ``run_D``)."""
     reals = reals.detach().requires_grad_(True)
     logits = D(reals)
     (grad,) = torch.autograd.grad(logits.sum(), reals, create_graph=True)
@@ -50,8 +52,9 @@ def path_length_noise(images_shape, generator, device):
 
 
 def lazy_regularisation(lr, betas, interval):
-    """Adam's (lr, betas) when a regulariser runs every ``interval`` steps as its own update."""
-    if not interval or interval <= 1:
+    """Adam's (lr, betas) when a regulariser runs every ``interval`` steps as its own update (NVlabs
+    corrects for any interval, 1 included; None: no lazy regularisation, no correction)."""
+    if interval is None:
         return lr, tuple(betas)
     c = interval / (interval + 1)
     return lr * c, tuple(b ** c for b in betas)
@@ -74,13 +77,14 @@ def update_ema(ema, model, beta):
 
 
 @torch.no_grad()
-def zero_nonfinite_gradients(params):
-    """Replace NaN/Inf gradient entries by 0 (as stylegan2-ada-pytorch); returns how many there were,
-    as a tensor on the gradients' device (no host synchronisation per parameter)."""
+def sanitise_gradients(params):
+    """NVlabs' clean-up before each Adam step (``training_loop.py``): NaN gradient entries become 0,
+    +-Inf become +-1e5. Returns how many entries were not finite, as a tensor on the gradients'
+    device (no host synchronisation per parameter)."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.zeros([], dtype=torch.int64)
     count = sum((~torch.isfinite(g)).sum() for g in grads)
     for g in grads:
-        torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0, out=g)
+        torch.nan_to_num(g, nan=0.0, posinf=1e5, neginf=-1e5, out=g)
     return count

@@ -2,22 +2,30 @@
 retrains its genotypes this way, supplementary material), written after NVlabs
 stylegan2-ada-pytorch's ``training_loop.py`` / ``loss.py`` without ADA.
 
-One training step on a global batch of B images (B over all processes):
+One training step on a global batch of B images (B over all processes), as NVlabs'
+``training_loop.py`` runs its phases over ``StyleGAN2Loss.accumulate_gradients``:
   1. Gmain: G minimises softplus(-D(G(z))), with style mixing (probability 0.9).
-  2. Greg (every 4 steps): path-length penalty on B / 2 latents, weight 2, scaled by 4.
+  2. Greg (steps 0, 4, 8, ...): path-length penalty on B / 2 latents, weight 2, gain 4.
   3. Dmain: D minimises softplus(D(G(z))) + softplus(-D(x)).
-  4. Dreg (every 16 steps): R1, gamma / 2 * ||grad D(x)||^2, scaled by 16.
-  Each phase is one Adam update (lr and betas corrected for lazy regularisation); gradients are
-  averaged over processes, NaN/Inf entries are zeroed and counted; then the EMA generator follows.
+  4. Dreg (steps 0, 16, 32, ...): R1, gamma / 2 * ||grad D(x)||^2, gain 16.
+  Each phase is one Adam update (lr and betas corrected for lazy regularisation, whatever the
+  regularisers' weights, as NVlabs); gradients are averaged over processes, NaN entries become 0 and
+  infinities +-1e5 (counted), then the EMA generator follows. ``--batch-gpu b`` splits each
+  process's rows into rounds of b whose gradients add up (NVlabs' accumulation: the per-round
+  losses are means, so R rounds give R times a mean gradient, which Adam does not see).
+  ``tests/test_nvlabs_loss.py`` pins every phase's gradients and the schedule to values produced by
+  NVlabs' own code.
 
 Determinism: every random draw of step k (latents, mixing, noise inputs, path-length noise, data
-order and flips) comes from generators seeded by (seed, k, phase) and is drawn for the whole global
-batch, each process keeping its rows (``Dist.shard``). Hence a run resumed from any checkpoint
-retraces the uninterrupted run bit for bit on the CPU, and N processes with total batch B train
-the networks of 1 process with batch B (to float rounding of the gradient all-reduce). Still
+order and flips) comes from generators seeded by (seed, k, phase) and is drawn for a whole global round (all
+processes' round r together), each process keeping its rows (``Dist.shard``). Hence a run resumed
+from any checkpoint retraces the uninterrupted run bit for bit on the CPU, and N processes with
+total batch B and ``--batch-gpu b`` train the networks of 1 process with batch B and batch-gpu N b
+(to float rounding of the all-reduces). Still
 different: minibatch-stddev groups when the per-process batch is not a multiple of the group.
-The w_avg of the mapping network and the path-length mean are tracked with the global batch mean
-(all-reduced), unlike stylegan2-ada-pytorch where each GPU keeps its own.
+The w_avg of the mapping network and the path-length mean are tracked with the mean of the global
+round (all-reduced; the path-length mean keeps its graph through the all-reduce), unlike
+stylegan2-ada-pytorch where each GPU keeps its own.
 
 Gradients are averaged by one flat all-reduce per phase after backward (as stylegan3's training
 loop does) rather than by DistributedDataParallel hooks: the phases run two discriminator
@@ -42,7 +50,7 @@ from ..search.genotype import Genotype
 from .config import TrainConfig
 from .data import stream_generator
 from .loss import (d_logistic_loss, ema_beta, g_nonsaturating_loss, lazy_regularisation, path_length_noise,
-                   path_lengths, r1_penalty, update_ema, zero_nonfinite_gradients)
+                   path_lengths, r1_penalty, sanitise_gradients, update_ema)
 
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # one random stream per phase of a step
@@ -112,6 +120,19 @@ class StepStats:
         return dict(zip(names, values.tolist()))
 
 
+@dataclass
+class RoundInputs:
+    """The random inputs of one round of one phase, this process's rows: latents ``z``, the style-mixing
+    latents ``z2`` (None when mixing is off) and the first slot they feed (``cutoff``; ``num_ws``: no
+    mixing), the noise inputs (``make_noise``) and, for the path-length phase, its image-shaped noise
+    y (already divided by sqrt(H W)). Tests inject these to run NVlabs' draws through our phases."""
+    z: torch.Tensor
+    z2: torch.Tensor | None
+    cutoff: int
+    noise: list
+    pl_noise: torch.Tensor | None = None
+
+
 class StyleGAN2Trainer:
     """The networks, optimisers and counters of a run, and ``step(reals)``. ``reals`` are this
     process's rows of the global batch; ``dist`` is a ``distributed.Dist``."""
@@ -120,29 +141,27 @@ class StyleGAN2Trainer:
         self.config, self.dist, self.device = config, dist, dist.device
         self.G, self.D = G.to(self.device).train(), D.to(self.device).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        g_lr, g_betas = lazy_regularisation(config.lr, config.adam_betas,
-                                            config.g_reg_interval if config.pl_weight > 0 else None)
-        d_lr, d_betas = lazy_regularisation(config.lr, config.adam_betas,
-                                            config.d_reg_interval if config.gamma > 0 else None)
+        # NVlabs corrects Adam for the lazy intervals whatever the regularisers' weights (its cifar
+        # config keeps G's correction with pl_weight 0; a zero-weight phase steps nothing)
+        g_lr, g_betas = lazy_regularisation(config.lr, config.adam_betas, config.g_reg_interval)
+        d_lr, d_betas = lazy_regularisation(config.lr, config.adam_betas, config.d_reg_interval)
         self.G_opt = torch.optim.Adam(self.G.parameters(), lr=g_lr, betas=g_betas, eps=config.adam_eps)
         self.D_opt = torch.optim.Adam(self.D.parameters(), lr=d_lr, betas=d_betas, eps=config.adam_eps)
         self.pl_mean = torch.zeros([], device=self.device)
         self.step_index, self.nimg, self.nan_count = 0, 0, 0
         self.local_batch = dist.local_batch(config.batch)
-        self.pl_batch = config.batch // config.pl_batch_shrink
-        if config.pl_weight > 0 and (self.pl_batch < dist.world_size or self.pl_batch % dist.world_size):
-            raise TrainError(f"the path-length batch (--batch {config.batch} / {config.pl_batch_shrink}) must be a "
-                             f"multiple of the number of processes ({dist.world_size})")
+        self.batch_gpu = config.batch_gpu or self.local_batch
+        if self.local_batch % self.batch_gpu:
+            raise TrainError(f"--batch-gpu {self.batch_gpu} must divide the per-process batch ({self.local_batch} = "
+                             f"--batch {config.batch} / {dist.world_size} processes)")
+        self.rounds = self.local_batch // self.batch_gpu
+        self.pl_batch_gpu = self.batch_gpu // config.pl_batch_shrink  # NVlabs: per round, rounded down
+        if config.pl_weight > 0 and self.pl_batch_gpu < 1:
+            raise TrainError(f"the path-length batch per round (--batch-gpu {self.batch_gpu} / "
+                             f"{config.pl_batch_shrink}) is empty: use a larger --batch-gpu or --pl-weight 0")
         self.stats = StepStats()
 
-    # -------------------------------------------------------------------------------- generation
-
-    def _track_w_avg(self, ws):
-        """Update the mapping network's running mean of every W_i with the global batch mean."""
-        mapping = self.G.mapping
-        mean = self.dist.all_reduce_mean(ws.detach().mean(0))
-        with torch.no_grad():
-            mapping.w_avg.copy_(mean.lerp(mapping.w_avg, mapping.w_avg_beta))
+    # -------------------------------------------------------------------------------- randomness
 
     def generators(self, step, phase):
         """(device generator of the tensors, CPU generator of the mixing choices) of a step's phase:
@@ -151,97 +170,160 @@ class StyleGAN2Trainer:
         return (stream_generator(self.config.seed, step, stream, self.device),
                 stream_generator(self.config.seed, step, stream + CHOICES_STREAM))
 
-    def generate(self, batch, step, phase, track_w_avg=True):
-        """Fakes for this process's rows of a global batch of ``batch`` latents drawn for ``phase`` of
-        ``step``, with style mixing; returns (images, per-slot latents [n, slots, 8, w_dim], the
-        device generator, to draw more from)."""
-        G, dist, device = self.G, self.dist, self.device
+    def draw(self, step, phase):
+        """The ``RoundInputs`` of every round of ``phase`` at ``step``. Round r of every process together
+        is one global round (world_size * batch_gpu rows) drawn whole, each process keeping its rows,
+        so the draws do not depend on the process count. Like NVlabs, mixing is decided per round and
+        the path-length phase uses batch_gpu / pl_batch_shrink latents per round."""
+        config, dist, device = self.config, self.dist, self.device
         generator, choices = self.generators(step, phase)
-        z = dist.shard(torch.randn([batch, self.config.z_dim], generator=generator, device=device))
-        z2 = dist.shard(torch.randn([batch, self.config.z_dim], generator=generator, device=device))
-        num_ws = G.synthesis.num_ws
-        mix = float(torch.rand([], generator=choices)) < self.config.mixing
-        cutoff = int(torch.randint(1, max(num_ws, 2), [], generator=choices))
-        noise = [n if n is None else dist.shard(n) for n in make_noise(G.synthesis, batch, generator, device)]
-        ws = G.mapping(z, update_w_avg=False)
+        rows = (self.pl_batch_gpu if phase == "Greg" else self.batch_gpu) * dist.world_size
+        num_ws = self.G.synthesis.num_ws
+        rounds = []
+        for _ in range(self.rounds):
+            z = dist.shard(torch.randn([rows, config.z_dim], generator=generator, device=device))
+            z2, cutoff = None, num_ws
+            if config.mixing > 0:
+                z2 = dist.shard(torch.randn([rows, config.z_dim], generator=generator, device=device))
+                mix = float(torch.rand([], generator=choices)) < config.mixing
+                drawn = int(torch.randint(1, max(num_ws, 2), [], generator=choices))
+                cutoff = drawn if mix else num_ws
+            noise = [n if n is None else dist.shard(n) for n in make_noise(self.G.synthesis, rows, generator, device)]
+            pl_noise = None
+            if phase == "Greg":
+                shape = [rows, self.G.synthesis.img_channels, config.resolution, config.resolution]
+                pl_noise = dist.shard(path_length_noise(shape, generator, device))
+            rounds.append(RoundInputs(z, z2, cutoff, noise, pl_noise))
+        return rounds
+
+    # -------------------------------------------------------------------------------- networks
+
+    def _track_w_avg(self, ws):
+        """Update the mapping network's running mean of every W_i with the global round's mean."""
+        mapping = self.G.mapping
+        mean = self.dist.all_reduce_mean(ws.detach().mean(0))
+        with torch.no_grad():
+            mapping.w_avg.copy_(mean.lerp(mapping.w_avg, mapping.w_avg_beta))
+
+    def run_G(self, inputs: RoundInputs, track_w_avg=True):
+        """(images, per-slot latents [n, num_ws, 8, w_dim]) of one round's inputs, with style mixing."""
+        G = self.G
+        ws = G.mapping(inputs.z, update_w_avg=False)
         if track_w_avg:
             self._track_w_avg(ws)
+        num_ws = G.synthesis.num_ws
         slots = ws.unsqueeze(1).repeat(1, num_ws, 1, 1)
-        if mix and cutoff < num_ws:
-            ws2 = G.mapping(z2, update_w_avg=False)
-            slots = torch.cat([slots[:, :cutoff], ws2.unsqueeze(1).expand(-1, num_ws - cutoff, -1, -1)], dim=1)
-        return G.synthesis(slots, noise=noise), slots, generator
+        if inputs.z2 is not None and inputs.cutoff < num_ws:
+            ws2 = G.mapping(inputs.z2, update_w_avg=False)
+            slots = torch.cat([slots[:, :inputs.cutoff], ws2.unsqueeze(1).expand(-1, num_ws - inputs.cutoff, -1, -1)],
+                              dim=1)
+        return G.synthesis(slots, noise=inputs.noise), slots
+
+    def run_D(self, images):
+        """D's logits of real or generated images: every image D sees passes here."""
+        return self.D(images)
 
     # -------------------------------------------------------------------------------- phases
+    # Each phase mirrors NVlabs' StyleGAN2Loss.accumulate_gradients: per round, the loss's mean times
+    # the phase's gain (its interval) is back-propagated, the rounds' gradients add up, and one Adam
+    # update follows. The regularisers add zero times an output of the graph, as NVlabs does, so every
+    # parameter of the updated network gets a gradient (zero where the penalty does not reach it)
+    # and Adam advances its moments and step count in every phase.
 
     def _update(self, module, opt):
         params = [p for p in module.parameters() if p.requires_grad]
         self.dist.sync_gradients(params)
-        bad = zero_nonfinite_gradients(params)
+        bad = sanitise_gradients(params)
         self.nan_count = self.nan_count + bad  # a device tensor: read at snapshots only
         opt.step()
         return bad
 
-    def phase_Gmain(self, step):
+    def _rounds(self, reals):
+        return reals.split(self.batch_gpu) if reals is not None else [None] * self.rounds
+
+    def phase_Gmain(self, step, inputs=None, gain=1):
         self.G.requires_grad_(True), self.D.requires_grad_(False)
-        fakes, _, _ = self.generate(self.config.batch, step, "Gmain")
-        fake_logits = self.D(fakes)
-        loss = g_nonsaturating_loss(fake_logits)
         self.G_opt.zero_grad(set_to_none=True)
-        loss.backward()
+        for round_inputs in inputs or self.draw(step, "Gmain"):
+            fakes, _ = self.run_G(round_inputs)
+            fake_logits = self.run_D(fakes)
+            loss = g_nonsaturating_loss(fake_logits)
+            (loss * gain).backward()
+            self.stats.add("loss_G", loss)
+            self.stats.add("score_fake", fake_logits)
         self.stats.add("nan_G", self._update(self.G, self.G_opt))
-        self.stats.add("loss_G", loss)
-        self.stats.add("score_fake", fake_logits)
 
-    def phase_Greg(self, step):
+    def phase_Greg(self, step, inputs=None, gain=None):
         config = self.config
+        gain = config.g_reg_interval if gain is None else gain
         self.G.requires_grad_(True), self.D.requires_grad_(False)
-        fakes, slots, g = self.generate(self.pl_batch, step, "Greg")
-        noise = self.dist.shard(path_length_noise([self.pl_batch, *fakes.shape[1:]], g, self.device))
-        lengths = path_lengths(fakes, slots, noise)
-        batch_mean = self.dist.all_reduce_mean(lengths.detach().mean())
-        pl_mean = self.pl_mean.lerp(batch_mean, config.pl_decay)
-        self.pl_mean.copy_(pl_mean)
-        penalty = (lengths - pl_mean).square()
-        loss = penalty.mean() * config.pl_weight * config.g_reg_interval
         self.G_opt.zero_grad(set_to_none=True)
-        loss.backward()
+        for round_inputs in inputs or self.draw(step, "Greg"):
+            fakes, slots = self.run_G(round_inputs)
+            lengths = path_lengths(fakes, slots, round_inputs.pl_noise)
+            # the updated mean keeps its graph (NVlabs); only the stored copy is detached
+            pl_mean = self.pl_mean.lerp(self.dist.all_reduce_mean_differentiable(lengths.mean()), config.pl_decay)
+            self.pl_mean.copy_(pl_mean.detach())
+            penalty = (lengths - pl_mean).square()
+            loss = (fakes[:, 0, 0, 0] * 0 + penalty * config.pl_weight).mean()
+            (loss * gain).backward()
+            self.stats.add("pl_length", lengths)
+            self.stats.add("pl_penalty", penalty)
         self.stats.add("nan_G", self._update(self.G, self.G_opt))
-        self.stats.add("pl_length", lengths)
-        self.stats.add("pl_penalty", penalty)
 
-    def phase_Dmain(self, step, reals):
+    def phase_Dmain(self, step, reals, inputs=None, gain=1):
         self.G.requires_grad_(False), self.D.requires_grad_(True)
-        with torch.no_grad():
-            fakes, _, _ = self.generate(self.config.batch, step, "Dmain")
-        fake_logits, real_logits = self.D(fakes), self.D(reals)
-        loss = d_logistic_loss(fake_logits, real_logits)
         self.D_opt.zero_grad(set_to_none=True)
-        loss.backward()
+        for round_inputs, round_reals in zip(inputs or self.draw(step, "Dmain"), self._rounds(reals)):
+            with torch.no_grad():
+                fakes, _ = self.run_G(round_inputs)
+            fake_logits, real_logits = self.run_D(fakes), self.run_D(round_reals)
+            loss = d_logistic_loss(fake_logits, real_logits)
+            (loss * gain).backward()
+            self.stats.add("loss_D", loss)
+            self.stats.add("score_real", real_logits)
+            self.stats.add("D_accuracy", ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean()) / 2)
         self.stats.add("nan_D", self._update(self.D, self.D_opt))
-        self.stats.add("loss_D", loss)
-        self.stats.add("score_real", real_logits)
-        self.stats.add("D_accuracy", ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean()) / 2)
 
-    def phase_Dreg(self, step, reals):
+    def phase_Dreg(self, step, reals, gain=None):
         config = self.config
+        gain = config.d_reg_interval if gain is None else gain
         self.G.requires_grad_(False), self.D.requires_grad_(True)
-        r1, _ = r1_penalty(self.D, reals)
-        loss = r1.mean() * (config.gamma / 2) * config.d_reg_interval
         self.D_opt.zero_grad(set_to_none=True)
-        loss.backward()
+        for round_reals in self._rounds(reals):
+            r1, real_logits = r1_penalty(self.run_D, round_reals)
+            loss = (real_logits[:, 0] * 0 + r1 * (config.gamma / 2)).mean()
+            (loss * gain).backward()
+            self.stats.add("r1_penalty", r1)
         self.stats.add("nan_D", self._update(self.D, self.D_opt))
-        self.stats.add("r1_penalty", r1)
 
-    def step(self, reals):
-        """One training step on this process's rows of the global batch ``self.step_index``."""
+    def schedule(self, step):
+        """[(phase, gain)] of ``step``, in NVlabs' order: each regulariser every its interval, from step
+        0, with the interval as gain; a regulariser of weight 0 has nothing to update (NVlabs runs
+        its phase, which computes no gradient, so Adam steps nothing)."""
+        config = self.config
+        phases = [("Gmain", 1)]
+        if config.pl_weight != 0 and step % config.g_reg_interval == 0:
+            phases.append(("Greg", config.g_reg_interval))
+        phases.append(("Dmain", 1))
+        if config.gamma != 0 and step % config.d_reg_interval == 0:
+            phases.append(("Dreg", config.d_reg_interval))
+        return phases
+
+    def step(self, reals, inputs=None):
+        """One training step on this process's rows of the global batch ``self.step_index``;
+        ``inputs``: optional {phase: [RoundInputs]} in place of the seeded draws (tests)."""
         config, step = self.config, self.step_index
-        self.phase_Gmain(step)
-        if config.pl_weight > 0 and step % config.g_reg_interval == 0:
-            self.phase_Greg(step)
-        self.phase_Dmain(step, reals)
-        if config.gamma > 0 and step % config.d_reg_interval == 0:
-            self.phase_Dreg(step, reals)
+        inputs = inputs or {}
+        for phase, gain in self.schedule(step):
+            if phase == "Gmain":
+                self.phase_Gmain(step, inputs.get(phase), gain)
+            elif phase == "Greg":
+                self.phase_Greg(step, inputs.get(phase), gain)
+            elif phase == "Dmain":
+                self.phase_Dmain(step, reals, inputs.get(phase), gain)
+            else:
+                self.phase_Dreg(step, reals, gain)
         beta = ema_beta(config.batch, config.ema_kimg, config.ema_rampup, self.nimg)
         update_ema(self.G_ema, self.G, beta)
         self.step_index += 1
