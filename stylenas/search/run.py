@@ -3,6 +3,7 @@ supernet and fixed residual discriminator, the alphaGAN loop, logs, pictures, ch
 and exact resume, and the genotype at the end.
 
 Output folder: ``genotype.json`` (the derived architecture, rewritten at every checkpoint),
+``config.json`` (every setting as resolved, with its source: ``search/sources.py``),
 ``log.jsonl`` (one line per iteration: losses, duality gap, skipped non-finite steps, the
 softmax weights and entropy of every alpha/beta), ``alphas.png`` (softmax weights of every
 layer over the search), ``losses.png`` (G and D losses and the duality gap per iteration, raw and
@@ -26,6 +27,7 @@ import click
 import torch
 import torchvision
 
+from ..config_sources import write_config
 from ..nn.layers import NORMAL_OPS, UP_OPS
 from ..nn.networks import TORGB_W, Discriminator, check_resolution
 from ..devices import resolve_device
@@ -34,6 +36,7 @@ from ..runs import ProgressLine, RunFolder, StopSignals
 from ..plots import plot_series, save_image_atomic, save_line_panels
 from .alphagan import PRESETS, AlphaGANSearcher, NonFiniteError
 from .genotype import space_size
+from .sources import search_record
 from .supernet import SPACES, SuperGenerator
 
 STATE_FILE = "search-state.pt"
@@ -310,6 +313,7 @@ def _run_search(config, dataset, log, folder):
 
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "samples").mkdir(exist_ok=True)
+    write_config(outdir / "config.json", search_record(config, searcher.preset, iters, network, channels, fingerprint))
     source = {"data": str(config.data), "outdir": str(outdir), "preset": config.preset, "settings": settings}
 
     def checkpoint():

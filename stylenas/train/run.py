@@ -9,7 +9,7 @@ Output folder (rank 0 writes it):
                                    s/kimg, s/step, memory, learning rates, NaN count, FID
   losses.png                       those values over the run
   samples/reals.png, samples/fakes<kimg>.png, samples/fakes<kimg>-trunc0.7.png
-  genotype.json, config.json       what is being trained
+  genotype.json, config.json       what is being trained (config.json: every setting and its source)
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import Path
 import click
 import torch
 
+from ..config_sources import write_config
 from ..datasets import DatasetError, LMDBImages
-from ..io import dump_json
 from ..nn.networks import check_resolution
 from ..search.genotype import Genotype, GenotypeError
 from ..search.genotype import load_genotype as load_named_or_file
@@ -31,6 +31,7 @@ from .config import TrainConfig, resolve_config
 from .data import TrainingBatches
 from .distributed import init_distributed
 from .runlog import KeepBest, Progress, RunLog, plot_series, save_image_grid, snapshot_name
+from .sources import train_record
 from .stylegan2 import StyleGAN2Trainer, TrainError, build_networks, fixed_latents, memory_gb
 
 CHECKPOINT = "checkpoint.pt"
@@ -162,8 +163,9 @@ def _train(options, dist, say):
     if dist.is_main:
         files["samples"].mkdir(parents=True, exist_ok=True)
         genotype.save(outdir / "genotype.json")
-        dump_json({**config.to_dict(), "processes": dist.world_size, "data": str(options.data),
-                   "genotype_source": str(options.genotype)}, outdir / "config.json")
+        context = {"processes": dist.world_size, "data": str(options.data), "genotype_source": str(options.genotype)}
+        write_config(outdir / "config.json", train_record(config, options.overrides, context,
+                                                          cpu=dist.device.type != "cuda"))
         runlog = RunLog(files["log"], resume_at=trainer.nimg / 1000 if options.resume else None)
         if not options.resume:
             reals = torch.stack([dataset[i] for i in range(min(GRID_SIZE, len(dataset)))])
