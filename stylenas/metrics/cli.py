@@ -16,6 +16,7 @@ from ..devices import resolve_device
 from .data import IMAGE_EXTENSIONS, ImageFolder, ImageReadError, extract_features, list_images
 from .frechet import frechet_distance
 from .inception import WEIGHTS_FILE, InceptionV3FID, InceptionWeightsError
+from .prdc import DC_K, PR_K, prdc
 from .scores import inception_score, kernel_inception_distance
 from .stats import StatsFileError, check_stats_path, load_stats, save_stats, stats_count
 
@@ -170,14 +171,16 @@ class _Null:
 
 def evaluate(a, b=None, num=None, num_ref=None, resolution=None, recursive=False, batch=50, device="auto",
              workers=4, inception=None, save_stats_path=None, want_is=False, want_kid=False, splits=10,
-             kid_subsets=100, kid_subset_size=1000, progress=True, log=None, trunc=1.0):
+             kid_subsets=100, kid_subset_size=1000, progress=True, log=None, trunc=1.0, want_prdc=False):
     """FID of A against B (and IS of A, KID of A vs B), as a JSON-ready dict.
 
     `a`, `b`: image folder, LMDB or .npz paths (b may be None when only statistics or the IS
     of A are wanted). `num` limits A to its first images, `num_ref` limits B (default: all of B,
     NVlabs' fid50k_full convention). `resolution`: the size read from LMDB inputs (default: the
     largest each holds). `recursive`: folders' subfolders too. `save_stats_path` writes A's
-    statistics; the path is checked before any work, and a failure to write it afterwards is
+    statistics; `want_prdc` adds precision, recall (k = 3), density and coverage (k = 5) of A
+    against reference B on the same pool features (B must be images: an .npz holds no features).
+    The path of --save-stats is checked before any work, and a failure to write it afterwards is
     reported in result["save_stats_error"] with every result kept. `log(line)` receives warnings.
     Raises FIDError for every user-facing problem.
     """
@@ -217,6 +220,15 @@ def evaluate(a, b=None, num=None, num_ref=None, resolution=None, recursive=False
                        f"A ({src_a.path}) has {len(src_a.dataset)}")
     if want_kid and (src_b is None or "npz" in (src_a.kind, src_b.kind)):
         raise FIDError("--kid needs images for both A and B (an .npz holds only mu and sigma)")
+    if want_prdc and src_b is None:
+        raise FIDError("--prdc evaluates A against a reference B: give B (an image folder, an .lmdb or a checkpoint)")
+    if want_prdc and "npz" in (src_a.kind, src_b.kind):
+        stats_file = src_a if src_a.kind == "npz" else src_b
+        raise FIDError(f"--prdc: {stats_file.label} ({stats_file.path}) is a statistics file; precision, recall, "
+                       f"density and coverage need every image's features (give the images instead)")
+    if want_prdc and min(len(src_a.dataset), len(src_b.dataset)) <= DC_K:
+        raise FIDError(f"--prdc: the k = {DC_K} nearest neighbours need more than {DC_K} images in A and in B, "
+                       f"got {len(src_a.dataset)} and {len(src_b.dataset)}")
     # Dimensions must agree before any heavy work starts.
     dims = {s.label: len(s.stats[0]) if s.kind == "npz" else FEATURE_DIM for s in sources}
     if len(set(dims.values())) > 1:
@@ -253,7 +265,7 @@ def evaluate(a, b=None, num=None, num_ref=None, resolution=None, recursive=False
                     stats, features[s.label], logits[s.label] = extract_features(
                         net, s.dataset, batch_size=batch, num_workers=0 if s.kind == "checkpoint" else workers,
                         progress=bar.update,
-                        keep_features=want_kid, keep_logits=keep_logits, image_sizes=s.sizes)
+                        keep_features=want_kid or want_prdc, keep_logits=keep_logits, image_sizes=s.sizes)
                 except (ImageReadError, DatasetError) as e:
                     raise FIDError(f"{s.label}: {_one_line(e)}") from None
             s.stats = stats.stats()
@@ -269,6 +281,9 @@ def evaluate(a, b=None, num=None, num_ref=None, resolution=None, recursive=False
         mean, std = kernel_inception_distance(features["A"], features["B"], num_subsets=kid_subsets,
                                               subset_size=kid_subset_size, device=result["device"])
         result["kid"] = {"mean": mean, "std": std, "subsets": kid_subsets, "subset_size": m}
+    if want_prdc:
+        result.update(prdc(features["A"], features["B"], device=result["device"]))
+        result["prdc"] = {"k_precision_recall": PR_K, "k_density_coverage": DC_K, "of": "A", "reference": "B"}
     if src_b is not None:
         result["fid"] = frechet_distance(*src_a.stats, *src_b.stats)
     if save_stats_path:  # last: a failure here must not cost the numbers above
@@ -328,6 +343,11 @@ def format_text(result):
     if "kid" in result:
         r = result["kid"]
         lines.append(f"KID: {r['mean']:.6g} ± {r['std']:.6g} ({r['subsets']} subsets of {r['subset_size']})")
+    if "prdc" in result:
+        k = result["prdc"]
+        lines.append(f"Precision: {result['precision']:.6g}, Recall: {result['recall']:.6g} (k = "
+                     f"{k['k_precision_recall']}); Density: {result['density']:.6g}, Coverage: "
+                     f"{result['coverage']:.6g} (k = {k['k_density_coverage']}; A against reference B)")
     if "fid" in result:
         lines.append(f"FID: {result['fid']}")
     return lines

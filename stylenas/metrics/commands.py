@@ -5,11 +5,12 @@ import json
 import click
 
 from ..io import dump_json
+from ..runs import RunCommand
 from . import bench
 from .cli import FIDError, evaluate, format_text
 
 
-@click.command("fid", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("fid", cls=RunCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("a", type=click.Path())
 @click.argument("b", type=click.Path(), required=False)
 @click.option("--num", type=int, help="Use the first N images of A (default: all).")
@@ -29,11 +30,13 @@ from .cli import FIDError, evaluate, format_text
               "(.npz; checked before any work starts).")
 @click.option("--is", "want_is", is_flag=True, help="Also the Inception Score of A (10 splits).")
 @click.option("--kid", "want_kid", is_flag=True, help="Also the Kernel Inception Distance of A and B.")
+@click.option("--prdc", "want_prdc", is_flag=True, help="Also improved precision and recall (k = 3) and density "
+              "and coverage (k = 5) of A against reference B, on the pool features (B must be images, not an .npz).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @click.option("--trunc", type=float, default=1.0, show_default=True, help="Truncation psi of a StyleGAN2 "
               "checkpoint input.")
 def fid_command(a, b, num, num_ref, resolution, recursive, batch, device, workers, inception, save_stats, want_is,
-                want_kid, as_json, trunc):
+                want_kid, want_prdc, as_json, trunc):
     """FID between A and B; each an image folder, an .lmdb, an .npz (mu, sigma) or a generator
     checkpoint (--num images of its G_ema, seeds 0..N-1, quantised as saved PNGs would be).
 
@@ -44,7 +47,7 @@ def fid_command(a, b, num, num_ref, resolution, recursive, batch, device, worker
     try:
         result = evaluate(a, b, num=num, num_ref=num_ref, resolution=resolution, recursive=recursive, batch=batch,
                           device=device, workers=workers, inception=inception, save_stats_path=save_stats,
-                          want_is=want_is, want_kid=want_kid, trunc=trunc)
+                          want_is=want_is, want_kid=want_kid, trunc=trunc, want_prdc=want_prdc)
     except FIDError as e:
         raise click.ClickException(str(e)) from None
     if as_json:
