@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from stylenas.ops import bias_act, conv2d_resample, modulated_conv2d, setup_filter, upfirdn2d
+from stylenas.train.imports.nvlabs import nvlabs_to_ours
 
 NVLABS = os.environ.get("STYLENAS_NVLABS")
 pytestmark = pytest.mark.skipif(not NVLABS, reason="STYLENAS_NVLABS (a stylegan2-ada-pytorch checkout) not set")
@@ -99,23 +100,6 @@ def test_modulated_conv2d(nv, k, up, down, demodulate, fused):
     got = modulated_conv2d(x, weight, styles, demodulate=demodulate, up=up, down=down, padding=k // 2,
                            resample_filter=f, fused=fused, impl="ref")
     assert torch.allclose(got, expected, atol=1e-4)
-
-
-def nvlabs_to_ours(state):
-    """NVlabs parameter names -> ours (the layer names are the same where they can be)."""
-    out = {}
-    for key, value in state.items():
-        if key.endswith("resample_filter"):  # ours is a non-persistent buffer
-            continue
-        key = key.replace("mapping.fc", "mapping.fcs.").replace("synthesis.b4.const", "synthesis.const")
-        if key.startswith("synthesis.b"):
-            key = "synthesis.blocks." + key[len("synthesis."):]
-        elif key.startswith("b4."):
-            key = key[len("b4."):]
-        elif key.startswith("b"):
-            key = "blocks." + key
-        out[key] = value
-    return out
 
 
 @pytest.mark.parametrize("resolution", [8, 32])

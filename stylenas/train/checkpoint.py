@@ -18,10 +18,12 @@ API:
   file, what is wrong, and the newest ``network-snapshot-*.pt`` beside it that can be used.
 - ``capture_rng()`` / ``restore_rng(state)``: torch CPU, every CUDA device, numpy and Python
   ``random`` generators as tensors, ints and lists (weights_only-loadable).
-- ``load_generator(path, device) -> (G_ema, info)``: the EMA generator of any checkpoint, in eval
-  mode, with ``G.z_dim`` set; dispatches on "kind" ("conventional" calls
+- ``load_generator(path, device) -> (G_ema, info)``: the EMA generator of any checkpoint (also an
+  NVlabs network pickle or a rosinality checkpoint, via ``load_network``), in eval mode, with ``G.z_dim`` set; dispatches on "kind" ("conventional" calls
   ``stylenas.conventional.generator_from_checkpoint(checkpoint, device)``, imported lazily).
   ``info`` holds kind, resolution, z_dim, kimg/step, genotype and config.
+- ``load_network(path)``: our checkpoint dict of a StyleNAS, NVlabs or rosinality file.
+- ``copy_matching(module, state, where)``: load a state dict after naming the first layer that differs.
 - ``snapshot_files(folder)``: the ``network-snapshot-*.pt`` files of a run, oldest first.
 """
 
@@ -36,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io import atomic_path
+from ..io import save_torch
 
 KINDS = ("stylegan2", "conventional")
 SNAPSHOT_PATTERN = re.compile(r"network-snapshot-(\d+(?:\.\d+)?)\.pt$")
@@ -50,8 +52,7 @@ def save_checkpoint(state, path):
     """Write ``state`` (a dict with "kind") to ``path`` atomically."""
     if not isinstance(state, dict) or state.get("kind") not in KINDS:
         raise CheckpointError(f"{path}: a checkpoint must be a dict whose 'kind' is one of {', '.join(KINDS)}")
-    with atomic_path(path, suffix=".pt.tmp") as tmp:
-        torch.save(state, tmp)
+    save_torch(state, path, suffix=".pt.tmp")
 
 
 def snapshot_files(folder):
@@ -82,6 +83,11 @@ def load_checkpoint(path, map_location="cpu", kind=None):
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: {reason})"
                               f"{_fallback_hint(path)}") from None
+    return check_checkpoint(state, path, kind)
+
+
+def check_checkpoint(state, path, kind=None):
+    """``state`` if it is a checkpoint dict of ``kind`` (any when None), else one CheckpointError."""
     if not isinstance(state, dict) or state.get("kind") not in KINDS:
         raise CheckpointError(f"{path}: not a StyleNAS training checkpoint (expected a dict with 'kind' one of "
                               f"{', '.join(KINDS)})")
@@ -124,10 +130,42 @@ def restore_rng(state):
 
 # ---------------------------------------------------------------------------------------------- use
 
+def copy_matching(module, state, where, error=CheckpointError):
+    """Load ``state`` into ``module`` after checking, layer by layer in the module's order, that every
+    tensor is there with the module's shape and nothing else is; the first difference raises
+    ``error`` naming ``where`` and the layer."""
+    own = module.state_dict()
+    for key, value in own.items():
+        if key not in state:
+            raise error(f"{where}: has no layer {key} (expected shape {list(value.shape)}); the network being "
+                        f"built does not match it")
+        if not torch.is_tensor(state[key]) or tuple(state[key].shape) != tuple(value.shape):
+            got = list(state[key].shape) if torch.is_tensor(state[key]) else type(state[key]).__name__
+            raise error(f"{where}: layer {key} is {got}, the network being built has {list(value.shape)}")
+    extra = [key for key in state if key not in own]
+    if extra:
+        raise error(f"{where}: layer {extra[0]} has no counterpart in the network being built"
+                    f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''}")
+    module.load_state_dict(state)
+
+
+def load_network(path, map_location="cpu"):
+    """Our checkpoint dict for any file ``load_generator`` and ``train --init`` accept: a StyleNAS
+    checkpoint, an NVlabs stylegan2-ada-pytorch pickle or a rosinality checkpoint (converted in
+    memory by ``stylenas.train.imports``, running no code from the file)."""
+    from .imports import read_network
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found{_fallback_hint(path)}")
+    fmt, state = read_network(path, map_location=map_location)
+    return check_checkpoint(state, path) if fmt == "stylenas" else state
+
+
 def load_generator(path, device="cpu"):
     """(G_ema in eval mode on ``device``, info) from any trainer's checkpoint."""
     device = torch.device(device)
-    state = load_checkpoint(path, map_location="cpu")
+    state = load_network(path, map_location="cpu")
     if state["kind"] == "stylegan2":
         from .stylegan2 import generator_from_checkpoint
     else:

@@ -1,0 +1,264 @@
+"""Importing NVlabs stylegan2-ada-pytorch pickles and rosinality stylegan2-pytorch checkpoints.
+
+The oracle: tiny networks saved by the ORIGINAL code bases and their images for fixed latents and
+noise, made once by tests/data/import/make_reference.py (it says how to rerun it). The pickles
+are read by a restricted unpickler that runs nothing from the file; malicious pickles prove it.
+"""
+import argparse
+import os
+import pickle
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from stylenas.nn import Discriminator
+from stylenas.train.checkpoint import CheckpointError, load_generator, load_network
+from stylenas.train.imports import ImportNetworkError, import_network
+from stylenas.train.imports.commands import import_command
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers import write_weights  # noqa: E402
+
+DATA = Path(__file__).parent / "data" / "import"
+PKL = DATA / "network-snapshot-tiny.pkl"
+ROSINALITY = DATA / "tiny.pt"
+ATOL = 1e-5
+
+
+def tensor(reference, name):
+    return torch.from_numpy(reference[name])
+
+
+def discriminator(state):
+    config = state["config"]
+    D = Discriminator(config["resolution"], channel_base=config["channel_base"], channel_max=config["channel_max"],
+                      mbstd_group_size=config["mbstd_group"], conv_clamp=config["conv_clamp"]).eval()
+    D.load_state_dict(state["D"])
+    return D
+
+
+def generator(state, which):
+    from stylenas.search.genotype import Genotype
+    from stylenas.train.config import TrainConfig
+    from stylenas.train.stylegan2 import build_networks
+
+    G, _ = build_networks(Genotype.from_dict(state["genotype"]), TrainConfig.from_dict(state["config"]))
+    G.load_state_dict(state[which])
+    return G.eval()
+
+
+def mixed_slots(G, z, z2, cutoff):
+    """Latent slots [0, cutoff) from z, the rest from z2 (both code bases' style mixing)."""
+    ws, ws2 = G.mapping(z), G.mapping(z2)
+    slots = ws.unsqueeze(1).repeat(1, G.synthesis.num_ws, 1, 1)
+    slots[:, cutoff:] = ws2.unsqueeze(1)
+    return slots
+
+
+def per_layer_noise(G, noise):
+    """rosinality's noise list (one per conv layer) in our layout (None for toRGB layers)."""
+    noise = iter(noise)
+    return [None if kind == "torgb" else next(noise) for _, kind in G.synthesis.layout]
+
+
+@torch.no_grad()
+def test_nvlabs_pickle_gives_the_original_images(one_thread):
+    reference = np.load(DATA / "nvlabs_reference.npz")
+    z, z2 = tensor(reference, "z"), tensor(reference, "z2")
+    G, info = load_generator(PKL)
+    assert info["resolution"] == 16 and info["z_dim"] == 16
+    assert torch.allclose(G(z, noise_mode="const"), tensor(reference, "images"), atol=ATOL)
+    assert torch.allclose(G(z, truncation_psi=float(reference["trunc"]), noise_mode="const"),
+                          tensor(reference, "images_trunc"), atol=ATOL)
+    slots = mixed_slots(G, z, z2, int(reference["cutoff"]))
+    assert torch.allclose(G.synthesis(slots, noise_mode="const"), tensor(reference, "images_mixed"), atol=ATOL)
+    state = load_network(PKL)
+    assert torch.allclose(generator(state, "G")(z, noise_mode="const"), tensor(reference, "images_G"), atol=ATOL)
+    assert torch.allclose(discriminator(state)(tensor(reference, "images")), tensor(reference, "logits"), atol=ATOL)
+    # NVlabs' w_avg (the mean of the last W) is our W_8 mean; fp16 and conv_clamp are carried over
+    assert state["config"]["conv_clamp"] == 256 and state["imported"]["original_fp16_res"] == 4
+
+
+@torch.no_grad()
+def test_rosinality_checkpoint_gives_the_original_images(one_thread):
+    reference = np.load(DATA / "rosinality_reference.npz")
+    z, z2 = tensor(reference, "z"), tensor(reference, "z2")
+    noise = [tensor(reference, name) for name in sorted((k for k in reference if k.startswith("noise")),
+                                                        key=lambda k: int(k[5:]))]
+    G, info = load_generator(ROSINALITY)
+    assert info["resolution"] == 16
+    noise = per_layer_noise(G, noise)
+    assert torch.allclose(G.synthesis(G.mapping(z), noise=noise), tensor(reference, "images"), atol=ATOL)
+    assert torch.allclose(G(z, noise_mode="const"), tensor(reference, "images_const"), atol=ATOL)
+    slots = mixed_slots(G, z, z2, int(reference["inject_index"]))
+    assert torch.allclose(G.synthesis(slots, noise=noise), tensor(reference, "images_mixed"), atol=ATOL)
+    state = load_network(ROSINALITY)
+    g = generator(state, "G")
+    assert torch.allclose(g.synthesis(g.mapping(z), noise=noise), tensor(reference, "images_g"), atol=ATOL)
+    assert torch.allclose(discriminator(state)(tensor(reference, "images")), tensor(reference, "logits"), atol=ATOL)
+
+
+@pytest.mark.parametrize("source", [PKL, ROSINALITY], ids=["nvlabs", "rosinality"])
+def test_import_command_writes_a_weights_only_checkpoint(source, tmp_path, one_thread):
+    out = tmp_path / "imported.pt"
+    result = CliRunner().invoke(import_command, [str(source), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    state = torch.load(out, weights_only=True)
+    assert state["kind"] == "stylegan2" and {"G", "D", "G_ema", "genotype", "config"} <= set(state)
+    assert state["genotype"]["paradigm"] == "original"
+    G_direct, _ = load_generator(source)
+    G_imported, info = load_generator(out)
+    z = torch.randn([3, info["z_dim"]], generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        assert torch.equal(G_direct(z, noise_mode="const"), G_imported(z, noise_mode="const"))
+    # W_1..W_7 means are estimated (10000 latents): within 5 standard errors of an independent estimate
+    with torch.no_grad():
+        ws = G_imported.mapping(torch.randn([4000, info["z_dim"]], generator=torch.Generator().manual_seed(1)))
+    standard_error = ws.std(0)[:7] * (1 / 4000 + 1 / 10000) ** 0.5
+    assert ((G_imported.mapping.w_avg[:7] - ws.mean(0)[:7]).abs() < 5 * standard_error).all()
+
+
+def test_generate_and_fid_take_the_pickle(tmp_path, one_thread):
+    from stylenas.metrics.commands import fid_command
+    from stylenas.train.commands import generate_command
+
+    out = tmp_path / "imported.pt"
+    assert CliRunner().invoke(import_command, [str(PKL), "--out", str(out)]).exit_code == 0
+    for ckpt, folder in ((PKL, "pkl"), (out, "pt")):
+        result = CliRunner().invoke(generate_command, ["--ckpt", str(ckpt), "--seeds", "0-2", "--outdir",
+                                                       str(tmp_path / folder), "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+    for name in ("seed0000.png", "seed0001.png", "seed0002.png"):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "pkl" / name)),
+                              np.asarray(Image.open(tmp_path / "pt" / name)))
+    weights = write_weights(tmp_path / "weights")
+    stats = {}
+    for ckpt, name in ((PKL, "pkl.npz"), (out, "pt.npz")):
+        result = CliRunner().invoke(fid_command, [str(ckpt), "--num", "4", "--save-stats", str(tmp_path / name),
+                                                  "--inception", str(weights), "--workers", "0", "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        stats[name] = np.load(tmp_path / name)
+    assert np.allclose(stats["pkl.npz"]["mu"], stats["pt.npz"]["mu"])
+
+
+# ---------------------------------------------------------------------------------------------- safety
+
+class Command:
+    """Unpickling this calls ``function(*args)``: what a malicious pickle does."""
+
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args
+
+
+@pytest.fixture
+def persistence(monkeypatch):
+    """A stand-in torch_utils.persistence, only so that pickle.dumps can name NVlabs' reconstruct
+    function: the files below are then shaped like NVlabs pickles without NVlabs' code."""
+    package, module = types.ModuleType("torch_utils"), types.ModuleType("torch_utils.persistence")
+
+    def _reconstruct_persistent_obj(meta):
+        raise AssertionError("never called by the importer")
+
+    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
+    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
+    module._reconstruct_persistent_obj = _reconstruct_persistent_obj
+    package.persistence = module
+    monkeypatch.setitem(sys.modules, "torch_utils", package)
+    monkeypatch.setitem(sys.modules, "torch_utils.persistence", module)
+    return module
+
+
+def record(persistence, class_name, state):
+    meta = dict(type="class", version=4, module_src="import os\nos.system('touch never')\n", class_name=class_name,
+                state=state)
+    return Command(persistence._reconstruct_persistent_obj, meta)
+
+
+def payloads(marker, persistence):
+    yield "system", {"G_ema": Command(os.system, f"touch {marker}")}
+    yield "exec", Command(exec, f"open({str(marker)!r}, 'w').close()")
+    yield "open", {"G": Command(open, str(marker), "w")}
+    yield "system", {"G_ema": record(persistence, "Generator", {"_init_kwargs": Command(os.system, f"touch {marker}")})}
+
+
+def test_malicious_pickles_are_refused_and_run_nothing(tmp_path, persistence):
+    marker = tmp_path / "marker"
+    for index, (name, payload) in enumerate(payloads(marker, persistence)):
+        path = tmp_path / f"evil{index}.pkl"
+        path.write_bytes(pickle.dumps(payload))
+        with pytest.raises(ImportNetworkError, match=rf"refused to load: the pickle calls \w+\.{name}") as error:
+            import_network(path)
+        assert str(path) in str(error.value) and "\n" not in str(error.value)
+        result = CliRunner().invoke(import_command, [str(path), "--out", str(tmp_path / "out.pt")])
+        assert result.exit_code == 1 and "refused to load" in result.output
+        with pytest.raises(CheckpointError, match="refused"):
+            load_generator(path)
+    assert not marker.exists()
+    assert not (tmp_path / "out.pt").exists() and not list(tmp_path.glob(".out.pt*"))
+
+
+def test_unknown_classes_and_conditional_networks_are_refused(tmp_path, persistence):
+    path = tmp_path / "stylegan3.pkl"
+    synthesis = record(persistence, "SynthesisNetwork", {"_modules": {"input": record(persistence, "SynthesisInput",
+                                                                                      {})}})
+    path.write_bytes(pickle.dumps({"G_ema": record(persistence, "Generator", {"_modules": {"synthesis": synthesis}})}))
+    with pytest.raises(ImportNetworkError, match="G_ema.synthesis.input is a SynthesisInput"):
+        import_network(path)
+    with pytest.raises(ImportNetworkError, match=r"conditional network \(c_dim=2\)"):
+        import_network(DATA / "network-conditional.pkl")
+
+
+def bad_rosinality(tmp_path, change):
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        state = torch.load(ROSINALITY, weights_only=True)
+    change(state)
+    path = tmp_path / "bad.pt"
+    torch.save(state, path)
+    return path
+
+
+def test_unrepresentable_rosinality_networks_are_refused(tmp_path):
+    def swagan(state):
+        state["args"].arch = "swagan"
+
+    def blur(state):
+        state["g_ema"]["convs.0.conv.blur.kernel"] = torch.ones([4, 4]) / 4
+
+    def mapping(state):
+        del state["g_ema"]["style.8.weight"], state["g_ema"]["style.8.bias"]
+
+    def extra(state):
+        state["d"]["convs.1.skip.1.bias"] = torch.zeros([8])
+
+    for change, message in ((swagan, "'swagan' checkpoint"), (blur, r"convs.0.conv.blur.kernel is not the \[1, 3, 3, 1\]"),
+                            (mapping, "mapping network has 7 layers"), (extra, "d has layer convs.1.skip.1.bias")):
+        with pytest.raises(ImportNetworkError, match=message):
+            import_network(bad_rosinality(tmp_path, change))
+
+
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
+    text = tmp_path / "notes.pkl"
+    text.write_text("not a network\n")
+    truncated = tmp_path / "truncated.pkl"
+    truncated.write_bytes(PKL.read_bytes()[:5000])
+    ours = tmp_path / "ours.pt"
+    assert CliRunner().invoke(import_command, [str(ROSINALITY), "--out", str(ours)]).exit_code == 0
+    for source, message in ((tmp_path / "missing.pkl", "No such file"), (text, "not a network file"),
+                            (truncated, "not a readable stylegan2-ada-pytorch network pickle"),
+                            (DATA / "network-conditional.pkl", "conditional network"),
+                            (ours, "already a StyleNAS checkpoint")):
+        out = tmp_path / "out.pt"
+        result = CliRunner().invoke(import_command, [str(source), "--out", str(out)])
+        assert result.exit_code == 1, result.output
+        assert message in result.output and str(source) in result.output
+        assert result.output.count("\n") == 1, result.output
+        assert not out.exists() and not list(tmp_path.glob(".out.pt*"))
