@@ -15,6 +15,7 @@ COMMANDS = {
     "search": "stylenas.search.commands:search_command",
     "train": "stylenas.train.commands:train_command",
     "generate": "stylenas.train.commands:generate_command",
+    "import": "stylenas.train.imports.commands:import_command",
     "ops": "stylenas.ops.__main__:main",
     "bench-ops": "stylenas.ops.commands:bench_ops_command",
     "bench-fid": "stylenas.metrics.commands:bench_fid_command",
