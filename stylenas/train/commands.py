@@ -21,6 +21,8 @@ from .config import CFG_NAMES
 @click.option("--batch", type=int, help="Total batch over all processes.")
 @click.option("--kimg", type=float, help="Training length in thousands of real images shown (fractions allowed).")
 @click.option("--snap", type=float, help="kimg between snapshots (fractions allowed).")
+@click.option("--tick", type=float, default=4.0, show_default=True, help="kimg between progress lines and "
+              "stats.jsonl records (NVlabs' tick; a snapshot also ends a tick).")
 @click.option("--gamma", type=float, help="R1 weight.")
 @click.option("--pl-weight", type=float, help="Path-length weight (0: off).")
 @click.option("--mixing", type=float, help="Style-mixing probability.")
@@ -39,7 +41,8 @@ from .config import CFG_NAMES
 @click.option("--device", default="auto", show_default=True, help="cuda, cuda:N, cpu or auto (torchrun: the "
               "local rank's GPU).")
 @click.option("--workers", type=int, default=2, show_default=True, help="Data-loading worker processes.")
-def train_command(data, genotype, outdir, cfg, resolution, resume, device, workers, fid_stats, inception, **rest):
+def train_command(data, genotype, outdir, cfg, resolution, resume, device, workers, fid_stats, inception, tick,
+                  **rest):
     """Retrain a genotype with StyleGAN2's recipe; `torchrun --nproc_per_node N` for N processes."""
     from .run import TrainError, TrainOptions, train
 
@@ -47,6 +50,7 @@ def train_command(data, genotype, outdir, cfg, resolution, resume, device, worke
     try:
         train(TrainOptions(data=data, genotype=genotype, outdir=outdir, cfg=cfg, resolution=resolution,
                            resume=resume, device=device, workers=workers, fid_stats=fid_stats, inception=inception,
+                           tick=tick,
                            overrides=overrides))
     except (TrainError, CheckpointError, ValueError) as error:
         raise click.ClickException(str(error)) from None

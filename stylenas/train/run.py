@@ -30,7 +30,9 @@ from .checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_r
 from .config import TrainConfig, resolve_config
 from .data import TrainingBatches
 from .distributed import init_distributed
-from .runlog import KeepBest, Progress, RunLog, plot_series, save_image_grid, snapshot_name
+from .runlog import (Console, KeepBest, Progress, RunLog, TickOutputs, TickStats, cpu_memory_gb, merge_moments,
+                     metric_record, plot_series, save_image_grid, snapshot_name, stats_record, tick_line,
+                     tick_series)
 from .sources import train_record
 from .stylegan2 import StyleGAN2Trainer, TrainError, build_networks, fixed_latents, memory_gb
 
@@ -51,6 +53,7 @@ class TrainOptions:
     workers: int = 2
     fid_stats: str | None = None
     inception: str | None = None
+    tick: float = 4.0  # kimg between console lines and stats.jsonl records (NVlabs' --tick)
     overrides: dict = field(default_factory=dict)  # TrainConfig fields from the command line
 
 
@@ -104,15 +107,19 @@ def train(options: TrainOptions, log=None):
     """Run (or resume) a training; returns the final checkpoint's path."""
     dist = init_distributed(options.device)
     log = log or (lambda line: click.echo(line, err=True))
-    say = log if dist.is_main else (lambda line: None)
+    say = Console(log) if dist.is_main else (lambda line: None)  # also into OUTDIR/log.txt once opened
     try:
         return _train(options, dist, say)
     finally:
+        if dist.is_main:
+            say.close()
         dist.close()
 
 
 def _train(options, dist, say):
     outdir = Path(options.outdir)
+    if not options.tick > 0:
+        raise TrainError(f"--tick must be a positive number of kimg, got {options.tick:g}")
     files = {"checkpoint": outdir / CHECKPOINT, "log": outdir / "log.jsonl", "samples": outdir / "samples"}
     genotype, dataset = load_genotype(options.genotype, options.data, options.resolution)
     overrides = dict(options.overrides)
@@ -136,6 +143,8 @@ def _train(options, dist, say):
     torch.manual_seed(config.seed)
     G, D = build_networks(genotype, config)
     trainer = StyleGAN2Trainer(G, D, config, dist)
+    trainer.stats = TickStats()  # its per-step accumulator, also keeping the second moments stats.jsonl reports
+    resumed_ticks = {"tick": 0, "total_sec": 0.0}
     best = KeepBest(outdir / "network-snapshot-best.pt", "fid", "min")
 
     if options.resume:
@@ -149,6 +158,7 @@ def _train(options, dist, say):
             raise TrainError(f"--resume: {files['checkpoint']} was trained on {images} images; --data "
                              f"{options.data} holds {len(dataset)} (the batches are drawn by position)")
         trainer.load_state_dict(state)
+        resumed_ticks.update(state.get("ticks", {}))
         best.load_state_dict(state.get("best", {}))
         if len(state.get("rng", [])) == dist.world_size:
             restore_rng(state["rng"][dist.rank])
@@ -159,14 +169,16 @@ def _train(options, dist, say):
 
     total_nimg = int(round(config.kimg * 1000))
     snap_nimg = config.snap * 1000
-    runlog = None
+    runlog = outputs = None
     if dist.is_main:
         files["samples"].mkdir(parents=True, exist_ok=True)
+        say.open(outdir / "log.txt", append=options.resume)
         genotype.save(outdir / "genotype.json")
         context = {"processes": dist.world_size, "data": str(options.data), "genotype_source": str(options.genotype)}
         write_config(outdir / "config.json", train_record(config, options.overrides, context,
                                                           cpu=dist.device.type != "cuda"))
         runlog = RunLog(files["log"], resume_at=trainer.nimg / 1000 if options.resume else None)
+        outputs = TickOutputs(outdir, resume_kimg=trainer.nimg / 1000 if options.resume else None)
         if not options.resume:
             reals = torch.stack([dataset[i] for i in range(min(GRID_SIZE, len(dataset)))])
             save_image_grid(reals, files["samples"] / "reals.png", nrow=8)
@@ -191,14 +203,45 @@ def _train(options, dist, say):
     grid_z = fixed_latents(config, GRID_SIZE).to(dist.device)
     progress = Progress(config.kimg, start=trainer.nimg / 1000)
     tick_start, tick_nimg, tick_steps = time.perf_counter(), trainer.nimg, 0
+    tick_images = options.tick * 1000
+    now = time.perf_counter()
+    ticks = {"index": int(resumed_ticks["tick"]), "start": now, "nimg": trainer.nimg,
+             "next": (trainer.nimg // tick_images + 1) * tick_images, "maintenance": 0.0, "ended": None,
+             "run_start": now - float(resumed_ticks["total_sec"])}
+    snap_moments = {}  # per-step statistics of the ticks since the last snapshot
     last_print = time.perf_counter()
     next_snap = (int(trainer.nimg // snap_nimg) + 1) * snap_nimg
+
+    def end_tick():
+        """NVlabs' tick: one stats.jsonl record and console line; every process takes part."""
+        now = time.perf_counter()
+        moments = trainer.stats.collect(dist)
+        merge_moments(snap_moments, moments)
+        if dist.is_main:
+            total = now - ticks["run_start"]
+            scalars = {"Progress/tick": ticks["index"], "Progress/kimg": trainer.nimg / 1000, "Timing/total_sec": total,
+                       "Timing/sec_per_tick": now - ticks["start"],
+                       "Timing/sec_per_kimg": (now - ticks["start"]) / max((trainer.nimg - ticks["nimg"]) / 1000, 1e-12),
+                       "Timing/maintenance_sec": ticks["maintenance"], "Timing/total_hours": total / 3600,
+                       "Timing/total_days": total / 86400, "Resources/cpu_mem_gb": cpu_memory_gb()}
+            if dist.device.type == "cuda":
+                scalars["Resources/peak_gpu_mem_gb"] = memory_gb(dist.device)
+            pipe = getattr(trainer, "augment_pipe", None)
+            if pipe is not None and getattr(pipe, "p", None) is not None:
+                scalars["Progress/augment"] = float(pipe.p)
+            record = stats_record(moments, scalars)
+            outputs.tick(record, trainer.nimg)
+            say(tick_line(record))
+        ticks.update(index=ticks["index"] + 1, ended=time.perf_counter(),
+                     next=(trainer.nimg // tick_images + 1) * tick_images)
 
     def snapshot():
         nonlocal tick_start, tick_nimg, tick_steps
         kimg = trainer.nimg / 1000
         elapsed = time.perf_counter() - tick_start
-        record = {"kimg": kimg, "step": trainer.step_index, **trainer.stats.means(dist)}
+        record = {"kimg": kimg, "step": trainer.step_index,
+                  **{name: m[1] / m[0] for name, m in sorted(snap_moments.items()) if m[0]}}
+        snap_moments.clear()
         record.update({"s_per_kimg": elapsed / max((trainer.nimg - tick_nimg) / 1000, 1e-12),
                        "s_per_step": elapsed / max(tick_steps, 1), "memory_gb": memory_gb(dist.device),
                        **trainer.learning_rates(), "nan_count": int(trainer.nan_count),
@@ -207,23 +250,31 @@ def _train(options, dist, say):
         if ref_stats is not None:
             from .generate import fid_of_generator
 
+            fid_start = time.perf_counter()
             record["fid"] = fid_of_generator(trainer.G_ema, ref_stats, config.fid_num, dist.device,
                                              inception=inception, dist=dist)
+            fid_seconds = time.perf_counter() - fid_start
         if dist.is_main:
             with torch.no_grad():
                 save_image_grid(trainer.G_ema(grid_z, noise_mode="const"), files["samples"] / f"fakes{kimg:09.3f}.png")
                 save_image_grid(trainer.G_ema(grid_z, truncation_psi=0.7, noise_mode="const"),
                                 files["samples"] / f"fakes{kimg:09.3f}-trunc0.7.png")
-            state = {"kind": "stylegan2", **trainer.state_dict(), "rng": rngs, "genotype": genotype.to_dict(),
+            state = {"kind": "stylegan2", **trainer.state_dict(), "rng": rngs,
+                     "ticks": {"tick": ticks["index"], "total_sec": time.perf_counter() - ticks["run_start"]}, "genotype": genotype.to_dict(),
                      "config": config.to_dict(), "data": {"path": str(options.data), "images": len(dataset),
                                                           "position": trainer.step_index}}
             if ref_stats is not None:
                 best.update(record["fid"], state, save_checkpoint)
             state["best"] = best.state_dict()
             runlog.write(record)  # before the checkpoint: a kill in between drops this line on resume
+            if ref_stats is not None:
+                outputs.metric(metric_record(config.metrics, record["fid"], fid_seconds, dist.world_size,
+                                             snapshot_name(kimg), kimg, {"num_images": config.fid_num}), trainer.nimg)
             save_checkpoint(state, outdir / snapshot_name(kimg))
             save_checkpoint(state, files["checkpoint"])
-            plot_series(runlog.records(), LOGGED, outdir / "losses.png")
+            plot_series(tick_series(outputs.stats.records()) + [{"kimg": r["kimg"], "fid": r["fid"]}
+                                                                for r in runlog.records() if "fid" in r],
+                        LOGGED, outdir / "losses.png")
             say(progress.line(kimg, **{k: record[k] for k in ("loss_G", "loss_D", "fid") if k in record}))
         dist.barrier()
         tick_start, tick_nimg, tick_steps = time.perf_counter(), trainer.nimg, 0
@@ -235,15 +286,22 @@ def _train(options, dist, say):
         assert step == trainer.step_index
         trainer.step(reals)
         tick_steps += 1
-        if trainer.nimg >= next_snap or trainer.nimg >= total_nimg:
+        snapshot_due = trainer.nimg >= next_snap or trainer.nimg >= total_nimg
+        if snapshot_due or trainer.nimg >= ticks["next"]:
+            end_tick()
+        if snapshot_due:
             snapshot()
             while next_snap <= trainer.nimg:
                 next_snap += snap_nimg
         elif dist.is_main and time.perf_counter() - last_print > 30:
             say(progress.line(trainer.nimg / 1000))
             last_print = time.perf_counter()
+        if ticks["ended"] is not None:  # the next tick's clock starts after the snapshot (NVlabs' maintenance)
+            now = time.perf_counter()
+            ticks.update(start=now, nimg=trainer.nimg, maintenance=now - ticks["ended"], ended=None)
     if dist.is_main:
         runlog.close()
+        outputs.close()
         say(f"done: {files['checkpoint']} (kimg {trainer.nimg / 1000:g}, {int(trainer.nan_count)} NaN/Inf gradient "
             f"entries zeroed)")
     return files["checkpoint"]
