@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stylenas-installed
 
-.PHONY: test demo venv clean
+.PHONY: test demo venv clean gpu-check
 
 venv: $(STAMP)
 
@@ -76,6 +76,13 @@ demo: $(STAMP)
 	rm -rf $(DEMO_OUT)/conv-dggan
 	$(PY) scripts/search_conventional.py --method dggan --data $(DEMO_OUT)/demo.lmdb --resolution 32 \
 		--outdir $(DEMO_OUT)/conv-dggan --preset tiny --proxy --p 1 --top-k 1 --max-steps 1
+
+# On a machine with one GPU, in a few minutes: CUDA tests, kernel self-checks, the benchmarks, 20 alphaGAN
+# iterations and 0.5 kimg of retraining at 256 px; one JSON + a snippet for docs/benchmarks.md.
+# NVLABS=/path/to/stylegan2-ada-pytorch also times NVlabs' code.
+GPU_CHECK_OUT ?= gpu-check
+gpu-check: $(STAMP)
+	$(PY) scripts/gpu_check.py --out $(GPU_CHECK_OUT) $(if $(NVLABS),--nvlabs $(NVLABS))
 
 clean:
 	rm -rf $(DEMO_OUT) build dist *.egg-info
