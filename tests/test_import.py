@@ -262,3 +262,60 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
         assert message in result.output and str(source) in result.output
         assert result.output.count("\n") == 1, result.output
         assert not out.exists() and not list(tmp_path.glob(".out.pt*"))
+
+
+# ---------------------------------------------------------------------------------------------- train --init
+
+@pytest.fixture(scope="module")
+def lmdb16(tmp_path_factory):
+    from stylenas.datasets import make_demo_data
+
+    path = tmp_path_factory.mktemp("data") / "demo.lmdb"
+    make_demo_data(str(path), [16], 8, progress=False)
+    return path
+
+
+TINY_IMPORT = dict(z_dim=16, w_dim=16, channel_base=128, channel_max=16, mbstd_group=4, batch=4, kimg=0.004,
+                   snap=0.004, pl_weight=0)
+
+
+@pytest.mark.parametrize("source", [PKL, ROSINALITY], ids=["nvlabs", "rosinality"])
+def test_train_init_starts_from_the_imported_weights(source, lmdb16, tmp_path, one_thread):
+    """One step at learning rate 1e-30 (a no-op in float32): G and D stay the imported weights."""
+    from stylenas.train.run import TrainOptions, train
+
+    out = tmp_path / "run"
+    train(TrainOptions(data=str(lmdb16), genotype="stylegan2", outdir=str(out), cfg="tiny", device="cpu", workers=0,
+                       init=str(source), overrides={**TINY_IMPORT, "lr": 1e-30, "conv_clamp": None}), log=lambda line: None)
+    trained = torch.load(out / "checkpoint.pt", weights_only=True)
+    imported = load_network(source)
+    assert trained["counters"]["step"] == 1
+    for key, value in imported["D"].items():
+        assert torch.equal(trained["D"][key], value), key
+    for key, value in imported["G"].items():
+        if key != "mapping.w_avg":  # tracked during the step: moves by 0.5 % toward the batch mean
+            assert torch.equal(trained["G"][key], value), key
+    w_avg, start = trained["G"]["mapping.w_avg"], imported["G"]["mapping.w_avg"]
+    assert (w_avg - start).abs().max() < 0.01 * (start.abs().max() + w_avg.abs().max())
+
+
+def test_train_init_names_the_first_mismatching_layer(lmdb16, tmp_path):
+    from stylenas.train.commands import train_command
+
+    common = ["--data", str(lmdb16), "--cfg", "tiny", "--device", "cpu", "--workers", "0", "--kimg", "0.004"]
+    result = CliRunner().invoke(train_command, [*common, "--genotype", "stylegan2", "--outdir", str(tmp_path / "a"),
+                                                "--init", str(PKL)])  # tiny: z 32, 32 channels; the pickle: 16
+    assert result.exit_code == 1
+    assert f"--init {PKL} (G): layer mapping.w_avg is [8, 16], the network being built has [8, 32]" \
+        in result.output, result.output
+    assert not (tmp_path / "a" / "checkpoint.pt").exists()
+    genotype = tmp_path / "nearest.json"
+    from stylenas.search.genotype import Genotype
+
+    layers = [dict(layer, op="nearest_conv") if layer["name"] == "b16.conv0" else layer
+              for layer in Genotype.original(16).layers]
+    Genotype(16, layers, "macro").save(genotype)
+    result = CliRunner().invoke(train_command, [*common, "--genotype", str(genotype), "--outdir", str(tmp_path / "b"),
+                                                "--init", str(ROSINALITY)])
+    assert result.exit_code == 1
+    assert "layer b16.conv0 is 'deconv' there and 'nearest_conv' in the genotype being trained" in result.output

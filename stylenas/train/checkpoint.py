@@ -162,6 +162,33 @@ def load_network(path, map_location="cpu"):
     return check_checkpoint(state, path) if fmt == "stylenas" else state
 
 
+def init_networks(path, genotype, networks):
+    """``train --init``: copy G, D and G_ema (with the mapping's w_avg) of ``path`` (ours, an NVlabs
+    pickle or a rosinality checkpoint) into ``networks`` {"G": ..., "D": ..., "G_ema": ...}, which
+    were built from ``genotype``. Every layer must match: the first that does not (its operation,
+    its shape, its presence) is named in one CheckpointError. Returns the loaded checkpoint dict."""
+    where = f"--init {path}"
+    state = load_network(path)
+    if state["kind"] != "stylegan2":
+        raise CheckpointError(f"{where}: a {state['kind']} checkpoint; --init needs a StyleGAN2 one")
+    missing = [name for name in networks if name not in state]
+    if missing:
+        raise CheckpointError(f"{where}: has no {', '.join(missing)} network")
+    saved = state.get("genotype") or {}
+    if saved.get("resolution") != genotype.resolution:
+        raise CheckpointError(f"{where}: a {saved.get('resolution')} px network, the training is at "
+                              f"{genotype.resolution} px")
+    theirs = {layer["name"]: layer for layer in saved.get("layers", [])}
+    for layer in genotype.layers:
+        other = theirs.get(layer["name"], {})
+        if other.get("op") != layer.get("op"):
+            raise CheckpointError(f"{where}: layer {layer['name']} is {other.get('op')!r} there and "
+                                  f"{layer.get('op')!r} in the genotype being trained")
+    for name, module in networks.items():
+        copy_matching(module, state[name], f"{where} ({name})")
+    return state
+
+
 def load_generator(path, device="cpu"):
     """(G_ema in eval mode on ``device``, info) from any trainer's checkpoint."""
     device = torch.device(device)
