@@ -1,0 +1,129 @@
+"""alphaGAN's search space on AutoGAN-style cells (Tian et al., section 4.2, Fig. 2; the
+authors' ``Cell_gen_Auto`` and ``MixedOp``).
+
+Three cells double the size. In a cell, two up edges read the input (node 1 and the shortcut
+node), three normal edges follow (node 1 -> node 2, node 2 -> right, shortcut -> left), and
+the output adds left, right and the cross-cell skips (cell 2 from cell 1, cell 3 from cells 1
+(x4) and 2). Every edge is a MixedOp: sum_o softmax(alpha)_o o(x) (eq. 8). Alphas: per cell
+``normal`` [3, 6] and ``up`` [2, 3]; ``skip_2`` [1, 3]; ``skip_3`` [2, 3]. The derived genotype
+keeps the argmax op of every edge (all edges kept).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..search.supernet import ArchitectureSplit
+from .genotypes import NUM_CELLS, ConventionalGenotype
+from .networks import CellGenerator, skip_sources
+from .ops import ALPHAGAN_NORMAL_OPS, ALPHAGAN_UP_OPS, Up, alphagan_op
+
+ARCH_INIT_SCALE = 1e-3  # alphas start near uniform, 1e-3 * randn (DARTS, the authors' code)
+
+
+def space_size():
+    """Architectures in the space: 6 normal ops on 9 edges, 3 up ops on 6 up edges and 3 skip
+    edges: 6^9 * 3^6 * 3^3 = (6^3 * 3^2)^3 * 3^3, about 2.0e11 (section 4.2)."""
+    edges_normal, edges_up = 3 * NUM_CELLS, 2 * NUM_CELLS
+    edges_skip = sum(c - 1 for c in range(1, NUM_CELLS + 1))
+    return len(ALPHAGAN_NORMAL_OPS) ** edges_normal * len(ALPHAGAN_UP_OPS) ** (edges_up + edges_skip)
+
+
+class MixedOp(nn.Module):
+    def __init__(self, ops):
+        super().__init__()
+        self.ops = nn.ModuleDict(ops)
+
+    def forward(self, x, weights):
+        out = 0
+        for w, op in zip(weights, self.ops.values()):
+            out = out + w * op(x)
+        return out
+
+
+class SuperCell(nn.Module):
+    def __init__(self, channels, cell_index):
+        super().__init__()
+        self.up = nn.ModuleList(MixedOp({op: alphagan_op(op, channels) for op in ALPHAGAN_UP_OPS}) for _ in range(2))
+        self.normal = nn.ModuleList(MixedOp({op: alphagan_op(op, channels) for op in ALPHAGAN_NORMAL_OPS})
+                                    for _ in range(3))
+        self.skip = nn.ModuleList(MixedOp({op: Up(op, channels, times) for op in ALPHAGAN_UP_OPS})
+                                  for _, times in skip_sources(cell_index))
+        self.sources = [source - 1 for source, _ in skip_sources(cell_index)]
+
+    def forward(self, x, skips, up, normal, skip):
+        """``up`` [2, 3], ``normal`` [3, 6], ``skip`` [skips, 3]: softmax weights per edge."""
+        node1, shortcut = self.up[0](x, up[0]), self.up[1](x, up[1])
+        out = self.normal[1](self.normal[0](node1, normal[0]), normal[1]) + self.normal[2](shortcut, normal[2])
+        for i, (op, source) in enumerate(zip(self.skip, self.sources)):
+            out = out + op(skips[source], skip[i])
+        return node1, out
+
+
+class AlphaGANSuperGenerator(ArchitectureSplit, CellGenerator):
+    """The supernet; ``arch_parameters()`` are the alphas, ``weight_parameters()`` the rest
+    (the interface of ``stylenas.search.AlphaGANSearcher``)."""
+
+    def __init__(self, resolution=32, gf_dim=256, latent_dim=128):
+        arch = nn.ParameterDict()
+        for c in range(1, NUM_CELLS + 1):
+            arch[f"up_{c}"] = nn.Parameter(ARCH_INIT_SCALE * torch.randn(2, len(ALPHAGAN_UP_OPS)))
+            arch[f"normal_{c}"] = nn.Parameter(ARCH_INIT_SCALE * torch.randn(3, len(ALPHAGAN_NORMAL_OPS)))
+            if c > 1:
+                arch[f"skip_{c}"] = nn.Parameter(ARCH_INIT_SCALE * torch.randn(c - 1, len(ALPHAGAN_UP_OPS)))
+        super().__init__(resolution, gf_dim, latent_dim, [SuperCell(gf_dim, c) for c in range(1, NUM_CELLS + 1)])
+        self.arch = arch
+
+    def forward(self, z):
+        h = self.l1(z).view(-1, self.gf_dim, self.width, self.width)
+        skips = []
+        for c, cell in enumerate(self.cells, 1):
+            weights = [torch.softmax(self.arch[f"{kind}_{c}"], dim=-1) if f"{kind}_{c}" in self.arch else []
+                       for kind in ("up", "normal", "skip")]
+            skip, h = cell(h, skips, *weights)
+            skips.append(skip)
+        return self.to_rgb(h)
+
+    def op_weights(self):
+        """{alpha key: softmax weights [edges, ops]} as lists."""
+        return {key: torch.softmax(value.detach().float().cpu(), dim=-1).tolist() for key, value in self.arch.items()}
+
+    def genotype(self, resolution=None, source=None):
+        """The argmax op of every edge (section 4.2)."""
+        cells = []
+        for c in range(1, NUM_CELLS + 1):
+            cell = {"up": [ALPHAGAN_UP_OPS[int(i)] for i in self.arch[f"up_{c}"].argmax(-1)],
+                    "normal": [ALPHAGAN_NORMAL_OPS[int(i)] for i in self.arch[f"normal_{c}"].argmax(-1)],
+                    "skip": [ALPHAGAN_UP_OPS[int(i)] for i in self.arch[f"skip_{c}"].argmax(-1)] if c > 1 else []}
+            cells.append(cell)
+        arch = {key: value.detach().cpu().tolist() for key, value in self.arch.items()}
+        return ConventionalGenotype("alphagan_conv", resolution or self.resolution, {"cells": cells}, arch,
+                                    source).validate()
+
+    def discrete_state_dict(self, genotype):
+        """Weights of the discrete network of ``genotype`` (``build_generator``) taken from the
+        supernet: the chosen candidate of every edge."""
+        state = {}
+        for key, value in self.state_dict().items():
+            if key.startswith("arch."):
+                continue
+            parts = key.split(".")
+            if len(parts) > 5 and parts[0] == "cells" and parts[4] == "ops":
+                c, kind, edge, op = int(parts[1]) + 1, parts[2], int(parts[3]), parts[5]
+                if genotype.body["cells"][c - 1][kind][edge] != op:
+                    continue
+                key = ".".join(parts[:4] + parts[6:])
+            state[key] = value
+        return state
+
+
+def entropy(weights):
+    """Mean entropy (nats) of the rows of softmax weights; log(number of ops) when uniform."""
+    p = torch.as_tensor(weights)
+    return float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
+
+
+MAX_ENTROPY = {"up": math.log(len(ALPHAGAN_UP_OPS)), "normal": math.log(len(ALPHAGAN_NORMAL_OPS))}
