@@ -1,0 +1,149 @@
+"""The per-family adapters of ``stylenas compare``: which searchers a family has, what each one's
+search, random sampler and score are, which published genotypes are rows, and the shared
+retraining. Everything here calls the searchers' and trainers' public commands and functions.
+
+A method's search returns a ``SearchOutcome``: the genotype file, the budget units it spent (kimg of
+images through G or D, ``budgets``), and its search-time score of the architecture it returned (lower
+is better; None when the searcher has none), which the statistics correlate with the retrained FID.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from .budgets import TRAIN_IMAGES_PER_REAL, alphagan_iteration_images
+from .random_search import random_search, sample_stylegan2
+
+
+class CompareError(RuntimeError):
+    """A compare that cannot start or a job that cannot run; one line for the user."""
+
+
+@dataclass
+class SearchOutcome:
+    genotype: str  # path of the genotype file to retrain
+    kimg: float  # images through G or D during the search, thousands
+    score: float | None = None  # the search-time score of that architecture (lower is better)
+    score_name: str | None = None
+    candidates: int = 1  # architectures the search evaluated
+
+
+def run_command(command, args, what):
+    """A stylenas click command run in this process; its error becomes a CompareError."""
+    try:
+        command.main([str(a) for a in args], standalone_mode=False)
+    except click.ClickException as error:
+        raise CompareError(f"{what}: {error.format_message()}") from None
+    except SystemExit as error:
+        if error.code not in (0, None):
+            raise CompareError(f"{what}: exited with status {error.code}") from None
+
+
+def _fresh(folder):
+    """An empty folder for a stage that did not finish (its half-written run is discarded)."""
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return folder
+
+
+class StyleGAN2Family:
+    """alphaGAN on StyleGAN2 (micro or macro operations, dynamic W), random search in each space, the
+    original StyleGAN2 and the alphaGAN paper's Table 9 genotypes where their resolution fits; the
+    retraining is ``stylenas train`` at the budget's cfg and kimg."""
+
+    name = "stylegan2"
+    # method -> the space it searches (the alphaGAN paper's Table 9 searched micro + dynamic W)
+    SPACES = {"alphagan": "micro+dynamic_w", "alphagan-macro": "macro+dynamic_w"}
+    DEFAULT_METHODS = ("alphagan", "random")
+    TABLE9 = ("alphagan_celeba128", "alphagan_church256", "alphagan_ffhq1024")
+
+    def __init__(self, ctx):
+        self.ctx = ctx  # data, resolution, device, budget, inception, reference, log
+
+    # ------------------------------------------------------------------ rows
+    def published(self):
+        """[(row name, genotype file writer)] of the published architectures at the data's resolution."""
+        from ..search.genotype import Genotype
+
+        rows = [("stylegan2", lambda path: Genotype.original(self.ctx.resolution).save(path))]
+        try:
+            from ..search import load_genotype  # the Table 9 genotypes, where this StyleNAS has them
+        except ImportError:
+            return rows
+        for name in self.TABLE9:
+            try:
+                genotype = load_genotype(name)
+            except Exception:  # noqa: BLE001 - a name this version does not know is simply not a row
+                continue
+            if genotype.resolution == self.ctx.resolution:
+                rows.append((name, lambda path, g=genotype: g.save(path)))
+        return rows
+
+    def budget_kimg(self):
+        from ..search import PRESETS
+
+        b = self.ctx.budget
+        return b.search_iters * alphagan_iteration_images(PRESETS[b.search_preset]) / 1000
+
+    # ------------------------------------------------------------------ searches
+    def search(self, method, seed, folder):
+        from ..search.commands import search_command
+
+        space, _, dynamic = self.SPACES[method].partition("+")
+        b = self.ctx.budget
+        run_command(search_command, ["--data", self.ctx.data, "--outdir", folder, "--space", space,
+                                     "--dynamic-w" if dynamic else "--no-dynamic-w",
+                                     "--resolution", self.ctx.resolution, "--preset", b.search_preset,
+                                     "--iters", b.search_iters, "--seed", seed, "--device", self.ctx.device,
+                                     "--sample-every", 0, "--checkpoint-every", 0, "--workers", b.search_workers],
+                    f"{method} search")
+        gaps = [json.loads(line).get("duality_gap") for line in (Path(folder) / "log.jsonl").read_text().splitlines()
+                if line.strip()]
+        gaps = [g for g in gaps if g is not None]
+        return SearchOutcome(str(Path(folder) / "genotype.json"), self.budget_kimg(),
+                             score=gaps[-1] if gaps else None, score_name="duality gap (last iteration)")
+
+    def random(self, method, seed, folder):
+        """Random search in `method`'s space: candidates trained with the shared recipe for the budget's
+        candidate_kimg and scored by FID (see docs/compare.md: a trained single architecture has no
+        supernet, so alphaGAN's duality gap cannot be measured on it)."""
+        from ..search.run import network_settings
+        from ..search import PRESETS
+
+        b = self.ctx.budget
+        paradigm = self.SPACES[method]
+        _, channels = network_settings(b.search_preset, PRESETS[b.search_preset].channel_mult)
+
+        def evaluate(genotype, cand_dir):
+            checkpoint = self.retrain(str(Path(cand_dir) / "genotype.json"), seed, Path(cand_dir) / "train",
+                                      kimg=b.candidate_kimg)
+            score = self.ctx.candidate_fid(checkpoint)
+            return score, b.candidate_kimg * TRAIN_IMAGES_PER_REAL
+
+        result = random_search(lambda rng: sample_stylegan2(rng, self.ctx.resolution, paradigm, channels), evaluate,
+                               self.budget_kimg(), seed, folder, log=self.ctx.log)
+        return SearchOutcome(result["best"]["genotype"], result["kimg"], score=result["best"]["score"],
+                             score_name=f"FID of {b.candidate_fid_num} images after {b.candidate_kimg:g} kimg",
+                             candidates=len(result["candidates"]))
+
+    # ------------------------------------------------------------------ the shared retraining
+    def retrain(self, genotype, seed, folder, kimg=None):
+        from ..train.commands import train_command
+
+        b = self.ctx.budget
+        kimg = b.retrain_kimg if kimg is None else kimg
+        folder = _fresh(folder)
+        run_command(train_command, ["--data", self.ctx.data, "--genotype", genotype, "--outdir", folder,
+                                    "--cfg", b.retrain_cfg, "--kimg", kimg, "--snap", kimg, "--seed", seed,
+                                    "--device", self.ctx.device, "--workers", b.search_workers, "--metrics", "none"],
+                    "retraining")
+        return str(folder / "checkpoint.pt")
+
+
+FAMILIES = {"stylegan2": StyleGAN2Family}

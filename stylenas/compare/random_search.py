@@ -1,0 +1,80 @@
+"""Random search in a searcher's own space, at the searcher's budget (Li and Talwalkar 2019).
+
+``random_search(sample, evaluate, budget_kimg, seed, folder)``: draw an architecture uniformly with a
+``numpy.random.Generator`` seeded by ``seed``, train it briefly with the shared recipe and score it
+(``evaluate(genotype, candidate_folder) -> (score, kimg spent)``; lower is better), keep the best, and
+stop before the next candidate would pass the budget (the first candidate always runs). Every
+candidate is one line of ``folder/candidates.jsonl``; a resumed search reads that file and continues
+with the next draw, so a killed random search redoes at most the candidate it was in.
+
+Samplers of the spaces, each uniform over the space as the searcher defines it:
+- ``sample_stylegan2(rng, resolution, paradigm, channels)``: the StyleGAN2 micro / macro spaces, with or
+  without dynamic W (one W_1..W_8 per latent slot of StyleGAN2's tied layout).
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..nn.layers import NORMAL_OPS, UP_OPS
+from ..nn.networks import NUM_WS, synthesis_layout, w_slots
+from ..search.genotype import Genotype
+
+CANDIDATES = "candidates.jsonl"
+
+
+def sample_stylegan2(rng, resolution, paradigm, channels):
+    """A uniformly drawn StyleGAN2 genotype of `paradigm` (micro / macro, + dynamic_w or not)."""
+    space, _, dynamic = paradigm.partition("+")
+    layout = synthesis_layout(resolution)
+    ops = {"normal": NORMAL_OPS, "up": UP_OPS}
+    shared = {kind: choices[rng.integers(len(choices))] for kind, choices in ops.items()}  # micro
+    slots = w_slots(resolution, "tied")
+    slot_w = [int(rng.integers(1, NUM_WS + 1)) if dynamic else NUM_WS for _ in range(max(slots) + 1)]
+    layers = []
+    for (name, kind), slot in zip(layout, slots):
+        layer = {"name": name}
+        if kind != "torgb":
+            layer["op"] = shared[kind] if space == "micro" else ops[kind][rng.integers(len(ops[kind]))]
+        layer["w"] = slot_w[slot]
+        layers.append(layer)
+    return Genotype(resolution, layers, paradigm, channels=dict(channels), torgb_w="tied")
+
+
+def _read_candidates(path):
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def random_search(sample, evaluate, budget_kimg, seed, folder, log=lambda line: None):
+    """Run (or continue) a random search; returns {"best": record, "candidates": [records], "kimg"}.
+
+    `sample(rng) -> genotype` (with ``.save(path)``); `evaluate(genotype, folder) -> (score, kimg)`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    done = _read_candidates(folder / CANDIDATES)
+    spent, per_candidate = sum(c["kimg"] for c in done), None
+    index = 0
+    while True:
+        genotype = sample(rng)  # drawn even when already evaluated, so the stream continues where it was
+        if index < len(done):
+            index += 1
+            continue
+        if done:
+            per_candidate = done[-1]["kimg"]
+            if spent + per_candidate > budget_kimg + 1e-9:
+                break
+        cand_dir = folder / f"candidate{index:03d}"
+        genotype.save(cand_dir / "genotype.json")
+        score, kimg = evaluate(genotype, cand_dir)
+        record = {"index": index, "score": float(score), "kimg": float(kimg), "genotype": str(cand_dir / "genotype.json")}
+        with open(folder / CANDIDATES, "a") as file:
+            file.write(json.dumps(record) + "\n")
+        done.append(record)
+        spent += kimg
+        log(f"random candidate {index}: score {score:.4g}, {spent:.3g}/{budget_kimg:.3g} kimg")
+        index += 1
+    best = min(done, key=lambda c: c["score"])
+    return {"best": best, "candidates": done, "kimg": spent}

@@ -1,0 +1,300 @@
+"""The experiment behind ``stylenas compare``: the job list, one job = search -> shared retraining ->
+shared evaluation, resumable, spread over torchrun processes, failures recorded.
+
+Folder layout::
+
+    DIR/compare.json                 the settings (a --resume must give the same ones)
+    DIR/reference-features.pt        the reference's Inception features (evaluate.py)
+    DIR/jobs/<name>/search/          the method's search folder (genotype.json, logs)
+    DIR/jobs/<name>/search.json      the search's outcome, written when the search finished
+    DIR/jobs/<name>/retrain/         the shared retraining (checkpoint.pt)
+    DIR/jobs/<name>/retrain.json     written when the retraining finished
+    DIR/jobs/<name>/result.json      the job's row, written atomically last: the job is done
+                                     ({"status": "ok", ...} or {"status": "failed", "error": ...})
+    DIR/leaderboard.{md,csv,json,png}, DIR/summary.json
+
+Jobs: one per (method, seed) for every searcher and for ``random`` (random search in the space of
+each searcher of the list: ``random-<searcher>``), and one per (published genotype, seed), whose seed
+is the retraining's. Process r of W takes jobs r, r + W, ... in list order; a job's numbers depend on
+its own seed only, so any process count gives the same leaderboard. Rank 0 writes the leaderboard
+from the result files once every process has finished its share: the processes join a gloo process
+group only then (its rendezvous is the barrier, with a 7-day timeout), so no job ever runs inside a
+process group. Inner searches and trainings run as one process each (the torchrun variables are
+hidden from them): the processes share the jobs, not a job.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import torch
+
+from ..io import atomic_path
+from .budgets import BUDGETS
+from .families import FAMILIES, CompareError
+from . import evaluate as ev
+
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
+                      "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
+
+
+@dataclass
+class Job:
+    name: str
+    method: str  # a searcher, "random", or "published"
+    seed: int
+    space: str | None = None  # random: the searcher whose space it samples
+    genotype: str | None = None  # published: the row's name
+
+    @property
+    def row(self):
+        """The name of the row in the leaderboard (a method, random-<searcher> or a genotype)."""
+        if self.method == "random":
+            return f"random-{self.space}"
+        return self.genotype if self.method == "published" else self.method
+
+
+def job_list(family_cls, methods, seeds, published):
+    searchers = [m for m in methods if m != "random"]
+    jobs = []
+    for method in methods:
+        for seed in seeds:
+            if method == "random":
+                jobs += [Job(f"random-{s}-s{seed}", "random", seed, space=s) for s in searchers or
+                         [family_cls.DEFAULT_METHODS[0]]]
+            else:
+                jobs.append(Job(f"{method}-s{seed}", method, seed))
+    for name in published:
+        jobs += [Job(f"published-{name}-s{seed}", "published", seed, genotype=name) for seed in seeds]
+    return jobs
+
+
+@contextlib.contextmanager
+def single_process():
+    """Hide torchrun's variables from the inner commands (each job runs in this process alone)."""
+    saved = {k: os.environ.pop(k) for k in TORCHRUN_VARIABLES if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+class Context:
+    """What every job of a compare shares."""
+
+    def __init__(self, data, resolution, device, budget, inception, outdir, log):
+        self.data, self.resolution, self.device, self.budget = data, resolution, device, budget
+        self.inception, self.outdir, self.log = inception, Path(outdir), log
+        self._reference = None
+        self._dataset = None
+        self.inception_name = "default"
+
+    @property
+    def torch_device(self):
+        from ..devices import resolve_device
+
+        return resolve_device(self.device)
+
+    @property
+    def reference(self):
+        if self._reference is None:
+            self._reference = ev.reference_features(
+                self.outdir, self.dataset, {"data": str(Path(self.data).resolve()), "resolution": self.resolution,
+                                            "inception": self.inception_name},
+                self.budget.eval_num_ref, self.inception, self.torch_device, self.log)
+        return self._reference
+
+    @property
+    def dataset(self):
+        if self._dataset is None:
+            from ..datasets import LMDBImages
+
+            self._dataset = LMDBImages(str(self.data), resolution=self.resolution)
+        return self._dataset
+
+    def candidate_fid(self, checkpoint):
+        return ev.checkpoint_fid(checkpoint, self.reference, self.budget.candidate_fid_num, self.inception,
+                                 self.torch_device)
+
+
+def _write_json(path, obj):
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1) + "\n")
+
+
+def _read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def run_job(job, family, ctx, folder):
+    """search -> retrain -> evaluate, each stage skipped when its record says it finished."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    search_record = folder / "search.json"
+    if search_record.is_file():
+        search = _read_json(search_record)
+    else:
+        tic = time.perf_counter()
+        search_dir = ev_fresh(folder / "search")
+        if job.method == "published":
+            genotype = search_dir / "genotype.json"
+            dict(family.published())[job.genotype](genotype)
+            outcome = {"genotype": str(genotype), "kimg": 0.0, "score": None, "score_name": None, "candidates": 0}
+        else:
+            with single_process():
+                result = (family.random(job.space, job.seed, search_dir) if job.method == "random"
+                          else family.search(job.method, job.seed, search_dir))
+            outcome = dict(result.__dict__)
+        seconds = time.perf_counter() - tic
+        search = {**outcome, "seconds": seconds, "device": str(ctx.torch_device),
+                  "gpu_hours": seconds / 3600 if ctx.torch_device.type == "cuda" else None}
+        _write_json(search_record, search)
+    retrain_record = folder / "retrain.json"
+    if retrain_record.is_file():
+        retrain = _read_json(retrain_record)
+    else:
+        tic = time.perf_counter()
+        with single_process():
+            checkpoint = family.retrain(search["genotype"], job.seed, folder / "retrain")
+        retrain = {"checkpoint": checkpoint, "seconds": time.perf_counter() - tic}
+        _write_json(retrain_record, retrain)
+    scores = ev.score_checkpoint(retrain["checkpoint"], ctx.reference, ctx.budget.eval_num, ctx.inception,
+                                 ctx.torch_device)
+    return {"status": "ok", "job": job.name, "method": job.row, "kind": job.method, "seed": job.seed, **scores,
+            "params": ev.parameter_count(retrain["checkpoint"]), "search_kimg": search["kimg"],
+            "search_seconds": search["seconds"], "search_gpu_hours": search["gpu_hours"],
+            "search_score": search["score"], "search_score_name": search["score_name"],
+            "candidates": search["candidates"], "retrain_seconds": retrain["seconds"],
+            "genotype": search["genotype"], "checkpoint": retrain["checkpoint"]}
+
+
+def _wait_for_every_process():
+    """The barrier after the jobs: joining the process group waits for every process."""
+    import datetime
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def ev_fresh(folder):
+    from .families import _fresh
+
+    return _fresh(folder)
+
+
+def settings_of(data, resolution, family, methods, seeds, budget, eval_counts):
+    return {"data": str(Path(data).resolve()), "resolution": resolution, "family": family, "methods": list(methods),
+            "seeds": list(seeds), "budget": budget.to_dict(), "eval": eval_counts}
+
+
+def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="stylegan2", resume=False,
+            device="auto", inception=None, resolution=None, log=None, fail_jobs=()):
+    """Run (or resume) a compare; returns the leaderboard rows on rank 0 (None on the others).
+
+    `fail_jobs`: job names made to fail at their start (tests of the failure path)."""
+    log = log or (lambda line: click.echo(line, err=True))
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if budget not in BUDGETS:
+        raise CompareError(f"--budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
+    if family not in FAMILIES:
+        raise CompareError(f"--family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    family_cls = FAMILIES[family]
+    methods = list(methods or family_cls.DEFAULT_METHODS)
+    unknown = [m for m in methods if m != "random" and m not in family_cls.SPACES]
+    if unknown:
+        raise CompareError(f"--methods: {', '.join(unknown)} not searchers of the {family} family (choose from "
+                           f"{', '.join([*family_cls.SPACES, 'random'])})")
+    if not seeds:
+        raise CompareError("--seeds: give at least one seed")
+    from ..datasets import DatasetError, LMDBImages
+    from ..metrics import InceptionWeightsError, find_weights
+
+    try:
+        dataset = LMDBImages(str(data), resolution=resolution)
+    except DatasetError as error:
+        raise CompareError(f"--data: {error}") from None
+    try:
+        weights = find_weights(inception, download=False)  # loaded once, shared by every evaluation
+    except InceptionWeightsError as error:
+        raise CompareError(f"--inception: {error}") from None
+    budget_obj = BUDGETS[budget]
+    outdir = Path(outdir)
+    ctx = Context(data, dataset.resolution, device, budget_obj, weights, outdir, log)
+    ctx.inception_name = str(inception or "default")
+    ctx._dataset = dataset
+    fam = family_cls(ctx)
+    published = [name for name, _ in fam.published()]
+    jobs = job_list(family_cls, methods, seeds, published)
+    settings = settings_of(data, dataset.resolution, family, methods, seeds, budget_obj,
+                           {"num": budget_obj.eval_num, "num_ref": budget_obj.eval_num_ref or len(dataset)})
+    settings_path = outdir / "compare.json"
+    if settings_path.is_file():
+        if not resume:
+            raise CompareError(f"{outdir} already holds a compare ({settings_path.name}); use --resume or another "
+                               f"--outdir")
+        saved = _read_json(settings_path)
+        changed = [k for k in ("data", "resolution", "family", "budget", "eval") if saved.get(k) != settings.get(k)]
+        if changed:
+            raise CompareError(f"--resume: {settings_path} was started with other settings: " + ", ".join(
+                f"{k}={saved.get(k)!r} (now {settings.get(k)!r})" for k in changed))
+    elif resume:
+        raise CompareError(f"--resume: no compare in {outdir} ({settings_path.name} is missing)")
+    if rank == 0:
+        _write_json(settings_path, settings)
+
+    mine = jobs[rank::world]
+    log(f"compare ({family}, budget {budget}): {len(jobs)} jobs, {len(mine)} on process {rank} of {world}; "
+        f"search budget {fam.budget_kimg():.4g} kimg through G and D")
+    counts = {"done before": 0, "ok": 0, "failed": 0}
+    for k, job in enumerate(mine):
+        folder = outdir / "jobs" / job.name
+        result_path = folder / "result.json"
+        if result_path.is_file() and _read_json(result_path).get("status") == "ok":
+            counts["done before"] += 1
+            log(f"[{k + 1}/{len(mine)}] {job.name}: finished in an earlier run, kept")
+            continue
+        log(f"[{k + 1}/{len(mine)}] {job.name}: search -> retrain -> evaluate")
+        tic = time.perf_counter()
+        try:
+            if job.name in fail_jobs:
+                raise CompareError(f"{job.name}: made to fail (fail_jobs)")
+            result = run_job(job, fam, ctx, folder)
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - recorded; the other jobs go on
+            message = str(error) if isinstance(error, CompareError) else f"{type(error).__name__}: {error}"
+            first = message.splitlines()[0] if message.strip() else type(error).__name__
+            result = {"status": "failed", "job": job.name, "method": job.row, "kind": job.method, "seed": job.seed,
+                      "error": first[:500]}
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "error.txt").write_text(traceback.format_exc())
+        result["seconds"] = time.perf_counter() - tic
+        result["finished_at"] = time.time()
+        _write_json(result_path, result)
+        counts[result["status"]] += 1
+        line = (f"FID {result['fid']:.4g}, {result['search_kimg']:.3g} kimg" if result["status"] == "ok"
+                else f"FAILED: {result['error']}")
+        log(f"[{k + 1}/{len(mine)}] {job.name}: {line} ({result['seconds']:.1f} s)")
+    log(f"process {rank}: {counts['ok']} jobs finished, {counts['failed']} failed, {counts['done before']} kept")
+    if world > 1:
+        _wait_for_every_process()
+    if rank != 0:
+        return None
+    from .report import write_leaderboard
+
+    results = [_read_json(outdir / "jobs" / job.name / "result.json") for job in jobs
+               if (outdir / "jobs" / job.name / "result.json").is_file()]
+    rows = write_leaderboard(outdir, results, settings, fam)
+    failed = [r for r in results if r["status"] != "ok"]
+    log(f"compare: {len(results) - len(failed)} of {len(jobs)} jobs finished, {len(failed)} failed"
+        + "".join(f"\n  {r['job']}: {r['error']}" for r in failed) + f"\nleaderboard: {outdir / 'leaderboard.md'}")
+    return rows
