@@ -37,6 +37,8 @@ from .config import CFG_NAMES
               "computed from --data once and cached.")
 @click.option("--inception", type=click.Path(dir_okay=False), help="FID Inception weights file.")
 @click.option("--seed", type=int, help="Random seed (default 0).")
+@click.option("--init", type=click.Path(dir_okay=False), help="Start from the G, D and G_ema weights of this "
+              "checkpoint (ours, an NVlabs network pickle or a rosinality checkpoint); its layers must match.")
 @click.option("--resume", is_flag=True, help="Continue from OUTDIR/checkpoint.pt.")
 @click.option("--device", default="auto", show_default=True, help="cuda, cuda:N, cpu or auto (torchrun: the "
               "local rank's GPU).")
@@ -46,12 +48,13 @@ def train_command(data, genotype, outdir, cfg, resolution, resume, device, worke
     """Retrain a genotype with StyleGAN2's recipe; `torchrun --nproc_per_node N` for N processes."""
     from .run import TrainError, TrainOptions, train
 
+    init = rest.pop("init")
     overrides = {k: v for k, v in rest.items() if v is not None}  # TrainConfig fields
     try:
         train(TrainOptions(data=data, genotype=genotype, outdir=outdir, cfg=cfg, resolution=resolution,
                            resume=resume, device=device, workers=workers, fid_stats=fid_stats, inception=inception,
                            tick=tick,
-                           overrides=overrides))
+                           init=init, overrides=overrides))
     except (TrainError, CheckpointError, ValueError) as error:
         raise click.ClickException(str(error)) from None
 

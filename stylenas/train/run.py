@@ -54,6 +54,7 @@ class TrainOptions:
     fid_stats: str | None = None
     inception: str | None = None
     tick: float = 4.0  # kimg between console lines and stats.jsonl records (NVlabs' --tick)
+    init: str | None = None  # --init: start from these G, D, G_ema weights (ours, NVlabs, rosinality)
     overrides: dict = field(default_factory=dict)  # TrainConfig fields from the command line
 
 
@@ -146,6 +147,11 @@ def _train(options, dist, say):
     trainer.stats = TickStats()  # its per-step accumulator, also keeping the second moments stats.jsonl reports
     resumed_ticks = {"tick": 0, "total_sec": 0.0}
     best = KeepBest(outdir / "network-snapshot-best.pt", "fid", "min")
+    if options.init and not options.resume:  # a resumed run holds its own weights
+        from .checkpoint import init_networks
+
+        init_networks(options.init, genotype, {"G": trainer.G, "D": trainer.D, "G_ema": trainer.G_ema})
+        say(f"initialised G, D and G_ema from {options.init}")
 
     if options.resume:
         try:
