@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ElementTree
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -37,6 +37,8 @@ import click
 from .io import atomic_path, dump_json
 
 REPO = Path(__file__).resolve().parents[1]
+BUDGET_S = 470  # the whole check: under 8 minutes with the start-up around it
+MIN_STEP_S = 10  # a step given less is not started
 STEP_TIMEOUT_S = {"cuda_tests": 240, "ops_check": 240, "bench_ops": 120, "bench_fid": 120, "bench_train": 180,
                   "demo_data": 120, "search": 240, "train": 240}
 
@@ -257,20 +259,27 @@ def device_info(device):
     return info
 
 
-def run(outdir, plan, log=lambda line: None, steps=None):
-    """Run every step of ``plan`` (or the named ``steps``); returns the report dict, also written to
-    OUTDIR/gpu-check.json with the snippet in OUTDIR/gpu-check.md."""
+def run(outdir, plan, log=lambda line: None, steps=None, budget_s=BUDGET_S):
+    """Run every step of ``plan`` (or the named ``steps``) within ``budget_s`` seconds in all (each
+    step's limit is cut to what is left; once it is spent the remaining steps are recorded as not
+    run); returns the report dict, also written to OUTDIR/gpu-check.json with the snippet in
+    OUTDIR/gpu-check.md."""
     outdir = Path(outdir)
     folders = {"work": outdir / "work", "logs": outdir / "logs"}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
-    report = {**device_info(plan.device), "plan": plan.device, "steps": {}}
+    report = {**device_info(plan.device), "plan": plan.device, "budget_s": budget_s, "steps": {}}
     started = time.perf_counter()
     for name in steps or STEPS:
+        left = int(budget_s - (time.perf_counter() - started))
+        if left < MIN_STEP_S:
+            report["steps"][name] = {"ok": False, "error": f"not run: the {budget_s} s budget was spent", "seconds": 0}
+            continue
         log(f"[gpu-check] {name} ...")
         tic = time.perf_counter()
         try:
-            entry = {"ok": True, "result": STEPS[name](plan, folders)}
+            entry = {"ok": True, "result": STEPS[name](replace(plan, timeouts={**plan.timeouts, name: min(
+                plan.timeouts[name], left)}), folders)}
         except StepFailed as error:
             entry = {"ok": False, "error": str(error.args[0])}
             if len(error.args) > 1:
@@ -308,7 +317,14 @@ def figures(name, result):
         return ("CUDA vs reference: " + ", ".join(rows)) if rows else \
             f"references only ({len(result.get('results', []))} cases, kernels {result.get('kernels')})"
     if name == "bench_fid":
-        return ", ".join(f"{key} x{value:.1f}" for key, value in result.get("speedup", {}).items())
+        parts = [f"one FID {key} x{value:.1f}" for key, value in result.get("speedup", {}).items()]
+        batched = result.get("batched", {})
+        if batched:
+            parts.append(f"batched B={batched['B']} x{batched['speedup_vs_looped']:.1f} vs looped")
+        for count, entry in (result.get("eigvalsh_on_gpu") or {}).items():
+            if "kernel_speedup_vs_cusolver" in entry:
+                parts.append(f"eigvalsh kernel x{entry['kernel_speedup_vs_cusolver']:.1f} vs cuSOLVER ({count})")
+        return ", ".join(parts)
     if name == "bench_train":
         text = f"{result['cfg']} {result['resolution']} px batch {result['batch']}: {result['ours_s_per_kimg']:.2f} s/kimg"
         if "nvlabs_s_per_kimg" in result:
@@ -352,9 +368,11 @@ def markdown(report):
               help="A stylegan2-ada-pytorch checkout: bench-ops and bench-train time NVlabs' code beside ours.")
 @click.option("--steps", help=f"Only these steps, comma-separated ({', '.join(STEPS)}; search and train need "
               "demo_data).")
+@click.option("--budget", type=click.IntRange(min=1), default=BUDGET_S, show_default=True,
+              help="Seconds for the whole check; steps that would start after it are recorded as not run.")
 @click.option("--allow-cpu", is_flag=True, hidden=True,
               help="Run the same steps at tiny sizes on the CPU (tests the orchestration; no benchmark).")
-def gpu_check_command(outdir, nvlabs, steps, allow_cpu):
+def gpu_check_command(outdir, nvlabs, steps, budget, allow_cpu):
     """On one GPU, in a few minutes: the CUDA tests, the kernels' self-checks, bench-ops, bench-fid,
     bench-train, 20 alphaGAN iterations and 0.5 kimg of retraining at 256 px; writes one JSON with
     every figure and a markdown snippet for docs/benchmarks.md."""
@@ -372,7 +390,7 @@ def gpu_check_command(outdir, nvlabs, steps, allow_cpu):
     else:
         raise click.ClickException("no CUDA GPU visible: gpu-check measures a GPU and needs one "
                                    "(CUDA_VISIBLE_DEVICES, driver?)")
-    report = run(outdir, plan, log=lambda line: click.echo(line, err=True), steps=names)
+    report = run(outdir, plan, log=lambda line: click.echo(line, err=True), steps=names, budget_s=budget)
     click.echo((Path(outdir) / "gpu-check.md").read_text())
     click.echo(f"{Path(outdir) / 'gpu-check.json'}: {sum(e['ok'] for e in report['steps'].values())} of "
                f"{len(report['steps'])} steps ok in {report['seconds_total']} s")

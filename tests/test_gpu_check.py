@@ -54,3 +54,10 @@ def test_a_failing_step_is_recorded_and_the_next_still_runs(tmp_path):
     assert steps["demo_data"]["ok"] and not report["all_ok"]
     assert (tmp_path / "gc" / "logs" / "bench_train.txt").is_file()
     assert "| bench_train | FAILED |" in (tmp_path / "gc" / "gpu-check.md").read_text()
+
+
+def test_steps_past_the_budget_are_recorded_as_not_run(tmp_path):
+    report = gpucheck.run(tmp_path / "gc", gpucheck.cpu_plan(), steps=["demo_data", "train"],
+                          budget_s=gpucheck.MIN_STEP_S - 1)
+    assert [entry["error"] for entry in report["steps"].values()] == [f"not run: the {gpucheck.MIN_STEP_S - 1} s budget was spent"] * 2
+    assert not (tmp_path / "gc" / "work" / "demo.lmdb").exists()
