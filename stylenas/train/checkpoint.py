@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io import save_torch
+from ..io import atomic_path
 
 KINDS = ("stylegan2", "conventional")
 SNAPSHOT_PATTERN = re.compile(r"network-snapshot-(\d+(?:\.\d+)?)\.pt$")
@@ -52,7 +52,8 @@ def save_checkpoint(state, path):
     """Write ``state`` (a dict with "kind") to ``path`` atomically."""
     if not isinstance(state, dict) or state.get("kind") not in KINDS:
         raise CheckpointError(f"{path}: a checkpoint must be a dict whose 'kind' is one of {', '.join(KINDS)}")
-    save_torch(state, path, suffix=".pt.tmp")
+    with atomic_path(path, suffix=".pt.tmp") as tmp:
+        torch.save(state, tmp)
 
 
 def snapshot_files(folder):
