@@ -171,8 +171,8 @@ def json_step(name, command):
     """A step that runs ``stylenas COMMAND ... --out FILE`` and returns FILE's JSON."""
     def step(plan, folders):
         out = folders["work"] / f"{name}.json"
-        rc, text = run_process(stylenas_cli(command, *getattr(plan, name), "--out", out), folders["logs"] / f"{name}.txt",
-                               plan.timeouts[name])
+        rc, text = run_process(stylenas_cli(command, *getattr(plan, name), "--out", out),
+                               folders["logs"] / f"{name}.txt", plan.timeouts[name])
         if rc != 0 or not out.is_file():
             raise StepFailed(f"exit {rc}: {tail(text)}")
         return json.loads(out.read_text())
@@ -326,7 +326,8 @@ def figures(name, result):
                 parts.append(f"eigvalsh kernel x{entry['kernel_speedup_vs_cusolver']:.1f} vs cuSOLVER ({count})")
         return ", ".join(parts)
     if name == "bench_train":
-        text = f"{result['cfg']} {result['resolution']} px batch {result['batch']}: {result['ours_s_per_kimg']:.2f} s/kimg"
+        text = (f"{result['cfg']} {result['resolution']} px batch {result['batch']}: "
+                f"{result['ours_s_per_kimg']:.2f} s/kimg")
         if "nvlabs_s_per_kimg" in result:
             text += f", NVlabs {result['nvlabs_s_per_kimg']:.2f} s/kimg (x{result['speedup_vs_nvlabs']:.2f})"
         return text

@@ -59,5 +59,6 @@ def test_a_failing_step_is_recorded_and_the_next_still_runs(tmp_path):
 def test_steps_past_the_budget_are_recorded_as_not_run(tmp_path):
     report = gpucheck.run(tmp_path / "gc", gpucheck.cpu_plan(), steps=["demo_data", "train"],
                           budget_s=gpucheck.MIN_STEP_S - 1)
-    assert [entry["error"] for entry in report["steps"].values()] == [f"not run: the {gpucheck.MIN_STEP_S - 1} s budget was spent"] * 2
+    expected = f"not run: the {gpucheck.MIN_STEP_S - 1} s budget was spent"
+    assert [entry["error"] for entry in report["steps"].values()] == [expected] * 2
     assert not (tmp_path / "gc" / "work" / "demo.lmdb").exists()
