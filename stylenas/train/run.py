@@ -7,7 +7,12 @@ Output folder (rank 0 writes it):
                                    when --snap is fractional); network-snapshot-best.pt by FID
   log.jsonl                        one line per snapshot: losses, R1, path length, D accuracy,
                                    s/kimg, s/step, memory, learning rates, NaN count, FID
-  losses.png                       those values over the run
+  stats.jsonl                      one line per tick (--tick kimg) in stylegan2-ada-pytorch's layout and
+                                   key names: {"Loss/G/loss": {"num", "mean", "std"}, ..., "timestamp"}
+  metric-fid50k_full.jsonl         one line per FID in NVlabs' layout (results, snapshot_pkl, ...)
+  log.txt                          the console (one line per tick), appended on --resume
+  events.out.tfevents.*            TensorBoard, only when the tensorboard package is installed
+  losses.png                       the tick values and the FID over the run (raw and smoothed)
   samples/reals.png, samples/fakes<kimg>.png, samples/fakes<kimg>-trunc0.7.png
   genotype.json, config.json       what is being trained (config.json: every setting and its source)
 """
