@@ -245,6 +245,44 @@ def test_unrepresentable_rosinality_networks_are_refused(tmp_path):
             import_network(bad_rosinality(tmp_path, change))
 
 
+def test_generator_only_rosinality_checkpoint(tmp_path):
+    """convert_weight.py's layout: g_ema and latent_avg only. G starts as G_ema, W_8's mean is
+    latent_avg, and train --init refuses it for want of a discriminator."""
+    from stylenas.search.genotype import Genotype
+    from stylenas.train.checkpoint import init_networks
+
+    latent_avg = torch.randn([16], generator=torch.Generator().manual_seed(3))
+
+    def generator_only(state):
+        for key in ("g", "d", "g_optim", "d_optim", "args", "ada_aug_p"):
+            del state[key]
+        state["latent_avg"] = latent_avg
+
+    path = bad_rosinality(tmp_path, generator_only)
+    state = import_network(path)
+    assert "D" not in state and state["G"] is state["G_ema"]
+    assert torch.equal(state["G_ema"]["mapping.w_avg"][7], latent_avg)
+    with pytest.raises(CheckpointError, match="has no D network"):
+        init_networks(path, Genotype.original(16), {"G": None, "D": None, "G_ema": None})
+
+
+def test_tensorflow_pickles_get_a_hint(tmp_path, monkeypatch):
+    module = types.ModuleType("dnnlib.tflib.network")
+
+    class Network:
+        def __reduce__(self):
+            return Network, ()
+
+    Network.__module__, Network.__qualname__ = "dnnlib.tflib.network", "Network"
+    module.Network = Network
+    for name in ("dnnlib", "dnnlib.tflib", "dnnlib.tflib.network"):
+        monkeypatch.setitem(sys.modules, name, module if name.endswith("network") else types.ModuleType(name))
+    path = tmp_path / "stylegan2-ffhq-config-f.pkl"
+    path.write_bytes(pickle.dumps((Network(), Network(), Network())))
+    with pytest.raises(ImportNetworkError, match="dnnlib.tflib.network.Network.*convert it with .*legacy.py"):
+        import_network(path)
+
+
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
     text = tmp_path / "notes.pkl"
     text.write_text("not a network\n")

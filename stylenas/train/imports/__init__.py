@@ -62,8 +62,10 @@ def _read_nvlabs(path):
     try:
         data = load_nvlabs_pickle(path)
     except RefusedGlobal as error:
+        hint = (" (a TensorFlow StyleGAN/StyleGAN2 pickle: convert it with stylegan2-ada-pytorch's legacy.py "
+                "first)") if str(error).startswith("dnnlib.tflib.") else ""
         raise ImportNetworkError(f"{path}: refused to load: the pickle calls {error}, which is not part of a "
-                                 f"stylegan2-ada-pytorch network (nothing from the file was run)") from None
+                                 f"stylegan2-ada-pytorch network (nothing from the file was run){hint}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
             RuntimeError) as error:
         raise ImportNetworkError(f"{path}: not a readable stylegan2-ada-pytorch network pickle "
