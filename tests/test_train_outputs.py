@@ -182,6 +182,21 @@ def test_resume_continues_stats_without_duplicate_ticks_and_appends_log_txt(demo
     assert text.count("\ntick 2 ") == 2  # the replayed tick is in the console log of both runs
 
 
+def test_the_error_that_ends_a_run_is_in_log_txt(demo_lmdb, tmp_path, monkeypatch):
+    import stylenas.train.run as run
+
+    def disk_full(state, path):
+        raise OSError(f"{path}: No space left on device")
+
+    monkeypatch.setattr(run, "save_checkpoint", disk_full)
+    out = tmp_path / "run"
+    result = invoke(["--data", demo_lmdb, "--outdir", out, "--kimg", "0.008", "--snap", "0.004", "--tick", "0.004",
+                     *TINY])
+    assert result.exit_code != 0
+    lines = (out / "log.txt").read_text().splitlines()
+    assert lines[-2].startswith("tick 0 ") and lines[-1].startswith("OSError: ") and "No space left" in lines[-1]
+
+
 def test_bad_tick_is_one_line_error(demo_lmdb, tmp_path):
     result = invoke(["--data", demo_lmdb, "--outdir", tmp_path / "run", "--kimg", "0.004", "--tick", "0", *TINY])
     assert result.exit_code != 0 and "--tick must be a positive number of kimg, got 0" in result.output

@@ -116,6 +116,11 @@ def train(options: TrainOptions, log=None):
     say = Console(log) if dist.is_main else (lambda line: None)  # also into OUTDIR/log.txt once opened
     try:
         return _train(options, dist, say)
+    except BaseException as error:  # why the run ended goes into log.txt too (the command prints it)
+        if dist.is_main:
+            kind = "error" if isinstance(error, (TrainError, CheckpointError)) else type(error).__name__
+            say.record(f"{kind}: {error}")
+        raise
     finally:
         if dist.is_main:
             say.close()

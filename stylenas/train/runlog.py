@@ -196,6 +196,12 @@ class Console:
             self.file.write(line + "\n")
             self.file.flush()
 
+    def record(self, line):
+        """Write ``line`` into log.txt only (e.g. the error the command itself prints)."""
+        if self.file is not None:
+            self.file.write(line + "\n")
+            self.file.flush()
+
     def close(self):
         if self.file is not None:
             self.file.close()
