@@ -283,6 +283,28 @@ def test_tensorflow_pickles_get_a_hint(tmp_path, monkeypatch):
         import_network(path)
 
 
+@pytest.mark.parametrize("channel_multiplier", [1, 2, 4])
+@pytest.mark.parametrize("size", [32, 256, 1024])
+def test_rosinality_channel_tables_follow_our_rule(size, channel_multiplier):
+    """rosinality's hard-coded table (model.py: 512 up to 32 px, then 256, 128, 64, 32, 16 times the
+    multiplier) is min(channel_base / res, channel_max) for the base and max the importer infers, except
+    where it grows with the resolution (multiplier 4), which is refused."""
+    from stylenas.nn.layers import channel_count
+    from stylenas.train.imports.rosinality import _channel_rule
+
+    table = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * channel_multiplier, 128: 128 * channel_multiplier,
+             256: 64 * channel_multiplier, 512: 32 * channel_multiplier, 1024: 16 * channel_multiplier}
+    channels = {res: c for res, c in table.items() if res <= size}
+    if channel_multiplier == 4 and size >= 64:  # 1024 channels at 64 px after 512 at 32: not our rule
+        with pytest.raises(ImportNetworkError, match="do not follow"):
+            _channel_rule("x.pt", channels)
+        return
+    base, most = _channel_rule("x.pt", channels)
+    assert {res: channel_count(res, base, most) for res in channels} == channels
+    with pytest.raises(ImportNetworkError, match="do not follow"):
+        _channel_rule("x.pt", {**channels, 4: 256})
+
+
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
     text = tmp_path / "notes.pkl"
     text.write_text("not a network\n")
