@@ -60,7 +60,8 @@ def train_command(data, genotype, outdir, cfg, resolution, resume, device, worke
 
 
 @click.command("generate")
-@click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="Training checkpoint (any snapshot).")
+@click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="Training checkpoint (any snapshot), "
+              "NVlabs stylegan2-ada-pytorch network pickle or rosinality checkpoint.")
 @click.option("--seeds", default="0-63", show_default=True, help="Seeds, e.g. 0-63,100.")
 @click.option("--trunc", type=float, default=1.0, show_default=True, help="Truncation psi (each W_i toward its mean).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False))
