@@ -19,7 +19,8 @@ API:
 - ``capture_rng()`` / ``restore_rng(state)``: torch CPU, every CUDA device, numpy and Python
   ``random`` generators as tensors, ints and lists (weights_only-loadable).
 - ``load_generator(path, device) -> (G_ema, info)``: the EMA generator of any checkpoint (also an
-  NVlabs network pickle or a rosinality checkpoint, via ``load_network``), in eval mode, with ``G.z_dim`` set; dispatches on "kind" ("conventional" calls
+  NVlabs network pickle or a rosinality checkpoint, via ``load_network``), in eval mode, with
+  ``G.z_dim`` set; dispatches on "kind" ("conventional" calls
   ``stylenas.conventional.generator_from_checkpoint(checkpoint, device)``, imported lazily).
   ``info`` holds kind, resolution, z_dim, kimg/step, genotype and config.
 - ``load_network(path)``: our checkpoint dict of a StyleNAS, NVlabs or rosinality file.
