@@ -239,7 +239,8 @@ def test_unrepresentable_rosinality_networks_are_refused(tmp_path):
     def extra(state):
         state["d"]["convs.1.skip.1.bias"] = torch.zeros([8])
 
-    for change, message in ((swagan, "'swagan' checkpoint"), (blur, r"convs.0.conv.blur.kernel is not the \[1, 3, 3, 1\]"),
+    for change, message in ((swagan, "'swagan' checkpoint"),
+                            (blur, r"convs.0.conv.blur.kernel is not the \[1, 3, 3, 1\]"),
                             (mapping, "mapping network has 7 layers"), (extra, "d has layer convs.1.skip.1.bias")):
         with pytest.raises(ImportNetworkError, match=message):
             import_network(bad_rosinality(tmp_path, change))
@@ -346,7 +347,8 @@ def test_train_init_starts_from_the_imported_weights(source, lmdb16, tmp_path, o
 
     out = tmp_path / "run"
     train(TrainOptions(data=str(lmdb16), genotype="stylegan2", outdir=str(out), cfg="tiny", device="cpu", workers=0,
-                       init=str(source), overrides={**TINY_IMPORT, "lr": 1e-30, "conv_clamp": None}), log=lambda line: None)
+                       init=str(source), overrides={**TINY_IMPORT, "lr": 1e-30, "conv_clamp": None}),
+          log=lambda line: None)
     trained = torch.load(out / "checkpoint.pt", weights_only=True)
     imported = load_network(source)
     assert trained["counters"]["step"] == 1

@@ -74,7 +74,8 @@ def nvlabs(checkout):
                                    synthesis_kwargs=dnnlib.EasyDict(channel_base=CHANNEL_BASE, channel_max=CHANNEL_MAX,
                                                                     num_fp16_res=4, conv_clamp=256))
         D_kwargs = dnnlib.EasyDict(class_name="training.networks.Discriminator", block_kwargs=dnnlib.EasyDict(),
-                                   mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=4),
+                                   mapping_kwargs=dnnlib.EasyDict(),
+                                   epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=4),
                                    channel_base=CHANNEL_BASE, channel_max=CHANNEL_MAX, num_fp16_res=4, conv_clamp=256)
         common = dict(c_dim=c_dim, img_resolution=RESOLUTION, img_channels=3)
         return G_kwargs, D_kwargs, common
@@ -169,8 +170,10 @@ def rosinality(checkout):
     perturb(g_ema, g, scale=0.02)
     g_reg_ratio = args.g_reg_every / (args.g_reg_every + 1)
     d_reg_ratio = args.d_reg_every / (args.d_reg_every + 1)
-    g_optim = torch.optim.Adam(generator.parameters(), lr=args.lr * g_reg_ratio, betas=(0 ** g_reg_ratio, 0.99 ** g_reg_ratio))
-    d_optim = torch.optim.Adam(discriminator.parameters(), lr=args.lr * d_reg_ratio, betas=(0 ** d_reg_ratio, 0.99 ** d_reg_ratio))
+    g_optim = torch.optim.Adam(generator.parameters(), lr=args.lr * g_reg_ratio,
+                               betas=(0 ** g_reg_ratio, 0.99 ** g_reg_ratio))
+    d_optim = torch.optim.Adam(discriminator.parameters(), lr=args.lr * d_reg_ratio,
+                               betas=(0 ** d_reg_ratio, 0.99 ** d_reg_ratio))
     torch.save({"g": generator.state_dict(), "d": discriminator.state_dict(), "g_ema": g_ema.state_dict(),
                 "g_optim": g_optim.state_dict(), "d_optim": d_optim.state_dict(), "args": args, "ada_aug_p": 0.0},
                HERE / "tiny.pt")
