@@ -41,6 +41,8 @@ TABLE = {
     "channel_max": Entry(code("StyleGAN2 config-f: channel_max 512, times channel_mult"), {"tiny": TINY}),
     "discriminator": Entry(choice("StyleGAN2's residual D (NVlabs training/networks.py) at the searched G's widths: "
                                   "the paper fixes D (section 4.2) but does not describe the StyleGAN2 search's D")),
+    "regularizers": Entry(choice("none: Algorithm 1 optimises the adversarial loss (eq. 5) alone, and the paper names "
+                                 "no R1, path length, style mixing or EMA for the search")),
     "data_split": Entry(paper("appendix .1.2: the data split equally into a training half (weights) and a "
                               "validation half (architecture), by a permutation drawn from --seed")),
     "batch_sampling": Entry(choice("each batch drawn uniformly with replacement from its half, batch k a function of "
@@ -72,7 +74,7 @@ def search_record(config, preset, iterations, network, channels, dataset):
               "betas": list(preset.betas), "arch_lr": preset.arch_lr, "arch_betas": list(preset.arch_betas),
               "arch_weight_decay": preset.arch_weight_decay, "z_dim": network["z_dim"], "w_dim": network["w_dim"],
               "channel_base": channels["channel_base"], "channel_max": channels["channel_max"],
-              "discriminator": "stylegan2-residual", "data_split": "halves", "batch_sampling": "with-replacement",
+              "discriminator": "stylegan2-residual", "regularizers": "none", "data_split": "halves", "batch_sampling": "with-replacement",
               "seed": config.seed, "dataset": dataset, "data": str(config.data), "outdir": str(config.outdir),
               "device": config.device, "resume": config.resume, "sample_every": config.sample_every,
               "checkpoint_every": config.checkpoint_every, "workers": config.workers,
