@@ -20,11 +20,11 @@ REFERENCE_FILE = "reference-features.pt"
 IS_SPLITS = 10
 
 
-def _network(inception, device):
-    return InceptionV3FID(weights=inception).to(device)
+def inception_network(weights, device):
+    return InceptionV3FID(weights=weights).to(device)
 
 
-def reference_features(outdir, dataset, data_key, num_ref, inception, device, log):
+def reference_features(outdir, dataset, data_key, num_ref, net, log):
     """[N, 2048] float32 pool features of the reference images, computed once per folder."""
     path = Path(outdir) / REFERENCE_FILE
     count = len(dataset) if num_ref is None else min(num_ref, len(dataset))
@@ -35,7 +35,7 @@ def reference_features(outdir, dataset, data_key, num_ref, inception, device, lo
             return saved["features"]
     log(f"reference: Inception features of {count} images of {data_key['data']}")
     subset = torch.utils.data.Subset(dataset, range(count))
-    _, features, _ = extract_features(_network(inception, device), subset, keep_features=True)
+    _, features, _ = extract_features(net, subset, keep_features=True)
     save_torch({"key": key, "features": features}, path)
     return features
 
@@ -46,19 +46,20 @@ def feature_stats(features):
     return stats.stats()
 
 
-def generated_features(checkpoint, num, inception, device, net=None):
+def generated_features(checkpoint, num, net):
     """(pool features, unbiased logits) of G_ema's images for seeds 0..num-1."""
     from ..train.generate import checkpoint_images
 
+    device = next(net.parameters()).device
     images = checkpoint_images(checkpoint, num, device)
-    net = net or _network(inception, device)
     _, features, logits = extract_features(net, images, num_workers=0, keep_features=True, keep_logits=True)
     return features, logits
 
 
-def score_checkpoint(checkpoint, reference, num, inception, device):
+def score_checkpoint(checkpoint, reference, num, net):
     """FID, IS (10 splits), KID and precision / recall / density / coverage of a checkpoint."""
-    features, logits = generated_features(checkpoint, num, inception, device)
+    device = next(net.parameters()).device
+    features, logits = generated_features(checkpoint, num, net)
     fid = frechet_distance(*feature_stats(features), *feature_stats(reference))
     is_mean, is_std = inception_score(logits, splits=min(IS_SPLITS, len(logits)))
     kid_mean, kid_std = kernel_inception_distance(features, reference, device=device)
@@ -66,9 +67,9 @@ def score_checkpoint(checkpoint, reference, num, inception, device):
             **prdc(features, reference, device=device)}
 
 
-def checkpoint_fid(checkpoint, reference, num, inception, device):
+def checkpoint_fid(checkpoint, reference, num, net):
     """The FID alone (the random search's score of a candidate)."""
-    features, _ = generated_features(checkpoint, num, inception, device)
+    features, _ = generated_features(checkpoint, num, net)
     return frechet_distance(*feature_stats(features), *feature_stats(reference))
 
 

@@ -36,7 +36,7 @@ import click
 import torch
 
 from ..io import atomic_path
-from .budgets import BUDGETS
+from .budgets import BUDGETS, Budget
 from .families import FAMILIES, CompareError
 from . import evaluate as ev
 
@@ -94,6 +94,7 @@ class Context:
         self._reference = None
         self._dataset = None
         self.inception_name = "default"
+        self._net = None
 
     @property
     def torch_device(self):
@@ -107,8 +108,14 @@ class Context:
             self._reference = ev.reference_features(
                 self.outdir, self.dataset, {"data": str(Path(self.data).resolve()), "resolution": self.resolution,
                                             "inception": self.inception_name},
-                self.budget.eval_num_ref, self.inception, self.torch_device, self.log)
+                self.budget.eval_num_ref, self.net, self.log)
         return self._reference
+
+    @property
+    def net(self):
+        if self._net is None:
+            self._net = ev.inception_network(self.inception, self.torch_device)
+        return self._net
 
     @property
     def dataset(self):
@@ -119,8 +126,7 @@ class Context:
         return self._dataset
 
     def candidate_fid(self, checkpoint):
-        return ev.checkpoint_fid(checkpoint, self.reference, self.budget.candidate_fid_num, self.inception,
-                                 self.torch_device)
+        return ev.checkpoint_fid(checkpoint, self.reference, self.budget.candidate_fid_num, self.net)
 
 
 def _write_json(path, obj):
@@ -164,8 +170,7 @@ def run_job(job, family, ctx, folder):
             checkpoint = family.retrain(search["genotype"], job.seed, folder / "retrain")
         retrain = {"checkpoint": checkpoint, "seconds": time.perf_counter() - tic}
         _write_json(retrain_record, retrain)
-    scores = ev.score_checkpoint(retrain["checkpoint"], ctx.reference, ctx.budget.eval_num, ctx.inception,
-                                 ctx.torch_device)
+    scores = ev.score_checkpoint(retrain["checkpoint"], ctx.reference, ctx.budget.eval_num, ctx.net)
     return {"status": "ok", "job": job.name, "method": job.row, "kind": job.method, "seed": job.seed, **scores,
             "params": ev.parameter_count(retrain["checkpoint"]), "search_kimg": search["kimg"],
             "search_seconds": search["seconds"], "search_gpu_hours": search["gpu_hours"],
@@ -205,7 +210,11 @@ def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="
     `fail_jobs`: job names made to fail at their start (tests of the failure path)."""
     log = log or (lambda line: click.echo(line, err=True))
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    if budget not in BUDGETS:
+    if isinstance(budget, Budget):  # a custom one (tests: smaller sample counts)
+        budget_obj = budget
+    elif budget in BUDGETS:
+        budget_obj = BUDGETS[budget]
+    else:
         raise CompareError(f"--budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
     if family not in FAMILIES:
         raise CompareError(f"--family must be one of {', '.join(FAMILIES)}, got {family!r}")
@@ -228,7 +237,6 @@ def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="
         weights = find_weights(inception, download=False)  # loaded once, shared by every evaluation
     except InceptionWeightsError as error:
         raise CompareError(f"--inception: {error}") from None
-    budget_obj = BUDGETS[budget]
     outdir = Path(outdir)
     ctx = Context(data, dataset.resolution, device, budget_obj, weights, outdir, log)
     ctx.inception_name = str(inception or "default")
@@ -254,7 +262,7 @@ def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="
         _write_json(settings_path, settings)
 
     mine = jobs[rank::world]
-    log(f"compare ({family}, budget {budget}): {len(jobs)} jobs, {len(mine)} on process {rank} of {world}; "
+    log(f"compare ({family}, budget {budget_obj.name}): {len(jobs)} jobs, {len(mine)} on process {rank} of {world}; "
         f"search budget {fam.budget_kimg():.4g} kimg through G and D")
     counts = {"done before": 0, "ok": 0, "failed": 0}
     for k, job in enumerate(mine):

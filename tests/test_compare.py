@@ -1,0 +1,202 @@
+"""stylenas compare: the budget unit counted against the searcher's real forward passes, the random
+sampler's uniformity, the random search's budget and resume, the statistics against hand values, and
+a tiny compare end to end (leaderboard files and keys, a failing job recorded while the others go on,
+a resume that reruns nothing finished, two torchrun processes giving the leaderboard of one)."""
+import csv
+import json
+import os
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stylenas.compare import BUDGETS, random_search, sample_stylegan2
+from stylenas.compare.budgets import alphagan_iteration_images
+from stylenas.compare.report import kendall_tau, summarise
+from stylenas.nn.layers import NORMAL_OPS, UP_OPS
+from stylenas.nn.networks import synthesis_layout
+from helpers import launch, quiet, write_weights
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+KEYS = ("method", "seed", "fid", "is", "kid", "precision", "recall", "density", "coverage", "params", "search_kimg",
+        "search_seconds")
+# the tiny preset with fewer images still: each Inception image costs ~0.2 s on a shared CPU
+TEST_BUDGET = replace(BUDGETS["tiny"], name="test", search_iters=1, candidate_kimg=0.016, candidate_fid_num=6,
+                      retrain_kimg=0.016, eval_num=6, eval_num_ref=6)
+
+
+# ------------------------------------------------------------------ budget unit, sampler, random search
+
+def test_alphagan_iteration_images_count_the_real_forward_passes():
+    """One searcher iteration with counting hooks on G and D (their copies G-bar and D-bar inherit
+    the hooks): the images that pass through G or D equal the budget formula."""
+    from stylenas.nn.networks import Discriminator
+    from stylenas.search import PRESETS, AlphaGANSearcher, SuperGenerator
+
+    preset = replace(PRESETS["tiny"], batch=2)
+    G = SuperGenerator(8, z_dim=8, w_dim=8, space="micro", dynamic_w=True, channel_base=64, channel_max=8)
+    D = Discriminator(8, channel_base=64, channel_max=8)
+    seen = []
+    for net in (G, D):
+        net.register_forward_hook(lambda module, inputs, output: seen.append(len(output)))
+    searcher = AlphaGANSearcher(G, D, lambda n: torch.randn(n, 8), preset)
+    reals = iter(lambda: torch.rand(2, 3, 8, 8) * 2 - 1, None)
+    searcher.iteration(reals, reals)
+    assert sum(seen) == alphagan_iteration_images(preset)
+
+
+def test_random_stylegan2_genotypes_are_valid_and_uniform():
+    rng = np.random.default_rng(0)
+    layout = synthesis_layout(16)
+    channels = {"channel_base": 1024, "channel_max": 32, "channel_mult": 1.0}
+    macro = [sample_stylegan2(rng, 16, "macro+dynamic_w", channels) for _ in range(600)]
+    for g in macro[:20]:
+        g.validate()
+    ops = Counter(layer["op"] for g in macro for layer in g.layers if layer["name"].endswith("conv1"))
+    ws = Counter(layer["w"] for g in macro for layer in g.layers)
+    # every choice drawn, each near its uniform share (4 normal layers x 600 draws, 3 ops)
+    assert set(ops) == set(NORMAL_OPS) and all(abs(n / sum(ops.values()) - 1 / 3) < 0.05 for n in ops.values())
+    assert set(ws) == set(range(1, 9)) and all(abs(n / sum(ws.values()) - 1 / 8) < 0.03 for n in ws.values())
+    micro = sample_stylegan2(np.random.default_rng(1), 16, "micro", channels)
+    assert len({layer["op"] for layer in micro.layers if layer.get("op") in NORMAL_OPS}) == 1  # shared choice
+    assert len({layer["op"] for layer in micro.layers if layer.get("op") in UP_OPS}) == 1
+    assert {layer["w"] for layer in micro.layers} == {8}  # no dynamic W: the last mapping output
+    assert [layer["name"] for layer in micro.layers] == [name for name, _ in layout]
+    again = sample_stylegan2(np.random.default_rng(0), 16, "macro+dynamic_w", channels)
+    assert again.layers == macro[0].layers  # seeded
+
+
+def test_random_search_stops_at_the_budget_keeps_the_best_and_resumes(tmp_path):
+    channels = {"channel_base": 1024, "channel_max": 32, "channel_mult": 1.0}
+    scores = iter([5.0, 2.0, 3.0, 1.0, 4.0])
+    evaluated = []
+
+    def evaluate(genotype, folder):
+        evaluated.append(folder.name)
+        if len(evaluated) == 2:
+            raise KeyboardInterrupt  # killed in the second candidate
+        return next(scores), 0.3
+
+    def sample(rng):
+        return sample_stylegan2(rng, 8, "macro+dynamic_w", channels)
+
+    with pytest.raises(KeyboardInterrupt):
+        random_search(sample, evaluate, 1.0, seed=3, folder=tmp_path)
+    result = random_search(sample, evaluate, 1.0, seed=3, folder=tmp_path)
+    # 0.3 kimg per candidate within 1.0: three candidates; the killed one is redone, the first is not
+    assert evaluated == ["candidate000", "candidate001", "candidate001", "candidate002"]
+    assert [c["score"] for c in result["candidates"]] == [5.0, 2.0, 3.0] and result["best"]["index"] == 1
+    assert result["kimg"] == pytest.approx(0.9)
+    first = sample(np.random.default_rng(3))  # the stream continued where it was: candidate 0 is draw 0
+    assert json.loads(Path(result["candidates"][0]["genotype"]).read_text())["layers"] == first.layers
+
+
+def test_statistics_against_hand_values():
+    def row(method, seed, fid, score=None):
+        return {"method": method, "seed": seed, "status": "ok", "fid": fid, "search_score": score, "kind": "x",
+                "params": 10, "search_kimg": 1.0}
+
+    results = [row("a", 0, 10.0, 0.1), row("a", 1, 14.0, 0.3), row("a", 2, 12.0, 0.2),
+               row("random-a", 0, 11.0), row("random-a", 1, 13.0), row("random-a", 2, 16.0),
+               {"method": "b", "seed": 0, "status": "failed", "error": "boom", "kind": "x"}]
+    summary = summarise(results)
+    assert summary["a"]["fid"] == 12.0 and summary["a"]["fid_std"] == pytest.approx(2.0)  # sample std of 10, 14, 12
+    assert summary["a"]["rank_vs_random"] == 1  # mean 12 < 13.33
+    assert summary["a"]["wins_vs_random"] == pytest.approx(2 / 3)  # seeds 0 and 2
+    assert summary["a"]["kendall_tau"] == pytest.approx(1.0)  # scores and FIDs in the same order
+    assert summary["b"]["runs"] == 1 and summary["b"]["failed"] == 1 and summary["b"]["fid"] is None
+    assert kendall_tau([(1, 3), (2, 2), (3, 1)])[0] == pytest.approx(-1.0)
+    assert kendall_tau([(1, 3)]) == (None, None)
+
+
+# ------------------------------------------------------------------ a tiny compare end to end
+
+SCRIPT = """
+import sys
+from dataclasses import replace
+from stylenas.compare import BUDGETS
+from stylenas.compare.run import compare
+budget = replace(BUDGETS["tiny"], **{json})
+compare(sys.argv[1], sys.argv[2], methods=["random"], seeds=[0], budget=budget, device="cpu",
+        inception=sys.argv[3], log=lambda line: print(line, file=sys.stderr))
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from stylenas.datasets.demo import make_demo_data
+
+    root = tmp_path_factory.mktemp("compare")
+    data = root / "demo.lmdb"
+    make_demo_data(data, sizes=[8], num=24, progress=False)
+    return {"data": data, "weights": write_weights(root / "weights"), "root": root}
+
+
+def _run(tiny, outdir, **kwargs):
+    from stylenas.compare.run import compare
+
+    return compare(tiny["data"], outdir, methods=["alphagan", "random"], seeds=[0], budget=TEST_BUDGET, device="cpu",
+                   inception=tiny["weights"], log=quiet, **kwargs)
+
+
+def _leaderboard(outdir):
+    return {r["method"]: r for r in json.loads((outdir / "leaderboard.json").read_text())}
+
+
+@pytest.mark.slow
+def test_tiny_compare_failure_resume_and_two_processes(tiny):
+    out = tiny["root"] / "one"
+    rows = _run(tiny, out, fail_jobs={"published-stylegan2-s0"})
+    board = _leaderboard(out)
+    assert set(board) == {"alphagan", "random-alphagan", "stylegan2"} and len(rows) == 3
+    for method in ("alphagan", "random-alphagan"):
+        assert board[method]["status"] == "ok" and all(board[method][k] is not None for k in KEYS), method
+    assert board["alphagan"]["search_kimg"] == pytest.approx(alphagan_iteration_images(
+        __import__("stylenas.search", fromlist=["PRESETS"]).PRESETS["tiny"]) / 1000)
+    assert board["random-alphagan"]["search_kimg"] <= board["alphagan"]["search_kimg"] + 1e-9
+    assert 0 <= board["alphagan"]["precision"] <= 1 and board["alphagan"]["params"] > 0
+    # the failing job is recorded with its error; the others went on
+    assert board["stylegan2"]["status"] == "failed" and "made to fail" in board["stylegan2"]["error"]
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.png", "summary.json"):
+        assert (out / name).stat().st_size > 0, name
+    with open(out / "leaderboard.csv") as file:
+        assert set(KEYS) <= set(next(csv.reader(file)))
+    text = (out / "leaderboard.md").read_text()
+    assert "## Protocol" in text and text.index("## Protocol") < text.index("| method |")
+    assert (out / "leaderboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # a second start without --resume is refused; a resume after a kill mid-job reruns only what
+    # did not finish: the failed job, and the retraining of a job whose result was not written
+    with pytest.raises(Exception, match="--resume"):
+        _run(tiny, out)
+    jobs = out / "jobs"
+    finished = json.loads((jobs / "random-alphagan-s0" / "result.json").read_text())["finished_at"]
+    search_mtime = (jobs / "alphagan-s0" / "search.json").stat().st_mtime_ns
+    (jobs / "alphagan-s0" / "result.json").unlink()  # killed after its search, during the retraining
+    (jobs / "alphagan-s0" / "retrain.json").unlink()
+    _run(tiny, out, resume=True)
+    resumed = _leaderboard(out)
+    assert json.loads((jobs / "random-alphagan-s0" / "result.json").read_text())["finished_at"] == finished
+    assert (jobs / "alphagan-s0" / "search.json").stat().st_mtime_ns == search_mtime  # search not rerun
+    assert resumed["stylegan2"]["status"] == "ok"
+    assert resumed["alphagan"]["fid"] == pytest.approx(board["alphagan"]["fid"], rel=1e-4)  # same retraining
+
+    # two torchrun processes share the jobs (one each: random search in alphaGAN's space, and the
+    # published StyleGAN2) and give the rows of one process
+    two = tiny["root"] / "two"
+    script = tiny["root"] / "compare_script.py"
+    fields = {k: getattr(TEST_BUDGET, k) for k in ("name", "search_iters", "candidate_kimg", "candidate_fid_num",
+                                                   "retrain_kimg", "eval_num", "eval_num_ref")}
+    script.write_text(SCRIPT.replace("{json}", repr(fields)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch(script, tiny["data"], two, tiny["weights"], processes=2, env=env)
+    both = _leaderboard(two)
+    assert set(both) == {"random-alphagan", "stylegan2"}
+    for method, row in both.items():
+        assert row["status"] == "ok"
+        for key in KEYS[2:-1]:
+            assert row[key] == pytest.approx(resumed[method][key], rel=1e-4, abs=1e-9), (method, key)
