@@ -86,6 +86,17 @@ def test_nvlabs_pickle_gives_the_original_images(one_thread):
 
 
 @torch.no_grad()
+def test_nvlabs_variant_lr_multiplier_no_noise_no_clamp(one_thread):
+    """Mapping lr_multiplier 0.1 (the weights are rescaled to our 0.01), use_noise False (a zero
+    noise strength), conv_clamp None: still the original's images."""
+    reference = np.load(DATA / "nvlabs_variant_reference.npz")
+    G, info = load_generator(DATA / "network-variant.pkl")
+    assert info["resolution"] == 8 and info["config"]["conv_clamp"] is None
+    images = G(tensor(reference, "z"), truncation_psi=float(reference["trunc"]), noise_mode="random")
+    assert torch.allclose(images, tensor(reference, "images"), atol=ATOL)
+
+
+@torch.no_grad()
 def test_rosinality_checkpoint_gives_the_original_images(one_thread):
     reference = np.load(DATA / "rosinality_reference.npz")
     z, z2 = tensor(reference, "z"), tensor(reference, "z2")

@@ -11,6 +11,8 @@ Writes into this folder (CPU, float32, deterministic):
                               training/training_loop.py does (deep copies in eval mode, pickle.dump)
                               with train.py's kwargs (EasyDicts, num_fp16_res 4, conv_clamp 256)
   network-conditional.pkl     the same with c_dim 2 (G_ema only): the importer must refuse it
+  network-variant.pkl         an 8 px G_ema with mapping lr_multiplier 0.1, use_noise False, no conv_clamp,
+  nvlabs_variant_reference.npz  and its images (psi 0.5)
   nvlabs_reference.npz        latents and the original code's images (noise_mode const, float32 via
                               force_fp32, as our import computes): psi 1, psi 0.7, style mixing, G, D logits
   tiny.pt                     a 16 px rosinality checkpoint, keys and args as its train.py saves them
@@ -128,6 +130,17 @@ def nvlabs(checkout):
     G_kwargs, _, common = kwargs(c_dim=2)
     conditional = dnnlib.util.construct_class_by_name(**G_kwargs, **common)
     snapshot(HERE / "network-conditional.pkl", [("G_ema", conditional)], training_set_kwargs)
+
+    # Another mapping lr multiplier, no noise inputs, no clamp, 8 px, G_ema only
+    G_kwargs, _, common = kwargs()
+    G_kwargs.mapping_kwargs.lr_multiplier = 0.1
+    G_kwargs.synthesis_kwargs.update(use_noise=False, conv_clamp=None, num_fp16_res=0)
+    variant = dnnlib.util.construct_class_by_name(**G_kwargs, **dict(common, img_resolution=8)).eval()
+    perturb(variant, g)
+    snapshot(HERE / "network-variant.pkl", [("G_ema", variant)], training_set_kwargs)
+    with torch.no_grad():
+        images_variant = variant(z, None, truncation_psi=0.5, noise_mode="const", force_fp32=True)
+    np.savez(HERE / "nvlabs_variant_reference.npz", z=z.numpy(), trunc=0.5, images=images_variant.numpy())
     sys.path.remove(str(checkout))
 
 
