@@ -163,3 +163,50 @@ def test_two_process_helpers_under_torchrun(tmp_path):
     assert out["mean"] == 0.5 and out["shard"] == [0, 2, 4]
     assert out["grad"] == [1.5, 1.5] and out["q_grad"] is None  # averaged; no gradient stays none
     assert out["ddp_grad"] == [[0.5, 0.5, 0.5]]  # DDP averages the inputs' gradients 0 and 1
+
+
+TRAINER_SCRIPT = r'''
+import sys
+import torch
+from stylenas.search.genotype import Genotype
+from stylenas.train.config import resolve_config
+from stylenas.train.distributed import init_distributed
+from stylenas.train.stylegan2 import StyleGAN2Trainer, build_networks
+
+d = init_distributed("cpu")
+config = resolve_config("tiny", 8, batch=8, batch_gpu=int(sys.argv[2]), mbstd_group=2, channel_base=64, channel_max=8,
+                        z_dim=8, w_dim=8, pl_weight=2.0, gamma=1.0)
+torch.manual_seed(0)
+trainer = StyleGAN2Trainer(*build_networks(Genotype.original(8), config), config, d)
+initial = {k: v.clone() for k, v in trainer.G.state_dict().items()}
+reals = torch.rand(5, 8, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+for step in range(5):  # path length at steps 0 and 4, R1 at step 0
+    trainer.step(d.shard(reals[step]))
+state = trainer.state_dict()
+if d.is_main:
+    torch.save({"initial": initial, **{k: state[k] for k in ("G", "D", "G_ema", "pl_mean")}}, sys.argv[1])
+d.close()
+'''
+
+
+@pytest.mark.slow
+def test_two_processes_train_what_one_trains_with_path_length_and_rounds(tmp_path):
+    """StyleGAN2Trainer under torchrun with 2 gloo processes (batch 8, --batch-gpu 2: two rounds each)
+    ends where 1 process with batch 8 and --batch-gpu 4 ends, path length and R1 on: the draws are
+    made per global round, and the path-length mean is all-reduced with its gradient."""
+    import os
+    from pathlib import Path
+
+    script = tmp_path / "trainer.py"
+    script.write_text(TRAINER_SCRIPT)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    launch(script, tmp_path / "one.pt", 4, processes=1, env=env, timeout=300)
+    launch(script, tmp_path / "two.pt", 2, processes=2, env=env, timeout=300)
+    one, two = torch.load(tmp_path / "one.pt", weights_only=True), torch.load(tmp_path / "two.pt", weights_only=True)
+    assert one["pl_mean"] > 0 and torch.allclose(one["pl_mean"], two["pl_mean"], rtol=1e-5)
+    for net in ("G", "D", "G_ema"):
+        for name, value in one[net].items():
+            assert torch.allclose(value, two[net][name], atol=1e-5), (net, name, (value - two[net][name]).abs().max())
+    # five steps move the weights by far more than the tolerance: the comparison has teeth
+    assert max((one["G"][k] - v).abs().max() for k, v in one["initial"].items()) > 1e-3
