@@ -292,27 +292,198 @@ def test_ada_controller_follows_nvlabs_formula():
     positive, negative = torch.full([8, 1], 2.0), torch.full([8, 1], -1.0)
     for steps_done in range(1, 13):  # D overfits: real logits all positive
         ada.observe(positive)
-        ada.maybe_adjust(pipe, steps_done)
+        ada.end_step(pipe, steps_done)
         assert float(pipe.p) == pytest.approx(step * (steps_done // 4), rel=1e-6)
     for steps_done in range(13, 41):  # below the target: p falls back and stays clamped at 0
         ada.observe(negative)
-        ada.maybe_adjust(pipe, steps_done)
+        ada.end_step(pipe, steps_done)
     assert float(pipe.p) == 0
     # mixed signs: 5 of 8 positive -> mean 0.25 < 0.6: down; 7 of 8 -> 0.75 > 0.6: up
     pipe.p.fill_(0.5)
     ada.observe(torch.tensor([1.0] * 5 + [-1.0] * 3))
-    ada.maybe_adjust(pipe, 44)
+    ada.end_step(pipe, 44)
     assert float(pipe.p) == pytest.approx(0.5 - step, rel=1e-6)
     ada.observe(torch.tensor([1.0] * 7 + [-1.0]))
-    ada.maybe_adjust(pipe, 47)  # not a multiple of 4: nothing yet
+    ada.end_step(pipe, 47)  # not a multiple of 4: nothing yet
     assert float(pipe.p) == pytest.approx(0.5 - step, rel=1e-6)
-    ada.maybe_adjust(pipe, 48)
+    ada.end_step(pipe, 48)
     assert float(pipe.p) == pytest.approx(0.5, rel=1e-6)
     ada.observe(torch.tensor([1.0, 1.0, 1.0, -1.0, 1.0, -1.0, 1.0, 1.0, 1.0, -1.0]))  # mean sign 0.4: down
-    ada.maybe_adjust(pipe, 52)
+    ada.end_step(pipe, 52)
     assert float(pipe.p) == pytest.approx(0.5 - step, rel=1e-6)
     exact = AdaController(target=0.5, interval=1, batch=4)
     pipe.p.fill_(0.25)
     exact.observe(torch.tensor([1.0, 1.0, 1.0, -1.0]))  # mean sign 0.5 == target: no change
-    exact.maybe_adjust(pipe, 1)
+    exact.end_step(pipe, 1)
     assert float(pipe.p) == 0.25
+
+
+# ------------------------------------------------------------------------------------ in the trainer
+
+def tiny_trainer(aug="ada", dist=None, **overrides):
+    from stylenas.search.genotype import Genotype
+    from stylenas.train.config import resolve_config
+    from stylenas.train.distributed import Dist
+    from stylenas.train.stylegan2 import StyleGAN2Trainer, build_networks
+
+    settings = {"batch": 4, "mbstd_group": 2, "channel_base": 64, "channel_max": 8, "z_dim": 8, "w_dim": 8,
+                "aug": aug, **overrides}
+    config = resolve_config("tiny", 8, **settings)
+    torch.manual_seed(0)
+    G, D = build_networks(Genotype.original(8), config)
+    return StyleGAN2Trainer(G, D, config, dist or Dist())
+
+
+def global_reals(step, data, batch=4):
+    return data[torch.arange(step * batch, (step + 1) * batch) % len(data)]
+
+
+def test_presets_and_option_rules():
+    from stylenas.train.config import AUGPIPE_NAMES, resolve_config
+
+    assert tuple(AUGPIPES) == AUGPIPE_NAMES  # the command line's choices are the pipes
+    for cfg, aug in (("auto", "ada"), ("stylegan2", "ada"), ("paper256", "ada"), ("paper", "noaug"),
+                     ("tiny", "noaug")):
+        config = resolve_config(cfg, 32)
+        assert (config.aug, config.augpipe, config.ada_target, config.ada_kimg, config.mirror) == (
+            aug, "bgc", 0.6, 500, False), cfg
+    for options, message in ((dict(aug="fixed"), "--aug fixed requires --p"),
+                             (dict(augpipe="bgc"), "--augpipe cannot be given with --aug noaug"),
+                             (dict(aug="fixed", augment_p=0.5, ada_target=0.7), "--target can only be given"),
+                             (dict(aug="ada", augment_p=2.0), r"--p is a probability in \[0, 1\]"),
+                             (dict(aug="ada", augpipe="bgx"), "--augpipe must be one of"),
+                             (dict(aug="ada", ada_kimg=0), "--ada-kimg must be positive")):
+        with pytest.raises(ValueError, match=message):
+            resolve_config("tiny", 32, **options)
+
+
+def test_every_image_d_sees_is_augmented_in_every_phase():
+    """NVlabs' run_D: fakes in Gmain, fakes and reals in Dmain, reals in the R1 phase (step 0 runs all
+    four phases); each call draws for its global round from its own (seed, step, phase, kind) stream."""
+    trainer = tiny_trainer("fixed", augment_p=0.5)
+    calls = []
+    forward = trainer.augment_pipe.forward
+
+    def recording(images, generator=None, batch=None, rows=None):
+        calls.append((images.requires_grad, images.shape[0], batch, generator.initial_seed()))
+        return forward(images, generator, batch, rows)
+
+    trainer.augment_pipe.forward = recording
+    trainer.step(torch.rand([4, 3, 8, 8]) * 2 - 1)
+    assert [c[1:3] for c in calls] == [(4, 4)] * 4
+    assert calls[0][0] and calls[3][0]  # G's fakes carry G's graph; R1's reals require grad
+    assert len({c[3] for c in calls}) == 4  # four distinct streams
+    assert trainer.state_dict()["augment"]["p"] == 0.5 and trainer.ada is None
+    assert tiny_trainer("noaug").augment_pipe is None
+
+
+def test_ada_p_rises_when_d_overfits_a_small_dataset():
+    """A real tiny run on 16 images (D learns them: the mean sign of its real logits passes the target):
+    p follows NVlabs' rule from the signs D produced in each interval of 4 steps, and rises above 0."""
+    from stylenas.train.distributed import Dist
+
+    trainer = tiny_trainer("ada", ada_kimg=1.0, lr=0.01, pl_weight=0)
+    data = torch.rand([16, 3, 8, 8], generator=torch.Generator().manual_seed(0)) * 2 - 1
+    expected, history = 0.0, []
+    for interval in range(10):
+        for step in range(interval * 4, interval * 4 + 4):
+            trainer.step(global_reals(step, data))
+        # every D call on reals has 4 logits, so the mean of the per-call means is the mean sign
+        mean_sign = trainer.stats.means(Dist())["signs_real"]
+        expected = max(0.0, expected + math.copysign(4 * 4 / 1000, mean_sign - 0.6) * (mean_sign != 0.6))
+        history.append(float(trainer.augment_pipe.p))
+        assert history[-1] == pytest.approx(expected, abs=1e-6), (interval, mean_sign)
+    assert max(history) > 0
+
+
+def test_resume_with_ada_equals_an_uninterrupted_run(tmp_path):
+    """A checkpoint taken mid-interval (the signs so far are part of it) and read back with
+    weights_only resumes bit for bit: networks, optimisers, p."""
+    data = torch.rand([8, 3, 8, 8], generator=torch.Generator().manual_seed(1)) * 2 - 1
+    options = dict(ada_kimg=0.05, augment_p=0.2, ada_target=0.3)
+    straight = tiny_trainer("ada", **options)
+    for step in range(10):
+        straight.step(global_reals(step, data))
+    first = tiny_trainer("ada", **options)
+    for step in range(6):
+        first.step(global_reals(step, data))
+    torch.save(first.state_dict(), tmp_path / "checkpoint.pt")
+    resumed = tiny_trainer("ada", **options)
+    resumed.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=True))
+    for step in range(6, 10):
+        resumed.step(global_reals(step, data))
+    a, b = straight.state_dict(), resumed.state_dict()
+    assert a["augment"]["p"] != 0.2  # p moved: the adjustments are part of what is compared
+    assert torch.equal(a["augment"]["p"], b["augment"]["p"])
+    for key in ("G", "D", "G_ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name}"
+
+
+TWO_PROCESS_ADA = r'''
+import json, sys
+import torch
+from stylenas.search.genotype import Genotype
+from stylenas.train.config import resolve_config
+from stylenas.train.distributed import init_distributed
+from stylenas.train.stylegan2 import StyleGAN2Trainer, build_networks
+
+dist = init_distributed("cpu")
+config = resolve_config("tiny", 8, batch=4, mbstd_group=2, channel_base=64, channel_max=8, z_dim=8, w_dim=8,
+                        pl_weight=0, aug="ada", augment_p=0.3, ada_kimg=0.05, ada_target=0.3)
+torch.manual_seed(0)
+trainer = StyleGAN2Trainer(*build_networks(Genotype.original(8), config), config, dist)
+data = torch.rand([8, 3, 8, 8], generator=torch.Generator().manual_seed(1)) * 2 - 1
+for step in range(8):
+    reals = data[torch.arange(step * 4, step * 4 + 4) % 8]
+    trainer.step(dist.shard(reals))
+if dist.is_main:
+    state = trainer.state_dict()
+    torch.save({"D": state["D"], "G": state["G"], "p": state["augment"]["p"]}, sys.argv[1])
+dist.close()
+'''
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_with_ada_equal_one(tmp_path):
+    """2 processes with 2 rows each train what 1 process with 4 does, augmentations and p included."""
+    import os
+
+    from helpers import launch
+
+    script = tmp_path / "ada.py"
+    script.write_text(TWO_PROCESS_ADA)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    launch(script, tmp_path / "two.pt", processes=2, env=env, timeout=300)
+    two = torch.load(tmp_path / "two.pt", weights_only=True)
+    trainer = tiny_trainer("ada", pl_weight=0, augment_p=0.3, ada_kimg=0.05, ada_target=0.3)  # the script's, here
+    data = torch.rand([8, 3, 8, 8], generator=torch.Generator().manual_seed(1)) * 2 - 1
+    for step in range(8):
+        trainer.step(global_reals(step, data))
+    one = {"G": trainer.G.state_dict(), "D": trainer.D.state_dict(), "p": trainer.augment_pipe.p}
+    assert float(one["p"]) != 0.3 and torch.equal(one["p"], two["p"])
+    for key in ("G", "D"):
+        for name in one[key]:
+            torch.testing.assert_close(one[key][name], two[key][name], atol=1e-4, rtol=0)
+
+
+# ------------------------------------------------------------------------------------ --mirror
+
+def test_mirror_flips_half_the_reals_and_is_off_by_default():
+    from stylenas.train.data import GlobalBatchSampler, TrainingBatches, flip_mask
+    from stylenas.train.distributed import Dist
+
+    images = [torch.randint(0, 256, [3, 4, 4], dtype=torch.uint8, generator=torch.Generator().manual_seed(i))
+              for i in range(12)]
+    order = GlobalBatchSampler(12, 6, seed=3)
+    plain, mirrored = (TrainingBatches(images, 6, Dist(), seed=3, mirror=m) for m in (False, True))
+    flipped = 0
+    for step in range(3):
+        expected = torch.stack([images[i] for i in order.global_indices(step)]).float() / 127.5 - 1
+        assert torch.equal(next(plain)[1], expected)
+        flips = flip_mask(3, step, 6)
+        _, got = next(mirrored)
+        assert torch.equal(got[flips], expected[flips].flip(3)) and torch.equal(got[~flips], expected[~flips])
+        flipped += int(flips.sum())
+    assert 0 < flipped < 18

@@ -407,10 +407,11 @@ def filter_bank(lowpass):
 # ------------------------------------------------------------------------------------ ADA
 
 class AdaController:
-    """NVlabs' p heuristic. ``observe(real_logits)`` after every D evaluation on reals;
-    ``maybe_adjust(pipe, steps_done, dist)`` after each step: every ``interval`` steps p moves by
-    sign(mean sign of the real logits - target) * batch * interval / (ada_kimg * 1000), floored at 0.
-    The signs are summed on the device and reduced over the processes once per adjustment."""
+    """NVlabs' p heuristic. ``observe(real_logits)`` after every D evaluation on reals, ``end_step(pipe,
+    steps_done, dist)`` after every step: the step's sign sum and count are summed over the processes
+    (so every process holds the same totals, and a checkpoint written by one process resumes any
+    process count exactly), and every ``interval`` steps p moves by
+    sign(mean sign - target) * batch * interval / (ada_kimg * 1000), floored at 0."""
 
     def __init__(self, target=0.6, interval=4, ada_kimg=500, batch=32):
         if not 0 <= target <= 1:
@@ -418,34 +419,37 @@ class AdaController:
         if ada_kimg <= 0:
             raise ValueError(f"--ada-kimg must be positive, got {ada_kimg}")
         self.target, self.interval, self.ada_kimg, self.batch = target, interval, ada_kimg, batch
-        self.sign_sum, self.count = None, 0
+        self.pending = None  # this process's [sign sum, count] of the current step
+        self.totals = None  # all processes' [sign sum, count] since the last adjustment
 
     @property
     def step_size(self):
         return self.batch * self.interval / (self.ada_kimg * 1000)
 
     def observe(self, real_logits):
-        total = real_logits.detach().sign().sum().float()
-        self.sign_sum = total if self.sign_sum is None else self.sign_sum + total
-        self.count += real_logits.numel()
+        signs = real_logits.detach().float().sign()
+        moments = torch.stack([signs.sum(), signs.new_tensor(float(signs.numel()))])
+        self.pending = moments if self.pending is None else self.pending + moments
 
-    def maybe_adjust(self, pipe, steps_done, dist=None):
-        """Adjust ``pipe.p`` when ``steps_done`` is a multiple of the interval; returns the mean sign
-        used (a tensor) or None."""
-        if steps_done % self.interval or self.sign_sum is None:
+    def end_step(self, pipe, steps_done, dist=None):
+        """Fold the step's signs into the totals; adjust ``pipe.p`` when ``steps_done`` is a multiple of
+        the interval. Returns the mean sign used for an adjustment (a tensor), else None."""
+        if self.pending is not None:
+            if dist is not None and dist.active:
+                torch.distributed.all_reduce(self.pending)  # a sum: exact for these integers
+            self.totals = self.pending if self.totals is None else self.totals + self.pending
+            self.pending = None
+        if steps_done % self.interval or self.totals is None:
             return None
-        totals = torch.stack([self.sign_sum, torch.tensor(float(self.count), device=self.sign_sum.device)])
-        if dist is not None:
-            dist.all_reduce_mean(totals)  # ratios of means = ratios of sums
-        mean_sign = totals[0] / totals[1]
+        mean_sign = self.totals[0] / self.totals[1]
         adjust = torch.sign(mean_sign - self.target) * self.step_size
         pipe.p.copy_((pipe.p + adjust.to(pipe.p.device)).clamp(min=0))
-        self.sign_sum, self.count = None, 0
+        self.totals = None
         return mean_sign
 
     def state_dict(self):
-        return {"sign_sum": None if self.sign_sum is None else self.sign_sum.cpu(), "count": self.count}
+        return {"totals": None if self.totals is None else self.totals.cpu()}
 
     def load_state_dict(self, state, device="cpu"):
-        self.sign_sum = None if state["sign_sum"] is None else state["sign_sum"].to(device)
-        self.count = state["count"]
+        self.totals = None if state.get("totals") is None else state["totals"].to(device)
+        self.pending = None

@@ -118,7 +118,9 @@ def run(device, resolution=None, cfg=None, batch=None, steps=16, nvlabs=None, pr
     cfg = cfg or ("paper256" if gpu else "tiny")
     if steps < 1:
         raise BenchError(f"--steps must be at least 1, got {steps}")
-    config = resolve_config(cfg, resolution, batch=batch, fp16_res=None if gpu else 0, precision=precision)
+    # no augmentation: NVlabs' side times StyleGAN2Loss without an augment pipe
+    config = resolve_config(cfg, resolution, batch=batch, fp16_res=None if gpu else 0, precision=precision,
+                            aug="noaug")
     torch.manual_seed(0)
     reals = torch.rand([config.batch, 3, resolution, resolution], device=device) * 2 - 1
     kimg = steps * config.batch / 1000

@@ -6,7 +6,7 @@ import click
 
 from ..io import dump_json
 from .checkpoint import CheckpointError
-from .config import CFG_NAMES
+from .config import AUG_MODES, AUGPIPE_NAMES, CFG_NAMES
 
 
 @click.command("train")
@@ -37,6 +37,17 @@ from .config import CFG_NAMES
               "computed from --data once and cached.")
 @click.option("--inception", type=click.Path(dir_okay=False), help="FID Inception weights file.")
 @click.option("--seed", type=int, help="Random seed (default 0).")
+@click.option("--aug", type=click.Choice(AUG_MODES), help="Discriminator augmentation: ada (p adapts; default of "
+              "NVlabs' presets), fixed (p = --p) or noaug (default of --cfg paper and tiny).")
+@click.option("--p", "augment_p", type=float, help="Augmentation probability: the fixed p (--aug fixed), or ADA's "
+              "initial p.")
+@click.option("--target", "ada_target", type=float, help="ADA target of the mean sign of D's real logits "
+              "(default 0.6).")
+@click.option("--ada-kimg", type=float, help="ADA speed: kimg for p to move by 1 (default 500).")
+@click.option("--augpipe", type=click.Choice(AUGPIPE_NAMES), help="Augmentations used (default bgc: blits, "
+              "general geometry, colour).")
+@click.option("--mirror", type=click.BOOL, metavar="0|1", help="Mirror each real image with probability 1/2 "
+              "(default 0, as NVlabs).")
 @click.option("--init", type=click.Path(dir_okay=False), help="Start from the G, D and G_ema weights of this "
               "checkpoint (ours, an NVlabs network pickle or a rosinality checkpoint); its layers must match.")
 @click.option("--resume", is_flag=True, help="Continue from OUTDIR/checkpoint.pt.")

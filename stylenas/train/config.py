@@ -16,6 +16,12 @@ CPU tests and ``make demo``.
 Deliberate difference: every preset keeps 8 mapping layers (NVlabs' ``auto`` uses 2) because a
 searched genotype chooses among the latents W_1..W_8 of an 8-layer mapping network.
 
+Augmentation (ADA, ``augment.py``): ``--aug ada`` with the ``bgc`` pipe and target 0.6 for NVlabs'
+presets, as NVlabs' train.py defaults for every cfg; ``noaug`` for ``paper`` (the alphaGAN paper
+retrains with config-f, which has no augmentation) and for ``tiny`` (its runs of about 1 kimg could
+move ADA's p by at most 1 / 500: augmentation would cost time and never engage). ``--mirror``
+defaults to off for every preset, as NVlabs' (its FFHQ examples pass ``--mirror=1``).
+
 ``resolve_config(cfg, resolution, world_size, **overrides) -> TrainConfig``: the preset's
 values, then every override that is not None (``batch``, ``gamma``, ``kimg``, ...).
 """
@@ -40,6 +46,9 @@ CFG_SPECS = {
     "auto": dict(ref_gpus=-1, kimg=25000, mb=-1, mbstd=-1, fmaps=-1, lrate=-1, gamma=-1, ema=-1, ramp=0.05, map=8),
 }
 NVLABS_SNAP_KIMG = 200  # NVlabs: a snapshot every 50 ticks of 4 kimg
+NOAUG_CFGS = ("paper", "tiny")  # presets without augmentation (see the module docstring)
+AUG_MODES = ("noaug", "ada", "fixed")
+AUGPIPE_NAMES = ("blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf", "bgcfn", "bgcfnc")
 
 
 @dataclass
@@ -74,6 +83,13 @@ class TrainConfig:
     batch_gpu: int | None = None  # rows per round of gradient accumulation (None: the per-process batch)
     metrics: str = "none"  # fid50k_full | none
     fid_num: int = 50000
+    aug: str = "noaug"  # noaug | ada | fixed (resolve_config sets the preset's; a config without it had none)
+    augment_p: float = 0.0  # --p: the fixed p, or ADA's initial p
+    ada_target: float = 0.6  # ADA: target of the mean sign of D's real logits
+    ada_kimg: float = 500.0  # ADA: kimg for p to move by 1
+    ada_interval: int = 4  # ADA: steps between adjustments
+    augpipe: str = "bgc"
+    mirror: bool = False  # x-flip half the real images (data.py)
 
     def to_dict(self):
         data = asdict(self)
@@ -91,7 +107,8 @@ class TrainConfig:
     STRUCTURAL = ("cfg", "resolution", "batch", "mbstd_group", "channel_base", "channel_max", "lr", "gamma",
                   "ema_kimg", "ema_rampup", "z_dim", "w_dim", "mapping_layers", "pl_weight", "pl_decay",
                   "pl_batch_shrink", "mixing", "g_reg_interval", "d_reg_interval", "adam_betas", "adam_eps",
-                  "fp16_res", "precision", "conv_clamp", "seed")
+                  "fp16_res", "precision", "conv_clamp", "seed", "aug", "augment_p", "ada_target", "ada_kimg",
+                  "ada_interval", "augpipe", "mirror")
 
 
 def resolve_config(cfg, resolution, world_size=1, **overrides):
@@ -115,10 +132,32 @@ def resolve_config(cfg, resolution, world_size=1, **overrides):
                       ema_rampup=spec["ramp"], kimg=spec["kimg"], snap=NVLABS_SNAP_KIMG, mapping_layers=spec["map"])
         if "pl_weight" in spec:
             values["pl_weight"] = spec["pl_weight"]
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    values["aug"] = "noaug" if cfg in NOAUG_CFGS else "ada"
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values.update(given)
+    check_augment_options(values["aug"], given)
     config = TrainConfig(cfg=cfg, resolution=resolution, **values)
     check_config(config)
     return config
+
+
+def check_augment_options(aug, given):
+    """NVlabs train.py's rules for the augmentation options the user gave; --p is also accepted with
+    --aug ada, as ADA's initial p (NVlabs' training loop takes one; its command line does not)."""
+    if aug not in AUG_MODES:
+        raise ValueError(f"--aug must be one of {', '.join(AUG_MODES)}, got {aug!r}")
+    if aug == "fixed" and "augment_p" not in given:
+        raise ValueError("--aug fixed requires --p")
+    if aug == "noaug":
+        named = [option for field, option in (("augment_p", "--p"), ("augpipe", "--augpipe"),
+                                              ("ada_target", "--target"), ("ada_kimg", "--ada-kimg")) if field in given]
+        if named:
+            raise ValueError(f"{', '.join(named)} cannot be given with --aug noaug (the default of --cfg "
+                             f"{' and '.join(NOAUG_CFGS)}: add --aug ada or --aug fixed)")
+    if aug != "ada":
+        for field, option in (("ada_target", "--target"), ("ada_kimg", "--ada-kimg")):
+            if field in given:
+                raise ValueError(f"{option} can only be given with --aug ada")
 
 
 def check_config(config):
@@ -142,5 +181,12 @@ def check_config(config):
         raise ValueError(f"--metrics must be fid50k_full or none, got {config.metrics!r}")
     if config.precision not in ("bf16", "fp16"):
         raise ValueError(f"--precision must be bf16 or fp16, got {config.precision!r}")
+    if not 0 <= config.augment_p <= 1:
+        raise ValueError(f"--p is a probability in [0, 1], got {config.augment_p}")
+    if not 0 <= config.ada_target <= 1:
+        raise ValueError(f"--target must be in [0, 1], got {config.ada_target}")
+    positive("ada_kimg")
+    if config.augpipe not in AUGPIPE_NAMES:
+        raise ValueError(f"--augpipe must be one of {', '.join(AUGPIPE_NAMES)}, got {config.augpipe!r}")
     if config.mapping_layers != 8:
         raise ValueError("the mapping network has 8 layers (W_1..W_8 are the genotypes' latent choices)")

@@ -4,8 +4,13 @@ Global batch ``step`` holds the images at positions step * B ... step * B + B - 
 stream made of one seeded permutation of the dataset per epoch (epoch e: ``randperm`` seeded with
 seed + e). Process ``rank`` of ``world`` reads rows rank, rank + world, ... of every global batch
 (``Dist.shard``), so the data are split between processes without overlap, like a distributed
-sampler, and a resumed run continues at the very position where it stopped. Horizontal flips
-are drawn from (seed, step) for the whole global batch too.
+sampler, and a resumed run continues at the very position where it stopped.
+
+``mirror`` (``--mirror 1``; off by default, as NVlabs' ``--mirror``): each image is mirrored
+horizontally with probability 1/2, drawn from (seed, step) for the whole global batch too. NVlabs
+doubles the dataset instead (index i >= n is image i - n flipped), so each epoch there holds every
+image once each way; here every draw is an image in one of its two orientations with equal odds, the
+same distribution, with no epoch bookkeeping tied to the flip.
 """
 
 from __future__ import annotations
@@ -56,8 +61,8 @@ def flip_mask(seed, step, batch):
 class TrainingBatches:
     """``next()`` -> (step, float [B / world, 3, R, R] in [-1, 1] on ``device``)."""
 
-    def __init__(self, dataset, batch, dist, seed=0, start_step=0, num_workers=0):
-        self.batch, self.dist, self.seed, self.step = batch, dist, seed, start_step
+    def __init__(self, dataset, batch, dist, seed=0, start_step=0, num_workers=0, mirror=False):
+        self.batch, self.dist, self.seed, self.step, self.mirror = batch, dist, seed, start_step, mirror
         self.sampler = GlobalBatchSampler(len(dataset), batch, seed, dist.rank, dist.world_size, start_step)
         pin = dist.device.type == "cuda"
         self.loader = DataLoader(dataset, batch_sampler=self.sampler, num_workers=num_workers, pin_memory=pin,
@@ -69,7 +74,8 @@ class TrainingBatches:
         if self._iter is None:
             self._iter = iter(self.loader)
         images = next(self._iter).to(self.dist.device, non_blocking=True)
-        flips = self.dist.shard(flip_mask(self.seed, self.step, self.batch)).to(self.dist.device)
-        images = torch.where(flips[:, None, None, None], images.flip(3), images)
+        if self.mirror:
+            flips = self.dist.shard(flip_mask(self.seed, self.step, self.batch)).to(self.dist.device)
+            images = torch.where(flips[:, None, None, None], images.flip(3), images)
         step, self.step = self.step, self.step + 1
         return step, images.float() / 127.5 - 1

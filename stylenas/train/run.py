@@ -215,7 +215,7 @@ def _train(options, dist, say):
         f"{config.kimg:g} kimg, snapshot every {config.snap:g} kimg, gamma {config.gamma:g}, "
         f"pl weight {config.pl_weight:g}, mixing {config.mixing:g}, lr {config.lr:g}")
     batches = TrainingBatches(dataset, config.batch, dist, seed=config.seed, start_step=trainer.step_index,
-                              num_workers=options.workers)
+                              num_workers=options.workers, mirror=config.mirror)
     grid_z = fixed_latents(config, GRID_SIZE).to(dist.device)
     progress = Progress(config.kimg, start=trainer.nimg / 1000)
     tick_start, tick_nimg, tick_steps = time.perf_counter(), trainer.nimg, 0

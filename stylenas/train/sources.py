@@ -82,6 +82,23 @@ TABLE = {
                      deviation="NVlabs computes fid50k_full at every snapshot by default",
                      restore="--metrics fid50k_full"),
     "fid_num": Entry(code("NVlabs metrics fid50k_full: 50000 generated images")),
+    "aug": Entry(code("NVlabs train.py --aug default 'ada' (every cfg)"),
+                 {"paper": paper("alphaGAN appendix .1.2: StyleGAN2's config-f, which has no augmentation "
+                                 "('noaug')"),
+                  "tiny": choice("tiny preset: 'noaug', its ~1 kimg runs could move ADA's p by 1/500 at most")}),
+    "augment_p": Entry(code("NVlabs training_loop.py augment_p = 0 (the initial p; --p sets it with --aug fixed)"),
+                       deviation="NVlabs accepts --p with --aug fixed only; here also with --aug ada, as the "
+                                 "initial p its training loop supports",
+                       restore="leave --p out with --aug ada"),
+    "ada_target": Entry(code("NVlabs train.py, --aug ada: ada_target = 0.6")),
+    "ada_kimg": Entry(code("NVlabs training_loop.py, ada_kimg = 500")),
+    "ada_interval": Entry(code("NVlabs training_loop.py, ada_interval = 4")),
+    "augpipe": Entry(code("NVlabs train.py --augpipe default 'bgc'")),
+    "mirror": Entry(code("NVlabs train.py --mirror default false"),
+                    deviation="NVlabs doubles the dataset with the mirrored copies; here each drawn image is "
+                              "mirrored with probability 1/2 (the same distribution of images)",
+                    restore="none needed (same distribution); --mirror 1 where NVlabs' runs pass --mirror=1 "
+                            "(FFHQ)"),
     # the run's context (not TrainConfig fields)
     "processes": Entry(choice("the torchrun world size (1 without torchrun); --batch is the total over them, "
                               "as NVlabs' --batch")),
@@ -90,11 +107,14 @@ TABLE = {
                                     "(docs/genotypes.md)")),
 }
 
+OPTIONS = {"augment_p": "--p", "ada_target": "--target"}  # fields whose option is not --<field-name>
+
+
 def train_record(config, overrides, context, cpu=False):
     """config.json of a retraining run: every ``TrainConfig`` value and the ``context`` values with
     their sources; ``overrides`` are the options the user gave (field -> value), ``cpu`` says the
     run turned reduced precision off itself."""
-    options = {name: "--" + name.replace("_", "-") for name in overrides}
+    options = {name: OPTIONS.get(name, "--" + name.replace("_", "-")) for name in overrides}
     forced = {"fp16_res": choice("0 on the CPU, where reduced precision is slower")} if cpu else {}
     return sourced({**config.to_dict(), **context}, TABLE, preset=config.cfg, from_command_line=options,
                    forced=forced)

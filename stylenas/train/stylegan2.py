@@ -1,6 +1,8 @@
 """Retraining a StyleGAN2 genotype with StyleGAN2's recipe (Karras et al. 2020; the alphaGAN paper
 retrains its genotypes this way, supplementary material), written after NVlabs
-stylegan2-ada-pytorch's ``training_loop.py`` / ``loss.py`` without ADA.
+stylegan2-ada-pytorch's ``training_loop.py`` / ``loss.py``, with its adaptive discriminator augmentation
+(``augment.py``: every image D sees, real or fake, in every phase, passes ``run_D``; the R1 gradient is
+taken through the augmentation, as NVlabs does; ``--aug ada`` adjusts p every 4 steps).
 
 One training step on a global batch of B images (B over all processes), as NVlabs'
 ``training_loop.py`` runs its phases over ``StyleGAN2Loss.accumulate_gradients``:
@@ -17,7 +19,7 @@ One training step on a global batch of B images (B over all processes), as NVlab
   NVlabs' own code.
 
 Determinism: every random draw of step k (latents, mixing, noise inputs, path-length noise, data
-order and flips) comes from generators seeded by (seed, k, phase) and is drawn for a whole global round (all
+order and flips, augmentations) comes from generators seeded by (seed, k, phase) and is drawn for a whole global round (all
 processes' round r together), each process keeping its rows (``Dist.shard``). Hence a run resumed
 from any checkpoint retraces the uninterrupted run bit for bit on the CPU, and N processes with
 total batch B and ``--batch-gpu b`` train the networks of 1 process with batch B and batch-gpu N b
@@ -48,6 +50,7 @@ import torch
 from ..nn.networks import Discriminator, Generator
 from ..search.genotype import Genotype
 from .config import TrainConfig
+from .augment import AdaController, AugmentPipe
 from .data import stream_generator
 from .loss import (d_logistic_loss, ema_beta, g_nonsaturating_loss, lazy_regularisation, path_length_noise,
                    path_lengths, r1_penalty, sanitise_gradients, update_ema)
@@ -56,6 +59,7 @@ PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # one random stream per phase of a step
 STREAMS = {"Gmain": 1, "Greg": 2, "Dmain": 3, "Dreg": 4}
 CHOICES_STREAM = 100  # offset of the CPU streams of the mixing choices
+AUGMENT_STREAM = 200  # + 2 * phase stream (+ 1 for reals): the augmentation draws of D's inputs
 
 
 class TrainError(ValueError):
@@ -160,6 +164,12 @@ class StyleGAN2Trainer:
             raise TrainError(f"the path-length batch per round (--batch-gpu {self.batch_gpu} / "
                              f"{config.pl_batch_shrink}) is empty: use a larger --batch-gpu or --pl-weight 0")
         self.stats = StepStats()
+        # ADA (NVlabs' augment_pipe): every image D sees is augmented; with --aug ada, p follows D's signs
+        self.augment_pipe, self.ada = None, None
+        if config.aug != "noaug":
+            self.augment_pipe = AugmentPipe.from_name(config.augpipe, p=config.augment_p).to(self.device)
+            if config.aug == "ada":
+                self.ada = AdaController(config.ada_target, config.ada_interval, config.ada_kimg, config.batch)
 
     # -------------------------------------------------------------------------------- randomness
 
@@ -219,8 +229,21 @@ class StyleGAN2Trainer:
                               dim=1)
         return G.synthesis(slots, noise=inputs.noise), slots
 
-    def run_D(self, images):
-        """D's logits of real or generated images: every image D sees passes here."""
+    def augment_generator(self, step, phase, kind):
+        """The generator of the augmentation draws of ``phase``'s ``kind`` ("fakes" | "reals") at ``step``,
+        drawn round by round for the global round (None without augmentation)."""
+        if self.augment_pipe is None:
+            return None
+        stream = AUGMENT_STREAM + 2 * STREAMS[phase] + (kind == "reals")
+        return stream_generator(self.config.seed, step, stream, self.device)
+
+    def run_D(self, images, augment=None):
+        """D's logits of real or generated images: every image D sees passes here, augmented (ADA) with
+        draws from the generator ``augment`` for the global round whose rows this process holds."""
+        if self.augment_pipe is not None:
+            world = self.dist.world_size
+            images = self.augment_pipe(images, augment, batch=images.shape[0] * world,
+                                       rows=slice(self.dist.rank, None, world))
         return self.D(images)
 
     # -------------------------------------------------------------------------------- phases
@@ -244,9 +267,10 @@ class StyleGAN2Trainer:
     def phase_Gmain(self, step, inputs=None, gain=1):
         self.G.requires_grad_(True), self.D.requires_grad_(False)
         self.G_opt.zero_grad(set_to_none=True)
+        augment = self.augment_generator(step, "Gmain", "fakes")
         for round_inputs in inputs or self.draw(step, "Gmain"):
             fakes, _ = self.run_G(round_inputs)
-            fake_logits = self.run_D(fakes)
+            fake_logits = self.run_D(fakes, augment)
             loss = g_nonsaturating_loss(fake_logits)
             (loss * gain).backward()
             self.stats.add("loss_G", loss)
@@ -274,14 +298,16 @@ class StyleGAN2Trainer:
     def phase_Dmain(self, step, reals, inputs=None, gain=1):
         self.G.requires_grad_(False), self.D.requires_grad_(True)
         self.D_opt.zero_grad(set_to_none=True)
+        augment_fakes, augment_reals = (self.augment_generator(step, "Dmain", kind) for kind in ("fakes", "reals"))
         for round_inputs, round_reals in zip(inputs or self.draw(step, "Dmain"), self._rounds(reals)):
             with torch.no_grad():
                 fakes, _ = self.run_G(round_inputs)
-            fake_logits, real_logits = self.run_D(fakes), self.run_D(round_reals)
+            fake_logits, real_logits = self.run_D(fakes, augment_fakes), self.run_D(round_reals, augment_reals)
             loss = d_logistic_loss(fake_logits, real_logits)
             (loss * gain).backward()
             self.stats.add("loss_D", loss)
             self.stats.add("score_real", real_logits)
+            self._observe_reals(real_logits)
             self.stats.add("D_accuracy", ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean()) / 2)
         self.stats.add("nan_D", self._update(self.D, self.D_opt))
 
@@ -290,12 +316,20 @@ class StyleGAN2Trainer:
         gain = config.d_reg_interval if gain is None else gain
         self.G.requires_grad_(False), self.D.requires_grad_(True)
         self.D_opt.zero_grad(set_to_none=True)
+        augment = self.augment_generator(step, "Dreg", "reals")
         for round_reals in self._rounds(reals):
-            r1, real_logits = r1_penalty(self.run_D, round_reals)
+            r1, real_logits = r1_penalty(lambda images: self.run_D(images, augment), round_reals)
+            self._observe_reals(real_logits)
             loss = (real_logits[:, 0] * 0 + r1 * (config.gamma / 2)).mean()
             (loss * gain).backward()
             self.stats.add("r1_penalty", r1)
         self.stats.add("nan_D", self._update(self.D, self.D_opt))
+
+    def _observe_reals(self, real_logits):
+        """NVlabs' Loss/signs/real, reported by the Dmain and the R1 phases alike: ADA's signal."""
+        self.stats.add("signs_real", real_logits.sign())
+        if self.ada is not None:
+            self.ada.observe(real_logits)
 
     def schedule(self, step):
         """[(phase, gain)] of ``step``, in NVlabs' order: each regulariser every its interval, from step
@@ -328,6 +362,10 @@ class StyleGAN2Trainer:
         update_ema(self.G_ema, self.G, beta)
         self.step_index += 1
         self.nimg += config.batch
+        if self.ada is not None:
+            self.ada.end_step(self.augment_pipe, self.step_index, self.dist)
+        if self.augment_pipe is not None:
+            self.stats.add("augment_p", self.augment_pipe.p)
         self.G.requires_grad_(True), self.D.requires_grad_(True)
 
     # -------------------------------------------------------------------------------- state
@@ -339,7 +377,9 @@ class StyleGAN2Trainer:
         return {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
                 "G_opt": self.G_opt.state_dict(), "D_opt": self.D_opt.state_dict(), "pl_mean": self.pl_mean.cpu(),
                 "counters": {"step": self.step_index, "nimg": self.nimg, "kimg": self.nimg / 1000,
-                             "nan_count": int(self.nan_count)}}
+                             "nan_count": int(self.nan_count)},
+                **({"augment": {"p": self.augment_pipe.p.cpu(), "ada": self.ada.state_dict() if self.ada else None}}
+                   if self.augment_pipe is not None else {})}
 
     def load_state_dict(self, state):
         self.G.load_state_dict(state["G"])
@@ -350,6 +390,10 @@ class StyleGAN2Trainer:
         self.pl_mean.copy_(state["pl_mean"])
         counters = state["counters"]
         self.step_index, self.nimg, self.nan_count = counters["step"], counters["nimg"], counters["nan_count"]
+        if self.augment_pipe is not None and state.get("augment") is not None:
+            self.augment_pipe.p.copy_(state["augment"]["p"])
+            if self.ada is not None and state["augment"].get("ada") is not None:
+                self.ada.load_state_dict(state["augment"]["ada"], self.device)
 
 
 def fixed_latents(config, count):
