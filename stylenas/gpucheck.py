@@ -16,13 +16,16 @@ a failing step is recorded with its error and the next one runs:
                 the paper's retraining preset (``--cfg paper`` where it exists, else config-f)
 
 Output folder: ``gpu-check.json`` (device, date, versions, every step's result or error and
-seconds), ``gpu-check.md`` (the snippet), ``logs/<step>.txt`` (each step's output), ``work/``.
+seconds), ``gpu-check.md`` (the snippet), ``gpu-check-logs/<step>.txt`` (each step's output) and
+``gpu-check-work/`` (demo data, the search and training runs, the benchmarks' JSON; a new check
+replaces it).
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -265,7 +268,9 @@ def run(outdir, plan, log=lambda line: None, steps=None, budget_s=BUDGET_S):
     run); returns the report dict, also written to OUTDIR/gpu-check.json with the snippet in
     OUTDIR/gpu-check.md."""
     outdir = Path(outdir)
-    folders = {"work": outdir / "work", "logs": outdir / "logs"}
+    folders = {"work": outdir / "gpu-check-work", "logs": outdir / "gpu-check-logs"}
+    for run_folder in ("search", "train"):  # a previous check's runs: theirs would refuse to start again
+        shutil.rmtree(folders["work"] / run_folder, ignore_errors=True)
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     report = {**device_info(plan.device), "plan": plan.device, "budget_s": budget_s, "steps": {}}

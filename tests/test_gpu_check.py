@@ -44,6 +44,8 @@ def test_the_cpu_plan_runs_every_step_and_records_its_figures(tmp_path):
     for name in gpucheck.STEPS:
         assert f"| {name} | ok |" in snippet
     assert "2 iterations at 16 px" in snippet
+    again = gpucheck.run(out, gpucheck.cpu_plan(), steps=["search"])  # a second check replaces the first's runs
+    assert again["steps"]["search"]["ok"], again["steps"]["search"].get("error")
 
 
 def test_a_failing_step_is_recorded_and_the_next_still_runs(tmp_path):
@@ -52,7 +54,7 @@ def test_a_failing_step_is_recorded_and_the_next_still_runs(tmp_path):
     steps = report["steps"]
     assert not steps["bench_train"]["ok"] and "--steps must be at least 1" in steps["bench_train"]["error"]
     assert steps["demo_data"]["ok"] and not report["all_ok"]
-    assert (tmp_path / "gc" / "logs" / "bench_train.txt").is_file()
+    assert (tmp_path / "gc" / "gpu-check-logs" / "bench_train.txt").is_file()
     assert "| bench_train | FAILED |" in (tmp_path / "gc" / "gpu-check.md").read_text()
 
 
@@ -61,4 +63,4 @@ def test_steps_past_the_budget_are_recorded_as_not_run(tmp_path):
                           budget_s=gpucheck.MIN_STEP_S - 1)
     expected = f"not run: the {gpucheck.MIN_STEP_S - 1} s budget was spent"
     assert [entry["error"] for entry in report["steps"].values()] == [expected] * 2
-    assert not (tmp_path / "gc" / "work" / "demo.lmdb").exists()
+    assert not (tmp_path / "gc" / "gpu-check-work" / "demo.lmdb").exists()
