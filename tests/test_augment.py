@@ -487,3 +487,33 @@ def test_mirror_flips_half_the_reals_and_is_off_by_default():
         assert torch.equal(got[flips], expected[flips].flip(3)) and torch.equal(got[~flips], expected[~flips])
         flipped += int(flips.sum())
     assert 0 < flipped < 18
+
+
+@pytest.mark.slow
+def test_stylenas_train_resume_with_ada_equals_an_uninterrupted_run(tmp_path):
+    """Through the command (checkpoint files, --resume): ADA with p moving, --mirror 1."""
+    from click.testing import CliRunner
+
+    from stylenas.datasets import make_demo_data
+    from stylenas.train.commands import train_command
+
+    data = tmp_path / "demo.lmdb"
+    make_demo_data(str(data), [8], 16, progress=False)
+    base = ["--data", data, "--genotype", "stylegan2", "--cfg", "tiny", "--batch", "4", "--mbstd-group", "2",
+            "--snap", "0.016", "--device", "cpu", "--workers", "0", "--aug", "ada", "--p", "0.2", "--ada-kimg",
+            "0.05", "--target", "0.2", "--mirror", "1"]
+
+    def train(outdir, kimg, *extra):
+        result = CliRunner().invoke(train_command, [str(a) for a in [*base, "--outdir", outdir, "--kimg", kimg,
+                                                                      *extra]])
+        assert result.exit_code == 0, result.output
+
+    train(tmp_path / "straight", "0.032")
+    train(tmp_path / "split", "0.012")  # 3 steps: the checkpoint falls inside an ADA interval
+    train(tmp_path / "split", "0.032", "--resume")
+    a, b = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=True) for name in ("straight", "split"))
+    assert a["config"]["aug"] == "ada" and a["config"]["mirror"] is True
+    assert float(a["augment"]["p"]) != pytest.approx(0.2) and torch.equal(a["augment"]["p"], b["augment"]["p"])
+    for key in ("G", "D", "G_ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name}"
