@@ -106,3 +106,28 @@ def test_docs_tables_equal_the_code(tmp_path):
     table = markdown_table(train_sources.TABLE, ("paper", "tiny"))
     assert stale.read_text() == f"x\n<!-- table:stylegan2-train -->\n{table}\n<!-- end table:stylegan2-train -->\ny\n"
     assert "| `pl_weight` |" in table and "--pl-weight 0" in table
+
+
+# alphaGAN (arXiv:2006.09134v2), transcribed independently of the code: appendix .1.2 (the StyleGAN2
+# search: "alphaGAN (s), with T = 20, S = 20, and R = 5", 500 iterations, batch 2, 1/8 of StyleGAN2's
+# channels) and appendix .1.1.1 (alphaGAN (s)'s optimisers, which .1.2 adopts).
+PAPER_SEARCH = {"T": 20, "S": 20, "R": 5, "iterations": 500, "batch": 2, "channel_mult": 1 / 8, "lr": 2e-4,
+                "betas": [0.0, 0.999], "arch_lr": 3e-4, "arch_betas": [0.5, 0.999], "arch_weight_decay": 1e-3,
+                "loss": "hinge", "space": "micro", "dynamic_w": True, "torgb_w": "tied"}
+
+
+def test_the_paper_preset_search_records_the_papers_values(demo_lmdb, tmp_path):
+    """A search with the paper's preset (stopped after 0 of its iterations) records appendix .1.2's
+    settings, each citing the paper."""
+    out = tmp_path / "search"
+    result = CliRunner().invoke(search_command, [
+        "--data", str(demo_lmdb), "--outdir", str(out), "--preset", "stylegan2", "--resolution", "8",
+        "--iters", "0", "--workers", "0", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "config.json").read_text())
+    assert record["iterations"]["source"].startswith("command line: --iters (default: paper:")
+    assert PRESETS["stylegan2"].iterations == PAPER_SEARCH["iterations"]
+    for name, value in PAPER_SEARCH.items():
+        if name != "iterations":
+            assert record[name]["value"] == pytest.approx(value), name
+            assert record[name]["source"].startswith("paper:"), name
