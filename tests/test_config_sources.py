@@ -17,7 +17,7 @@ from stylenas.search.commands import search_command
 from stylenas.search.run import SearchConfig
 from stylenas.train import sources as train_sources
 from stylenas.train.commands import train_command
-from stylenas.train.config import TrainConfig
+from stylenas.train.config import TrainConfig, resolve_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -131,3 +131,20 @@ def test_the_paper_preset_search_records_the_papers_values(demo_lmdb, tmp_path):
         if name != "iterations":
             assert record[name]["value"] == pytest.approx(value), name
             assert record[name]["source"].startswith("paper:"), name
+
+
+# NVlabs stylegan2-ada-pytorch train.py cfg_specs['stylegan2'] (config-f), which the alphaGAN paper's
+# retraining takes (appendix .1.2), and the paper's one change: no path-length regulariser.
+CONFIG_F = {"batch": 32, "mbstd_group": 4, "channel_base": 32768, "channel_max": 512, "lr": 0.002, "gamma": 10,
+            "ema_kimg": 10, "mapping_layers": 8}
+
+
+def test_the_paper_retraining_preset_records_config_f_without_path_length():
+    record = train_sources.train_record(resolve_config("paper", 256), {}, {"processes": 1, "data": "x.lmdb",
+                                                                          "genotype_source": "alphagan_church256"})
+    assert_every_value_sourced(record)
+    for name, value in CONFIG_F.items():
+        assert record[name]["value"] == value, name
+        if name not in ("channel_max", "mapping_layers"):  # not cfg_specs values: NVlabs' networks, our choice
+            assert record[name]["source"].startswith("paper: alphaGAN appendix .1.2"), name
+    assert record["pl_weight"]["value"] == 0 and "abandon the regularization term" in record["pl_weight"]["source"]
