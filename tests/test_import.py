@@ -158,6 +158,17 @@ def test_generate_and_fid_take_the_pickle(tmp_path, one_thread):
     assert np.allclose(stats["pkl.npz"]["mu"], stats["pt.npz"]["mu"])
 
 
+def test_training_progress_comes_from_the_original_file_names(tmp_path):
+    """NVlabs names snapshots by kimg (network-snapshot-000400.pkl), rosinality by iteration (550000.pt)."""
+    import shutil
+
+    shutil.copy(PKL, tmp_path / "network-snapshot-000400.pkl")
+    shutil.copy(ROSINALITY, tmp_path / "550000.pt")
+    assert load_generator(tmp_path / "network-snapshot-000400.pkl")[1]["kimg"] == 400
+    assert load_generator(tmp_path / "550000.pt")[1]["step"] == 550000
+    assert load_generator(PKL)[1]["kimg"] is None
+
+
 # ---------------------------------------------------------------------------------------------- safety
 
 class Command:

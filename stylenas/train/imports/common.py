@@ -37,6 +37,7 @@ class Converted:
     mapping_lr_mul: float = 0.01
     fp16_res: int = 0  # what the original ran in reduced precision (information only: we import float32)
     details: dict = field(default_factory=dict)
+    counters: dict = field(default_factory=dict)  # how far the original had trained, where it says
 
 
 @torch.no_grad()
@@ -92,7 +93,7 @@ def build_checkpoint(converted, source, sha256):
         copy_matching(D, converted.D, f"{source} (D)", error=ImportNetworkError)
         states["D"] = {key: value.detach().clone() for key, value in D.state_dict().items()}
     return {"kind": "stylegan2", **states, "genotype": genotype.to_dict(), "config": config.to_dict(),
-            "counters": {"step": 0, "nimg": 0, "kimg": None},
+            "counters": {"step": 0, "nimg": 0, "kimg": None, **converted.counters},
             "imported": {"format": converted.format, "source": str(source), "sha256": sha256,
                          "original_fp16_res": converted.fp16_res,
                          "w_avg": f"W_8: the original's running mean where it kept one; the other W_i (and W_8 "

@@ -15,6 +15,8 @@ channel_base/channel_max, conv_clamp, fp16 setting (we compute in float32), mapp
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import torch
 
@@ -176,6 +178,8 @@ def convert(source, data):
             _fail(source, f"D uses conv_clamp {sorted(map(str, other))}, G {spec['conv_clamp']}; StyleNAS uses one")
         mbstd = d_spec["mbstd_group"]
     G_kwargs = data["G_ema"].init_kwargs()
-    return Converted(format="nvlabs", G_ema=G_ema, G=G, D=D, w_avg_ema=w_avg_ema, w_avg=w_avg, mbstd_group=mbstd,
+    snapshot = re.fullmatch(r"network-snapshot-(\d+)\.pkl", Path(source).name)  # training_loop.py's name: kimg
+    counters = {"kimg": float(snapshot.group(1)), "nimg": int(snapshot.group(1)) * 1000} if snapshot else {}
+    return Converted(counters=counters, format="nvlabs", G_ema=G_ema, G=G, D=D, w_avg_ema=w_avg_ema, w_avg=w_avg, mbstd_group=mbstd,
                      mapping_lr_mul=OUR_MAPPING_LR_MUL, fp16_res=int((G_kwargs.get("synthesis_kwargs") or {})
                                                                     .get("num_fp16_res", 0) or 0), **spec)
