@@ -11,7 +11,7 @@ from stylenas.train.data import GlobalBatchSampler, flip_mask
 from stylenas.train.distributed import Dist
 from stylenas.train.loss import (d_logistic_loss, ema_beta, g_nonsaturating_loss, lazy_regularisation, path_lengths,
                                  r1_penalty, sanitise_gradients, update_ema)
-from stylenas.train.stylegan2 import StyleGAN2Trainer, build_networks
+from stylenas.train.stylegan2 import RoundInputs, StyleGAN2Trainer, TrainError, build_networks
 
 
 def tiny_config(resolution=8, **overrides):
@@ -355,3 +355,70 @@ def test_training_steps_on_a_gpu(precision):
     stats = trainer.stats.means(Dist(device=device))
     assert int(trainer.nan_count) == 0 and all(torch.isfinite(p).all() for p in trainer.G.parameters())
     assert stats["D_accuracy"] > 0.5 and math.isfinite(stats["pl_length"])
+
+
+# ------------------------------------------------------------------------------ gradient accumulation
+
+def merged(rounds):
+    """One round holding the rows of several (the same latents, noise and crossover)."""
+    cat = lambda xs: None if xs[0] is None else torch.cat(xs)  # noqa: E731
+    assert len({r.cutoff for r in rounds}) == 1
+    return RoundInputs(z=cat([r.z for r in rounds]), z2=cat([r.z2 for r in rounds]), cutoff=rounds[0].cutoff,
+                       noise=[cat(list(layer)) for layer in zip(*[r.noise for r in rounds])],
+                       pl_noise=cat([r.pl_noise for r in rounds]))
+
+
+def test_batch_gpu_rounds_equal_one_big_batch():
+    """--batch-gpu 4 with batch 8 runs each phase in two rounds whose gradients add up, as NVlabs'
+    training loop (each round's loss is a mean, so two rounds give twice the mean gradient of the whole
+    batch); Adam does not see the factor, so the networks after two steps (R1 included) are those of
+    one round of 8 on the same latents, noise and reals. Style mixing, minibatch-stddev groups and the
+    path-length mean work per round in NVlabs, so they are off here."""
+    def trainer(batch_gpu):
+        config = tiny_config(batch=8, batch_gpu=batch_gpu, mbstd_group=1, mixing=0.0, pl_weight=0.0, gamma=1.0,
+                             adam_eps=1e-20)  # Adam's eps is the one place the factor 2 would show
+        torch.manual_seed(0)
+        t = StyleGAN2Trainer(*build_networks(Genotype.original(8), config), config, Dist())
+        t.grads, update = [], t._update
+        t._update = lambda module, opt: (t.grads.append([p.grad.clone() for p in module.parameters()]),
+                                         update(module, opt))[1]
+        return t
+
+    rounds, whole = trainer(4), trainer(8)
+    assert rounds.rounds == 2 and whole.rounds == 1
+    reals = torch.rand(2, 8, 3, 8, 8, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    for step in range(2):
+        inputs = {phase: rounds.draw(step, phase) for phase in ("Gmain", "Dmain")}
+        rounds.step(reals[step], inputs)
+        whole.step(reals[step], {phase: [merged(r)] for phase, r in inputs.items()})
+    assert len(rounds.grads) == len(whole.grads) == 5  # Gmain, Dmain, Dreg; Gmain, Dmain
+    for a, b in zip(rounds.grads, whole.grads):
+        for ga, gb in zip(a, b):
+            assert torch.allclose(ga, 2 * gb, rtol=1e-4, atol=1e-7)
+    for net in ("G", "D", "G_ema"):
+        for (name, a), b in zip(getattr(rounds, net).state_dict().items(), getattr(whole, net).state_dict().values()):
+            if not name.endswith("w_avg"):  # tracked per round, as NVlabs' mapping does per call
+                assert torch.allclose(a, b, atol=1e-5), (net, name, (a - b).abs().max())
+    with pytest.raises(TrainError, match="--batch-gpu 3 must divide the per-process batch"):
+        StyleGAN2Trainer(*build_networks(Genotype.original(8), tiny_config(batch=8, batch_gpu=3)),
+                         tiny_config(batch=8, batch_gpu=3), Dist())
+
+
+def test_paper_preset_is_config_f_without_path_length():
+    """alphaGAN, supplementary ("Experiments on StyleGAN2 search space"): "config-f ... we abandon the
+    regularization term", mini-batch 8 on 4 GPUs (CelebA, church) or 4 on 8 GPUs (FFHQ): 32 either way
+    read per GPU. NVlabs' ``stylegan2`` cfg is config-f; at 256 px the networks have config-f's
+    parameter counts (NVlabs' networks, tests/test_networks.py)."""
+    for resolution in (256, 1024):
+        paper, config_f = resolve_config("paper", resolution), resolve_config("stylegan2", resolution)
+        assert paper.pl_weight == 0 and config_f.pl_weight == 2
+        assert paper.batch == 8 * 4 == 4 * 8
+        same = ("batch", "mbstd_group", "channel_base", "channel_max", "lr", "gamma", "ema_kimg", "ema_rampup",
+                "mixing", "g_reg_interval", "d_reg_interval", "mapping_layers", "z_dim", "w_dim")
+        assert {k: getattr(paper, k) for k in same} == {k: getattr(config_f, k) for k in same}
+    G, D = build_networks(Genotype.original(256), resolve_config("paper", 256))
+    assert (sum(p.numel() for p in G.parameters()), sum(p.numel() for p in D.parameters())) == (30034338, 28864129)
+    # --pl-weight 0 keeps G's lazy correction (NVlabs' cifar config: pl_weight 0, G_reg_interval 4)
+    trainer = StyleGAN2Trainer(*build_networks(Genotype.original(8), tiny_config(pl_weight=0.0)),
+                               tiny_config(pl_weight=0.0), Dist())
+    assert trainer.G_opt.param_groups[0]["lr"] == pytest.approx(0.0025 * 4 / 5)
