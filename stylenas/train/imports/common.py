@@ -34,7 +34,6 @@ class Converted:
     D: dict | None = None
     w_avg_ema: torch.Tensor | None = None  # their running mean of the last W (NVlabs' w_avg)
     w_avg: torch.Tensor | None = None
-    mapping_lr_mul: float = 0.01
     fp16_res: int = 0  # what the original ran in reduced precision (information only: we import float32)
     details: dict = field(default_factory=dict)
     counters: dict = field(default_factory=dict)  # how far the original had trained, where it says

@@ -180,6 +180,6 @@ def convert(source, data):
     G_kwargs = data["G_ema"].init_kwargs()
     snapshot = re.fullmatch(r"network-snapshot-(\d+)\.pkl", Path(source).name)  # training_loop.py's name: kimg
     counters = {"kimg": float(snapshot.group(1)), "nimg": int(snapshot.group(1)) * 1000} if snapshot else {}
-    return Converted(counters=counters, format="nvlabs", G_ema=G_ema, G=G, D=D, w_avg_ema=w_avg_ema, w_avg=w_avg, mbstd_group=mbstd,
-                     mapping_lr_mul=OUR_MAPPING_LR_MUL, fp16_res=int((G_kwargs.get("synthesis_kwargs") or {})
-                                                                    .get("num_fp16_res", 0) or 0), **spec)
+    fp16_res = int((G_kwargs.get("synthesis_kwargs") or {}).get("num_fp16_res", 0) or 0)
+    return Converted(format="nvlabs", G_ema=G_ema, G=G, D=D, w_avg_ema=w_avg_ema, w_avg=w_avg, mbstd_group=mbstd,
+                     fp16_res=fp16_res, counters=counters, **spec)

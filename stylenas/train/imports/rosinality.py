@@ -164,8 +164,9 @@ def convert(source, data):
         details["ada_aug_p"] = float(p) if isinstance(p, (int, float)) or torch.is_tensor(p) else None
     iteration = Path(source).stem  # train.py names checkpoints by iteration: checkpoint/550000.pt
     counters = {"step": int(iteration)} if iteration.isdigit() else {}
-    return Converted(format="rosinality", counters=counters, resolution=resolution, z_dim=G_ema["mapping.fcs.0.weight"].shape[1],
-                     w_dim=w_dim, channel_base=channel_base, channel_max=channel_max, conv_clamp=None,
-                     mbstd_group=4, G_ema=G_ema, G=G, D=D,
+    z_dim = G_ema["mapping.fcs.0.weight"].shape[1]
+    return Converted(format="rosinality", resolution=resolution, z_dim=z_dim, w_dim=w_dim, counters=counters,
+                     channel_base=channel_base, channel_max=channel_max, conv_clamp=None, mbstd_group=4,
+                     G_ema=G_ema, G=G, D=D,
                      w_avg_ema=latent_avg.reshape([-1]) if torch.is_tensor(latent_avg) else None,
                      details=details)
