@@ -16,9 +16,12 @@ from .config import AUG_MODES, AUGPIPE_NAMES, CFG_NAMES
               "alphagan_ffhq1024 (alphaGAN Table 9; docs/genotypes.md).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--cfg", type=click.Choice(CFG_NAMES), default="auto", show_default=True,
-              help="NVlabs' presets (batch, mbstd group, channels, lr, gamma, EMA, mapping) or tiny (CPU demo).")
+              help="NVlabs' presets (batch, mbstd group, channels, lr, gamma, EMA, mapping), paper (the alphaGAN "
+              "paper's retraining: config-f without path length) or tiny (CPU demo).")
 @click.option("--resolution", type=int, help="With --genotype stylegan2: the resolution (default: largest stored).")
 @click.option("--batch", type=int, help="Total batch over all processes.")
+@click.option("--batch-gpu", type=int, help="Images per round of gradient accumulation on each process (NVlabs' "
+              "--batch-gpu; default: the whole per-process batch, one round).")
 @click.option("--kimg", type=float, help="Training length in thousands of real images shown (fractions allowed).")
 @click.option("--snap", type=float, help="kimg between snapshots (fractions allowed).")
 @click.option("--tick", type=float, default=4.0, show_default=True, help="kimg between progress lines and "
