@@ -261,9 +261,13 @@ def test_unrepresentable_rosinality_networks_are_refused(tmp_path):
     def extra(state):
         state["d"]["convs.1.skip.1.bias"] = torch.zeros([8])
 
+    def missing(state):
+        del state["g_ema"]["to_rgb1.bias"]
+
     for change, message in ((swagan, "'swagan' checkpoint"),
                             (blur, r"convs.0.conv.blur.kernel is not the \[1, 3, 3, 1\]"),
-                            (mapping, "mapping network has 7 layers"), (extra, "d has layer convs.1.skip.1.bias")):
+                            (mapping, "mapping network has 7 layers"), (extra, "d has layer convs.1.skip.1.bias"),
+                            (missing, "not a network of the expected layout .KeyError: 'to_rgb1.bias'")):
         with pytest.raises(ImportNetworkError, match=message):
             import_network(bad_rosinality(tmp_path, change))
 

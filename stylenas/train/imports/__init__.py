@@ -77,6 +77,16 @@ def read_network(path, map_location="cpu"):
     """(format, checkpoint dict) of a StyleNAS checkpoint, NVlabs pickle or rosinality checkpoint."""
     path = Path(path)
     try:
+        return _read_network(path, map_location)
+    except ImportNetworkError:
+        raise
+    except (KeyError, AttributeError, TypeError, IndexError, ValueError) as error:  # a layout we do not know
+        raise ImportNetworkError(f"{path}: not a network of the expected layout ({type(error).__name__}: "
+                                 f"{_first_line(error)})") from None
+
+
+def _read_network(path, map_location):
+    try:
         kind = sniff(path)
         if kind == "pickle":
             return "nvlabs", build_checkpoint(_read_nvlabs(path), path, _sha256(path))

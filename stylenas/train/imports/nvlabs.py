@@ -105,16 +105,16 @@ def _layer_attributes(source, root, what):
 
 
 def _generator(source, record, what):
-    """(our state dict, kwargs) of an NVlabs Generator record."""
+    """(our state dict, NVlabs' w_avg or None, the configuration) of an NVlabs Generator record."""
     if not isinstance(record, PersistentRecord) or record.class_name != "Generator":
         _fail(source, f"{what} is not a stylegan2-ada-pytorch Generator")
     _check_records(source, record, what)
     kwargs = record.init_kwargs()
-    if int(kwargs.get("c_dim", 0) or 0) != 0:
-        _fail(source, f"{what} is a conditional network (c_dim={kwargs['c_dim']}); StyleNAS generators are "
-                      f"unconditional")
-    if int(kwargs.get("img_channels", 3)) != 3:
-        _fail(source, f"{what} makes {kwargs['img_channels']}-channel images; StyleNAS networks make RGB (3)")
+    c_dim, img_channels = int(_attr(record, "c_dim", 0) or 0), int(_attr(record, "img_channels", 3))
+    if c_dim != 0:
+        _fail(source, f"{what} is a conditional network (c_dim={c_dim}); StyleNAS generators are unconditional")
+    if img_channels != 3:
+        _fail(source, f"{what} makes {img_channels}-channel images; StyleNAS networks make RGB (3)")
     mapping = record.children().get("mapping")
     num_layers = int(_attr(mapping, "num_layers", -1)) if mapping is not None else -1
     if num_layers != 8:
@@ -137,7 +137,8 @@ def _generator(source, record, what):
             state[key + ".noise_const"] = torch.zeros([res, res])
     w_avg = state.pop("mapping.w_avg", None)
     return state, w_avg, {
-        "resolution": int(kwargs["img_resolution"]), "z_dim": int(kwargs["z_dim"]), "w_dim": int(kwargs["w_dim"]),
+        "resolution": int(_attr(record, "img_resolution")), "z_dim": int(_attr(record, "z_dim")),
+        "w_dim": int(_attr(record, "w_dim")),
         "channel_base": int(synthesis_kwargs.get("channel_base", 32768)),
         "channel_max": int(synthesis_kwargs.get("channel_max", 512)),
         "conv_clamp": next(iter(clamps)) if clamps else None,
@@ -149,8 +150,9 @@ def _discriminator(source, record):
         _fail(source, "D is not a stylegan2-ada-pytorch Discriminator")
     _check_records(source, record, "D")
     kwargs = record.init_kwargs()
-    if int(kwargs.get("c_dim", 0) or 0) != 0:
-        _fail(source, f"D is a conditional network (c_dim={kwargs['c_dim']}); StyleNAS networks are unconditional")
+    c_dim = int(_attr(record, "c_dim", 0) or 0)
+    if c_dim != 0:
+        _fail(source, f"D is a conditional network (c_dim={c_dim}); StyleNAS networks are unconditional")
     clamps, _, mbstd = _layer_attributes(source, record, "D")
     return nvlabs_to_ours(record.tensors()), {
         "channel_base": int(kwargs.get("channel_base", 32768)), "channel_max": int(kwargs.get("channel_max", 512)),
