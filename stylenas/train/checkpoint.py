@@ -160,7 +160,10 @@ def load_network(path, map_location="cpu"):
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found{_fallback_hint(path)}")
-    fmt, state = read_network(path, map_location=map_location)
+    try:
+        fmt, state = read_network(path, map_location=map_location)
+    except CheckpointError as error:  # e.g. a snapshot cut short: name the previous one, as load_checkpoint does
+        raise type(error)(f"{error}{_fallback_hint(path)}") from None
     return check_checkpoint(state, path) if fmt == "stylenas" else state
 
 
