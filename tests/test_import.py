@@ -332,6 +332,14 @@ def test_rosinality_channel_tables_follow_our_rule(size, channel_multiplier):
         _channel_rule("x.pt", {**channels, 4: 256})
 
 
+def test_a_cut_snapshot_names_the_previous_one(tmp_path):
+    good, cut = tmp_path / "network-snapshot-000001.pt", tmp_path / "network-snapshot-000002.pt"
+    assert CliRunner().invoke(import_command, [str(ROSINALITY), "--out", str(good)]).exit_code == 0
+    cut.write_bytes(good.read_bytes()[:3000])
+    with pytest.raises(CheckpointError, match=f"{cut}: not a readable checkpoint.*the previous snapshot {good}"):
+        load_generator(cut)
+
+
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
     text = tmp_path / "notes.pkl"
     text.write_text("not a network\n")
