@@ -33,7 +33,8 @@ processes augment exactly what 1 process does. Parameters are drawn for every en
 whatever ``p`` is, so ``p`` never shifts the stream. Differences from NVlabs: a stage whose matrices
 are all the identity (p = 0, or no image of the batch selected) is skipped, so p = 0 returns the
 images untouched, where NVlabs resamples them (the identity to float rounding); the draws come from
-the given generator in our own order.
+the given generator in our own order. Inherited from NVlabs: sym6 is not symmetric, so x-flips and
+90-degree turns, resampled like every geometric transform, move content by up to ~0.1 px.
 
 ``AdaController`` is NVlabs' heuristic: the sign of D's real logits is averaged over ``interval``
 steps (the Dmain and the R1 phases both report it, as NVlabs' ``Loss/signs/real``), and p moves by

@@ -32,8 +32,9 @@ BGC = dict(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1, bri
            hue=1, saturation=1)
 
 
-def implied_parameters(multipliers, q):
-    """Our AugmentPipe's parameter dict for NVlabs' debug_percentile q (NVlabs' default ranges)."""
+def implied_parameters(multipliers, q, size=SIZE):
+    """Our AugmentPipe's parameter dict for NVlabs' debug_percentile q (NVlabs' default ranges) on
+    square images of ``size`` px."""
     normal = float(torch.erfinv(torch.tensor(q * 2 - 1, dtype=torch.float64)))
     on = {k for k, v in multipliers.items() if v > 0}
     p = {}
@@ -43,7 +44,7 @@ def implied_parameters(multipliers, q):
         p["rotate90"] = [math.floor(q * 4)]
     if "xint" in on:
         t = (q * 2 - 1) * 0.125
-        p["xint"] = [[round(t * SIZE), round(t * SIZE)]]
+        p["xint"] = [[round(t * size), round(t * size)]]
     if "scale" in on:
         p["scale"] = [2 ** (normal * 0.2)]
     if "rotate" in on:
@@ -51,7 +52,7 @@ def implied_parameters(multipliers, q):
     if "aniso" in on:
         p["aniso"] = [2 ** (normal * 0.2)]
     if "xfrac" in on:
-        p["xfrac"] = [[normal * 0.125 * SIZE] * 2]
+        p["xfrac"] = [[normal * 0.125 * size] * 2]
     if "brightness" in on:
         p["brightness"] = [normal * 0.2]
     if "contrast" in on:
@@ -69,17 +70,25 @@ def implied_parameters(multipliers, q):
     return {k: np.asarray(v, dtype=np.float64) for k, v in p.items()}
 
 
-@click.command()
-@click.option("--nvlabs", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", default=str(HERE / "nvlabs_reference.npz"), show_default=True)
-def main(nvlabs, out):
+def nvlabs_augment_pipe(nvlabs):
+    """NVlabs' AugmentPipe class from a checkout (its dnnlib imports `requests`: stubbed if missing)."""
     if "requests" not in sys.modules:
         try:
             import requests  # noqa: F401
         except ImportError:
             sys.modules["requests"] = types.ModuleType("requests")
-    sys.path.insert(0, nvlabs)
+    if nvlabs not in sys.path:
+        sys.path.insert(0, nvlabs)
     from training.augment import AugmentPipe
+
+    return AugmentPipe
+
+
+@click.command()
+@click.option("--nvlabs", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", default=str(HERE / "nvlabs_reference.npz"), show_default=True)
+def main(nvlabs, out):
+    AugmentPipe = nvlabs_augment_pipe(nvlabs)
 
     gen = torch.Generator().manual_seed(2026)
     # a smooth pattern plus noise: both low and high frequencies matter to the resampling
