@@ -57,9 +57,9 @@ SYM6 = [0.015404109327027373, 0.0034907120842174702, -0.11799011114819057, -0.04
         0.4910559419267466, 0.787641141030194, 0.3379294217276218, -0.07263752278646252,
         -0.021060292512300564, 0.04472490177066578, 0.0017677118642428036, -0.007800708325034148]
 
-GEOMETRIC = ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac")
-COLOUR = ("brightness", "contrast", "lumaflip", "hue", "saturation")
-TRANSFORMS = GEOMETRIC + COLOUR + ("imgfilter", "noise", "cutout")
+# the parameters of the geometric and of the colour stage (``sample``'s keys)
+GEOMETRIC_PARAMS = ("xflip", "rotate90", "xint", "scale", "rotate_pre", "aniso", "rotate_post", "xfrac")
+COLOUR_PARAMS = ("brightness", "contrast", "lumaflip", "hue", "saturation")
 
 # NVlabs train.py's --augpipe choices: probability multipliers of the transforms.
 _BLIT = dict(xflip=1, rotate90=1, xint=1)
@@ -114,8 +114,8 @@ def _colour_matrices(block, offset=None):
 LUMA_AXIS = (1 / math.sqrt(3),) * 3
 
 
-def _luma_projection(dtype, device):
-    v = torch.tensor(LUMA_AXIS, dtype=dtype, device=device)
+def _luma_projection(device):
+    v = torch.tensor(LUMA_AXIS, device=device)
     return torch.outer(v, v)
 
 
@@ -229,7 +229,7 @@ class AugmentPipe(torch.nn.Module):
 
     # ---------------------------------------------------------------------------- matrices
 
-    def geometric_matrix(self, params, width, height):
+    def geometric_matrix(self, params):
         """[N, 3, 3]: output pixel coordinates (origin at the centre) -> input coordinates, the
         inverses of the transforms composed in their order (x-flip applied first)."""
         some = next(iter(params.values()))
@@ -259,7 +259,7 @@ class AugmentPipe(torch.nn.Module):
         some = next(iter(params.values()))
         n, device = some.shape[0], some.device
         eye3 = torch.eye(3, device=device).expand(n, 3, 3)
-        vv = _luma_projection(torch.float32, device)
+        vv = _luma_projection(device)
         C = torch.eye(4, device=device).repeat(n, 1, 1)
         if "brightness" in params:
             C = _colour_matrices(eye3, params["brightness"][:, None].expand(n, 3)) @ C
@@ -294,11 +294,11 @@ class AugmentPipe(torch.nn.Module):
             return images
         rows = slice(None) if rows is None else rows
         _, channels, height, width = images.shape
-        if any(name in params for name in ("xflip", "rotate90", "xint", "scale", "rotate_pre", "aniso", "xfrac")):
-            inverse = self.geometric_matrix(params, width, height)
+        if any(name in params for name in GEOMETRIC_PARAMS):
+            inverse = self.geometric_matrix(params)
             if not torch.equal(inverse, torch.eye(3, device=inverse.device).expand_as(inverse)):
                 images = self._resample(images, inverse[rows], self._margins(inverse, width, height))
-        if any(name in params for name in COLOUR):
+        if any(name in params for name in COLOUR_PARAMS):
             C = self.colour_matrix(params)
             if not torch.equal(C, torch.eye(4, device=C.device).expand_as(C)):
                 images = self._recolour(images, C[rows].to(images.dtype))
