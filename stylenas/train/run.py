@@ -319,5 +319,5 @@ def _train(options, dist, say):
         runlog.close()
         outputs.close()
         say(f"done: {files['checkpoint']} (kimg {trainer.nimg / 1000:g}, {int(trainer.nan_count)} NaN/Inf gradient "
-            f"entries zeroed)")
+            f"entries cleaned: NaN to 0, Inf to +-1e5)")
     return files["checkpoint"]
