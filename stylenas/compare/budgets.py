@@ -12,7 +12,7 @@ Presets:
 - ``paper``: the papers' scale (alphaGAN's StyleGAN2 search: 500 iterations of T=20, R=5, S=20 at
   batch 2; retraining with NVlabs' ``auto`` config; 50k generated images against the whole data set).
 """
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,10 @@ class Budget:
     eval_num: int  # generated images per row (FID, IS, KID, PRDC)
     eval_num_ref: int | None  # reference images (None: all of the data)
     search_workers: int = 0  # data-loading processes of the searches and trainings
+    # the conventional family: each searcher's options of `stylenas search-conventional`, the random
+    # search's budget (kimg through G and D, measured), a candidate's G steps, and the retraining's
+    # options of `stylenas train-conventional` (one loss for every row)
+    conventional: dict = field(default_factory=dict)
 
     def to_dict(self):
         return asdict(self)
@@ -34,12 +38,27 @@ class Budget:
 
 BUDGETS = {
     "tiny": Budget("tiny", search_preset="tiny", search_iters=2, candidate_kimg=0.016, candidate_fid_num=12,
-                   retrain_cfg="tiny", retrain_kimg=0.032, eval_num=12, eval_num_ref=12),
+                   retrain_cfg="tiny", retrain_kimg=0.032, eval_num=12, eval_num_ref=12, conventional={
+                       "search": {"alphagan": ["--preset", "tiny", "--iters", "2", "--sample-every", "0"],
+                                  "degas": ["--preset", "tiny", "--iters", "1", "--sample-every", "0"],
+                                  "autogan": ["--preset", "tiny", "--proxy"], "agan": ["--preset", "tiny", "--proxy"],
+                                  "dggan": ["--preset", "tiny", "--proxy", "--p", "1", "--top-k", "1",
+                                            "--max-steps", "1"]},
+                       "random_kimg": 0.3, "candidate_steps": 2, "retrain": ["--preset", "tiny", "--steps", "4"]}),
     "small": Budget("small", search_preset="stylegan2", search_iters=50, candidate_kimg=2.0, candidate_fid_num=2000,
-                    retrain_cfg="auto", retrain_kimg=1000, eval_num=10000, eval_num_ref=None, search_workers=2),
+                    retrain_cfg="auto", retrain_kimg=1000, eval_num=10000, eval_num_ref=None, search_workers=2,
+                    conventional={
+                        "search": {"alphagan": ["--preset", "s", "--iters", "20"], "degas": ["--iters", "10"],
+                                   "autogan": ["--iters", "10"], "agan": ["--iters", "10", "--child-steps", "500"],
+                                   "dggan": ["--preset", "small"]},
+                        "random_kimg": 2000, "candidate_steps": 2000,
+                        "retrain": ["--preset", "paper", "--steps", "10000"]}),
     "paper": Budget("paper", search_preset="stylegan2", search_iters=500, candidate_kimg=10.0,
                     candidate_fid_num=5000, retrain_cfg="auto", retrain_kimg=25000, eval_num=50000,
-                    eval_num_ref=None, search_workers=2),
+                    eval_num_ref=None, search_workers=2, conventional={
+                        "search": {"alphagan": ["--preset", "s"], "degas": [], "autogan": [], "agan": [],
+                                   "dggan": ["--preset", "paper"]},
+                        "random_kimg": 20000, "candidate_steps": 5000, "retrain": ["--preset", "paper"]}),
 }
 
 # Images through G or D per real image of one StyleGAN2 training step (batch n): the D step

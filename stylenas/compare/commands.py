@@ -22,20 +22,25 @@ def _seeds(text):
               help="Search budget, retraining recipe and sample counts (docs/compare.md).")
 @click.option("--family", type=click.Choice(list(FAMILIES)), default="stylegan2", show_default=True,
               help="Which searchers: the StyleGAN2 search space or the conventional GANs.")
+@click.option("--published", default=None, help="Comma list of the published genotypes that are rows, or 'none' "
+              "[default: every one the family has at the data's resolution].")
 @click.option("--resolution", type=int, default=None, help="Which size of the LMDB [default: the largest].")
 @click.option("--resume", is_flag=True, help="Continue the compare in OUTDIR (finished jobs are kept).")
 @click.option("--device", default="auto", show_default=True, help="cuda, cuda:N, cpu or auto (torchrun: per process).")
 @click.option("--inception", type=click.Path(dir_okay=False), default=None, help="FID Inception weights file.")
-def compare_command(data, outdir, methods, seeds, budget, family, resolution, resume, device, inception):
+def compare_command(data, outdir, methods, seeds, budget, family, published, resolution, resume, device, inception):
     """Every searcher on the same data and budget, its genotype retrained and scored by one recipe:
     writes OUTDIR/leaderboard.{md,csv,json,png}. Under `torchrun --nproc_per_node N` the N processes
     share the jobs."""
     from .run import compare
 
     method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    published_list = None if published is None else [
+        name.strip() for name in published.split(",") if name.strip() and name.strip() != "none"]
     try:
         rows = compare(data, outdir, methods=method_list, seeds=_seeds(seeds), budget=budget, family=family,
-                       resume=resume, device=device, inception=inception, resolution=resolution)
+                       resume=resume, device=device, inception=inception, resolution=resolution,
+                       published=published_list)
     except CompareError as error:
         raise click.ClickException(str(error)) from None
     if rows is not None:

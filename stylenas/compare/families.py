@@ -147,3 +147,4 @@ class StyleGAN2Family:
 
 
 FAMILIES = {"stylegan2": StyleGAN2Family}
+

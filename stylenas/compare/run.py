@@ -94,6 +94,7 @@ class Context:
         self._reference = None
         self._dataset = None
         self.inception_name = "default"
+        self.inception_path = None  # the --inception file, handed to searchers that score with it
         self._net = None
 
     @property
@@ -124,6 +125,13 @@ class Context:
 
             self._dataset = LMDBImages(str(self.data), resolution=self.resolution)
         return self._dataset
+
+    def candidate_is(self, checkpoint):
+        """The Inception Score of a candidate (AutoGAN's and AGAN's reward), 10 splits."""
+        _, logits = ev.generated_features(checkpoint, self.budget.candidate_fid_num, self.net)
+        from ..metrics import inception_score
+
+        return inception_score(logits, splits=min(ev.IS_SPLITS, len(logits)))[0]
 
     def candidate_fid(self, checkpoint):
         return ev.checkpoint_fid(checkpoint, self.reference, self.budget.candidate_fid_num, self.net)
@@ -204,9 +212,11 @@ def settings_of(data, resolution, family, methods, seeds, budget, eval_counts):
 
 
 def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="stylegan2", resume=False,
-            device="auto", inception=None, resolution=None, log=None, fail_jobs=()):
+            device="auto", inception=None, resolution=None, log=None, fail_jobs=(), published=None):
     """Run (or resume) a compare; returns the leaderboard rows on rank 0 (None on the others).
 
+    `published`: the names of the published genotypes that are rows (default: every one the family
+    has at this resolution; [] for none).
     `fail_jobs`: job names made to fail at their start (tests of the failure path)."""
     log = log or (lambda line: click.echo(line, err=True))
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -240,9 +250,16 @@ def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="
     outdir = Path(outdir)
     ctx = Context(data, dataset.resolution, device, budget_obj, weights, outdir, log)
     ctx.inception_name = str(inception or "default")
+    ctx.inception_path = str(inception) if inception else None
     ctx._dataset = dataset
     fam = family_cls(ctx)
-    published = [name for name, _ in fam.published()]
+    available = [name for name, _ in fam.published()]
+    if published is None:
+        published = available
+    unknown = [name for name in published if name not in available]
+    if unknown:
+        raise CompareError(f"--published: {', '.join(unknown)} not published genotypes of the {family} family at "
+                           f"{dataset.resolution} px (choose from {', '.join(available) or 'none'})")
     jobs = job_list(family_cls, methods, seeds, published)
     settings = settings_of(data, dataset.resolution, family, methods, seeds, budget_obj,
                            {"num": budget_obj.eval_num, "num_ref": budget_obj.eval_num_ref or len(dataset)})
