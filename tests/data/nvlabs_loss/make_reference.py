@@ -27,6 +27,8 @@ Scenarios (each 8 px, 8 channels, z = w = 8, batch 8):
 - ``no_pl``: pl_weight 0 and gamma 0 (the alphaGAN paper's retraining has no path length; NVlabs'
   cifar config sets pl_weight 0 and keeps G's interval), one round, 5 steps: the loop still runs
   Greg and Dreg, which compute no gradient, and Adam keeps its lazy correction.
+A rerun reproduces every value but the mapping networks' ``w_avg`` (NVlabs' module summary runs G in
+training mode on ``torch.empty`` latents before training), which no gradient reads and the test skips.
 This script is never imported by the package or the tests.
 """
 import copy
