@@ -3,13 +3,14 @@
 import click
 
 from ..io import dump_json
+from ..runs import RunCommand
 from . import bench
 from .demo import make_demo_data
 from .errors import DatasetError
-from .prepare import prepare_data, summary_lines
+from .prepare import check_network_sizes, prepare_data, summary_lines
 
 
-@click.command("prepare-data")
+@click.command("prepare-data", cls=RunCommand)
 @click.argument("src", type=click.Path())
 @click.option("--out", required=True, type=click.Path(), help="Output LMDB (a folder, e.g. ffhq.lmdb).")
 @click.option("--size", "sizes", required=True, multiple=True,
@@ -29,6 +30,7 @@ def prepare_data_command(src, out, sizes, resize_filter, image_format, quality, 
     """Resize (short side) and centre-crop every image of SRC (a folder, searched recursively, or a
     .zip) to each --size and store them in OUT. Unreadable files are skipped and listed."""
     try:
+        check_network_sizes(sizes)
         summary = prepare_data(src, out, sizes, resize_filter=resize_filter, image_format=image_format,
                                quality=quality, workers=workers, force=force,
                                source_format=source_format)
@@ -38,18 +40,19 @@ def prepare_data_command(src, out, sizes, resize_filter, image_format, quality, 
         click.echo(line, err=True)
 
 
-@click.command("make-demo-data")
+@click.command("make-demo-data", cls=RunCommand)
 @click.option("--out", required=True, type=click.Path(), help="Output LMDB (a folder, e.g. demo.lmdb).")
 @click.option("--size", "sizes", required=True, multiple=True, help="Image size; repeat or comma-separate for several.")
-@click.option("--num", default=2000, show_default=True, help="Number of images.")
+@click.option("--num", type=click.IntRange(min=1), default=2000, show_default=True, help="Number of images.")
 @click.option("--seed", default=0, show_default=True, help="Image i depends only on (seed, i).")
 @click.option("--format", "image_format", type=click.Choice(["jpeg", "png"]), default="jpeg", show_default=True)
-@click.option("--quality", default=95, show_default=True, help="JPEG quality.")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 def make_demo_data_command(out, sizes, num, seed, image_format, quality, force):
     """Deterministic synthetic images (shaded shapes on textured backgrounds) for `make demo` and the
     tests: no download needed."""
     try:
+        check_network_sizes(sizes)
         s = make_demo_data(out, sizes, num, seed=seed, image_format=image_format, quality=quality, force=force)
     except DatasetError as error:
         raise click.ClickException(str(error))

@@ -119,6 +119,8 @@ def make_demo_data(out, sizes, num, seed=0, image_format="jpeg", quality=95, for
     sizes = parse_sizes(sizes)
     if num < 1:
         raise DatasetError(f"--num must be >= 1, got {num}")
+    if not 1 <= quality <= 100:
+        raise DatasetError(f"--quality must be in 1..100, got {quality}")
     start = time.perf_counter()
     with LMDBWriter(out, sizes, force=force) as writer:
         with progress_bar(progress, num, f"demo {out}") as bar:

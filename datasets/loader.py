@@ -1,4 +1,8 @@
 """Training loader: endless shuffled batches, uint8 on the host, float in [-1, 1] on the device."""
+import functools
+import os
+import signal
+
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
@@ -82,6 +86,23 @@ def _as_list(batch):
     return batch
 
 
+def _init_loader_worker(parent, worker_id):
+    """A DataLoader worker dies with the process that started it (by any signal; no orphans
+    holding memory), and leaves SIGINT/SIGTERM to it: the run finishes its step and writes a
+    checkpoint, which a worker killed by the same Ctrl-C or SLURM SIGTERM would break."""
+    from stylenas.runs import die_with_parent
+
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def worker_init(num_workers=1):
+    """``worker_init_fn`` of every DataLoader of the package (see ``_init_loader_worker``); None
+    without workers."""
+    return functools.partial(_init_loader_worker, os.getpid()) if num_workers > 0 else None
+
+
 class TrainingLoader:
     """Endless training batches: ``next(loader)`` is float [B, 3, H, W] in [-1, 1] on ``device``.
 
@@ -106,6 +127,7 @@ class TrainingLoader:
             sampler=sampler if sampler is not None else InfiniteSampler(dataset, seed=seed),
             num_workers=num_workers, pin_memory=self.pin and not gpu_decode, drop_last=True,
             collate_fn=_as_list if gpu_decode else None,
+            worker_init_fn=worker_init(num_workers),
             prefetch_factor=prefetch_factor if num_workers > 0 else None)
         self.generator = torch.Generator().manual_seed(seed * 1000 + rank)  # the flips
         self._iter = None

@@ -4,14 +4,13 @@ import concurrent.futures
 import contextlib
 import os
 import signal
-import sys
 import time
 import warnings
 
-import click
 from PIL import UnidentifiedImageError
 
 from stylenas import __version__
+from stylenas.runs import ProgressLine, die_with_parent
 
 from .errors import DatasetError
 from .images import FILTERS, FORMATS, ImageSource, encode_image, load_image, resize_center_crop
@@ -42,7 +41,10 @@ def _init_worker(job):
     _job = job
 
 
-def _init_pool_worker(job):
+def _init_pool_worker(job, parent):
+    # A worker dies with the main process, however that one dies (an OOM kill included): an orphan
+    # would hold its memory and the deleted temporary LMDB open forever
+    die_with_parent(parent)
     # Ctrl-C reaches the whole process group; only the main process handles it (it cancels the
     # rest and waits for the chunks in flight), so workers do not print tracebacks of their own
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -73,7 +75,8 @@ def _results(job, names, workers):
         _init_worker(job)
         yield map(_work, names)
         return
-    pool = concurrent.futures.ProcessPoolExecutor(workers, initializer=_init_pool_worker, initargs=(job,))
+    pool = concurrent.futures.ProcessPoolExecutor(workers, initializer=_init_pool_worker,
+                                                 initargs=(job, os.getpid()))
     try:
         yield _ordered(pool, names, chunk=max(1, min(16, len(names) // (8 * workers))), window=4 * workers)
     finally:
@@ -108,9 +111,10 @@ class _NoBar:
 
 
 def progress_bar(enabled, length, label):
-    """A click progress bar on stderr, or a stand-in that shows nothing."""
+    """A click progress bar on stderr (a plain line every 30 s off a terminal, see
+    stylenas.runs.ProgressLine), or a stand-in that shows nothing."""
     if enabled:
-        return click.progressbar(length=length, label=label, file=sys.stderr)
+        return ProgressLine(length, label, unit="images")
     return contextlib.nullcontext(_NoBar())
 
 
@@ -129,6 +133,15 @@ def parse_sizes(sizes):
     if not out:
         raise DatasetError("--size: give at least one size")
     return sorted(out)
+
+
+def check_network_sizes(sizes):
+    """Refuse sizes no network of the toolkit takes (before anything is written): StyleGAN2 needs a
+    power of two >= 4, the conventional networks a multiple of 8 (CIFAR-10 32 px, STL-10 48 px)."""
+    for size in parse_sizes(sizes):
+        if not ((size >= 4 and size & (size - 1) == 0) or size % 8 == 0):
+            raise DatasetError(f"--size {size}: expected a power of two >= 4 (StyleGAN2: 4, 8, ..., 1024) or a "
+                               f"multiple of 8 (the conventional networks: 32, 48, ...)")
 
 
 def prepare_data(src, out, sizes, resize_filter="lanczos", image_format="jpeg", quality=95, workers=None,

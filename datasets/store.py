@@ -10,6 +10,7 @@ killed outright (SIGKILL, out of memory, power loss) cannot remove that folder; 
 the same output finds it by the lock file the dead writer held, says so and removes it. Reading
 opens each file once per process.
 """
+import errno
 import glob
 import json
 import os
@@ -26,6 +27,8 @@ except ImportError:  # Windows has no flock: leftovers are then reported, never 
 
 import lmdb
 
+from ..io import folder_mode
+from ..runs import RunFolder
 from .errors import DatasetError
 
 LENGTH_KEY = b"length"
@@ -147,21 +150,29 @@ class LMDBWriter:
 
     def __init__(self, path, sizes, force=False, commit_bytes=64 << 20, map_size=1 << 30, log=None):
         self.path, self.sizes, self.force = Path(path), sorted(sizes), force
-        self.removed = remove_stale_temporaries(self.path, log)
+        # one writer per output at a time: a second one fails at once, naming the first
+        self.owner = RunFolder(self.path, lock_path=self.path.parent / f".{self.path.name}.lock",
+                               log=log, remove_lock=True).acquire()
+        try:
+            self.removed = remove_stale_temporaries(self.path, log)
+            self._open(map_size)
+        except BaseException:
+            self.owner.release()
+            raise
+        self.count, self.pending, self.pending_bytes, self.commit_bytes = 0, [], 0, commit_bytes
+
+    def _open(self, map_size):
         self.check_target()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(self.path), dir=self.path.parent))
         self.env = self.lock_fd = None
         try:
             self._lock()
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp's private 0700 would stick to the output
+            os.chmod(self.tmp, folder_mode())  # mkdtemp's private 0700 would stick to the output
             self.env = lmdb.open(str(self.tmp), map_size=map_size, readahead=False, meminit=False)
         except BaseException:
             self.abort()
             raise
-        self.count, self.pending, self.pending_bytes, self.commit_bytes = 0, [], 0, commit_bytes
 
     def _lock(self):
         """Hold a flock on the temporary folder's lock file for as long as this process lives. The
@@ -210,7 +221,21 @@ class LMDBWriter:
                 break
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except lmdb.Error as error:
+                raise self._write_error(error) from None
         self.pending, self.pending_bytes = [], 0
+
+    def _write_error(self, error):
+        """An OSError naming the output for a failed LMDB write: LMDB reports a full disk as an I/O
+        error (or ENOSPC) without the file, which the command would show as a traceback."""
+        try:
+            free = shutil.disk_usage(self.tmp).free
+        except OSError:
+            free = None
+        if "No space" in str(error) or (free is not None and free < self.pending_bytes + (8 << 20)):
+            return OSError(errno.ENOSPC, f"No space left on device (LMDB: {error}); nothing was written",
+                           str(self.path))
+        return OSError(errno.EIO, f"LMDB write failed ({error}); nothing was written", str(self.path))
 
     def close(self, meta=None):
         """Write ``length`` and the metadata, then move the LMDB to its final path."""
@@ -238,6 +263,7 @@ class LMDBWriter:
             shutil.rmtree(old, ignore_errors=True)
         self.tmp = None
         self._unlock()
+        self.owner.release()
         return self.path
 
     def abort(self):
@@ -248,6 +274,7 @@ class LMDBWriter:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
         self._unlock()
+        self.owner.release()
 
     def __enter__(self):
         return self

@@ -57,9 +57,32 @@ def atomic_path(path, suffix=".tmp"):
         if Path(tmp).exists():  # the writer may have replaced the file (e.g. torch.save): set it again
             os.chmod(tmp, file_mode())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        if error.filename is None:  # e.g. a write through a file object: say which file it was
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_torch(obj, path, suffix=".tmp"):
+    """``torch.save`` atomically, through a Python file object: a full disk or another write
+    failure is then an ``OSError`` naming ``path`` (torch's own writer turns it into an opaque
+    RuntimeError such as "unexpected pos 576 vs 534")."""
+    import torch
+
+    try:
+        with atomic_path(path, suffix=suffix) as tmp, open(tmp, "wb") as file:
+            torch.save(obj, file)
+    except RuntimeError as error:  # torch's zip writer masks a failed write with its own error at close
+        cause = error.__context__
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__context__
+        if cause is None:
+            raise
+        raise OSError(cause.errno, cause.strerror or str(cause), str(path)) from error
 
 
 def dump_json(obj, out=None):

@@ -155,7 +155,10 @@ def _resolution_warning(a, b):
 
 
 def _progress_bar(label, length, show):
-    return click.progressbar(length=length, label=label, file=sys.stderr if show else _Null())
+    """A bar on a terminal, a plain line every 30 s elsewhere (stylenas.runs.ProgressLine)."""
+    from ..runs import ProgressLine
+
+    return ProgressLine(length, label, unit="images", file=sys.stderr if show else _Null())
 
 
 class _Null:

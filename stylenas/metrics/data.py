@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..datasets.images import load_image
+from ..datasets.loader import worker_init
 from .stats import FeatureStats
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "ImageReadError", "extract_features", "list_images"]
@@ -91,7 +92,8 @@ def extract_features(net, dataset, batch_size=50, num_workers=0, progress=None, 
     """
     device = next(net.parameters()).device
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_keep_list,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
+                        pin_memory=device.type == "cuda", persistent_workers=False,
+                        worker_init_fn=worker_init(num_workers))
     stats, features, logits = FeatureStats(), [], []
     for batch in loader:
         for item in batch:

@@ -4,6 +4,7 @@ import click
 
 from ..devices import resolve_device
 from ..io import dump_json
+from ..runs import RunCommand
 from . import bench
 from ..datasets import DatasetError
 from .alphagan import NonFiniteError
@@ -11,7 +12,7 @@ from .genotype import GenotypeError
 from .run import STYLEGAN2_PRESETS, SearchConfig, SearchError, run_search
 
 
-@click.command("search")
+@click.command("search", cls=RunCommand)
 @click.option("--data", required=True, type=click.Path(), help="LMDB of images (prepare_data.py or rosinality's).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--space", type=click.Choice(["micro", "macro"]), default="micro", show_default=True,

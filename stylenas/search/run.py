@@ -246,6 +246,8 @@ def _run_search(config, dataset, log, folder):
     iters = config.iters if config.iters is not None else preset.iterations
     channel_mult = config.channel_mult if config.channel_mult is not None else preset.channel_mult
     loss = config.loss or preset.loss
+    if not 0 < channel_mult < float("inf"):
+        raise SearchError(f"--channel-mult must be a positive number, got {channel_mult}")
     network, channels = network_settings(config.preset, channel_mult)
     try:
         device = resolve_device(config.device)
@@ -318,13 +320,22 @@ def _run_search(config, dataset, log, folder):
 
     def checkpoint():
         check_finite(searcher, f"{state_path} and {outdir / 'genotype.json'}")
+        # the state being replaced becomes search-state-previous.pt once the new one is complete (a
+        # hard link until then, so a failed write, e.g. a full disk, leaves search-state.pt as it was)
+        staged = state_path.with_name(f".{PREVIOUS_STATE}.link.tmp")
+        staged.unlink(missing_ok=True)
         if state_path.is_file():
-            os.replace(state_path, state_path.with_name(PREVIOUS_STATE))
+            try:
+                os.link(state_path, staged)
+            except OSError:  # a filesystem without hard links: no previous state is kept
+                pass
         save_torch({
             "settings": settings, "searcher": searcher.state_dict(), "train_step": train.step,
             "val_step": val.step, "history": history, "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         }, state_path)
+        if staged.exists():
+            os.replace(staged, state_path.with_name(PREVIOUS_STATE))
         G.genotype(channels, source={**source, "iterations": searcher.iterations_done}).save(
             outdir / "genotype.json")
         if history:

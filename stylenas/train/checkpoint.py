@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io import atomic_path
+from ..io import save_torch
 
 KINDS = ("stylegan2", "conventional")
 SNAPSHOT_PATTERN = re.compile(r"network-snapshot-(\d+(?:\.\d+)?)\.pt$")
@@ -53,8 +53,7 @@ def save_checkpoint(state, path):
     """Write ``state`` (a dict with "kind") to ``path`` atomically."""
     if not isinstance(state, dict) or state.get("kind") not in KINDS:
         raise CheckpointError(f"{path}: a checkpoint must be a dict whose 'kind' is one of {', '.join(KINDS)}")
-    with atomic_path(path, suffix=".pt.tmp") as tmp:
-        torch.save(state, tmp)
+    save_torch(state, path, suffix=".pt.tmp")
 
 
 def snapshot_files(folder):

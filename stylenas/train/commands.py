@@ -5,11 +5,12 @@ from pathlib import Path
 import click
 
 from ..io import dump_json
+from ..runs import RunCommand
 from .checkpoint import CheckpointError
 from .config import AUG_MODES, AUGPIPE_NAMES, CFG_NAMES
 
 
-@click.command("train")
+@click.command("train", cls=RunCommand)
 @click.option("--data", required=True, type=click.Path(), help="LMDB of images (prepare_data.py or rosinality's).")
 @click.option("--genotype", required=True, help="genotype.json of a search, 'stylegan2' (the original "
               "architecture, the baseline) or a published one: alphagan_celeba128, alphagan_church256, "
@@ -56,7 +57,8 @@ from .config import AUG_MODES, AUGPIPE_NAMES, CFG_NAMES
 @click.option("--resume", is_flag=True, help="Continue from OUTDIR/checkpoint.pt.")
 @click.option("--device", default="auto", show_default=True, help="cuda, cuda:N, cpu or auto (torchrun: the "
               "local rank's GPU).")
-@click.option("--workers", type=int, default=2, show_default=True, help="Data-loading worker processes.")
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Data-loading worker processes.")
 def train_command(data, genotype, outdir, cfg, resolution, resume, device, workers, fid_stats, inception, tick,
                   **rest):
     """Retrain a genotype with StyleGAN2's recipe; `torchrun --nproc_per_node N` for N processes."""
@@ -73,7 +75,7 @@ def train_command(data, genotype, outdir, cfg, resolution, resume, device, worke
         raise click.ClickException(str(error)) from None
 
 
-@click.command("generate")
+@click.command("generate", cls=RunCommand)
 @click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="Training checkpoint (any snapshot), "
               "NVlabs stylegan2-ada-pytorch network pickle or rosinality checkpoint.")
 @click.option("--seeds", default="0-63", show_default=True, help="Seeds, e.g. 0-63,100.")
@@ -92,7 +94,10 @@ def generate_command(ckpt, seeds, trunc, outdir, grid, mix_rows, mix_cutoff, noi
     from ..devices import resolve_device
     from ..plots import save_image_atomic
     from .checkpoint import load_generator
-    from .generate import generate, parse_seeds, style_mixing
+    import torch
+
+    from ..runs import ProgressLine
+    from .generate import generate_batches, parse_seeds, style_mixing
     from .runlog import save_image_grid
 
     try:  # every option is checked before anything is written
@@ -112,13 +117,18 @@ def generate_command(ckpt, seeds, trunc, outdir, grid, mix_rows, mix_cutoff, noi
         if not 1 <= cutoff < num_ws:
             raise click.ClickException(f"--mix-cutoff must be in 1..{num_ws - 1} (the network has {num_ws} "
                                        f"latent slots), got {cutoff}")
-    outdir = Path(outdir)
-    images = generate(G, seed_list, trunc, dev, noise_mode=noise_mode)
+    outdir, grid_images = Path(outdir), []
+    with ProgressLine(len(seed_list), f"generate {outdir}", unit="images") as bar:  # written batch by batch
+        for seeds, images in generate_batches(G, seed_list, trunc, dev, noise_mode=noise_mode):
+            if grid:
+                grid_images.append(images)
+            else:
+                for seed, image in zip(seeds, images):
+                    save_image_atomic(torchvision.transforms.functional.to_pil_image(image),
+                                      outdir / f"seed{seed:04d}.png")
+            bar.update(len(seeds))
     if grid:
-        save_image_grid(images, outdir / "grid.png", nrow=min(8, len(seed_list)))
-    else:
-        for seed, image in zip(seed_list, images):
-            save_image_atomic(torchvision.transforms.functional.to_pil_image(image), outdir / f"seed{seed:04d}.png")
+        save_image_grid(torch.cat(grid_images), outdir / "grid.png", nrow=min(8, len(seed_list)))
     if rows:
         mixed = style_mixing(G, rows, seed_list, cutoff, trunc, dev, noise_mode)
         save_image_grid(mixed, outdir / "mixing.png", nrow=len(seed_list) + 1)

@@ -166,7 +166,7 @@ def check_config(config):
         if not (value > 0 if strict else value >= 0):
             raise ValueError(f"--{name.replace('_', '-')} must be {'positive' if strict else '>= 0'}, got {value}")
 
-    for name in ("batch", "kimg", "snap", "lr", "ema_kimg", "mbstd_group"):
+    for name in ("batch", "kimg", "snap", "lr", "ema_kimg", "mbstd_group", "fid_num"):
         positive(name)
     for name in ("gamma", "pl_weight", "fp16_res"):
         positive(name, strict=False)

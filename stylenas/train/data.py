@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from ..datasets.loader import worker_init
+
 FLIP_STREAM = 5
 
 
@@ -67,7 +69,7 @@ class TrainingBatches:
         pin = dist.device.type == "cuda"
         self.loader = DataLoader(dataset, batch_sampler=self.sampler, num_workers=num_workers, pin_memory=pin,
                                  prefetch_factor=2 if num_workers > 0 else None,
-                                 persistent_workers=num_workers > 0)
+                                 persistent_workers=num_workers > 0, worker_init_fn=worker_init(num_workers))
         self._iter = None
 
     def __next__(self):

@@ -29,8 +29,13 @@ import torch
 from .runlog import to_uint8
 
 
+MAX_SEEDS = 1_000_000  # a longer list is a typo more often than a plan (and a million images is terabytes)
+
+
 def parse_seeds(text):
-    seeds = []
+    """'0-63,100' -> [0, ..., 63, 100]: each seed once (a seed given twice would be one file counted
+    twice), non-negative and below 2**63 (torch.manual_seed's range), at most MAX_SEEDS of them."""
+    seeds, count = [], 0
     for part in str(text).split(","):
         part = part.strip()
         if not part:
@@ -41,13 +46,25 @@ def parse_seeds(text):
                 lo, hi = int(lo), int(hi)
                 if hi < lo:
                     raise ValueError
-                seeds.extend(range(lo, hi + 1))
+                span = range(lo, hi + 1)
             else:
-                seeds.append(int(part))
+                span = [int(part)]
         except (TypeError, ValueError):
             raise ValueError(f"--seeds: expected numbers and ranges like 0-63,100, got {part!r}") from None
-    if not seeds or min(seeds) < 0:
-        raise ValueError(f"--seeds: expected non-negative seeds like 0-63,100, got {text!r}")
+        count += len(span)
+        if count > MAX_SEEDS:
+            raise ValueError(f"--seeds: {text!r} asks for more than {MAX_SEEDS:,} images; split it into several runs")
+        seeds.extend(span)
+    if not seeds or min(seeds) < 0 or max(seeds) >= 2 ** 63:
+        raise ValueError(f"--seeds: expected seeds in 0..2**63-1 like 0-63,100, got {text!r}")
+    if len(set(seeds)) != len(seeds):
+        seen, twice = set(), []
+        for seed in seeds:
+            if seed in seen and seed not in twice:
+                twice.append(seed)
+            seen.add(seed)
+        raise ValueError(f"--seeds: {', '.join(map(str, twice[:5]))}{' ...' if len(twice) > 5 else ''} given more "
+                         f"than once in {text!r}; each seed is one image file, give each once")
     return seeds
 
 
@@ -59,15 +76,20 @@ def latent_from_seed(seed, z_dim):
 def generate(G, seeds, trunc=1.0, device="cpu", batch=16, noise_mode="const"):
     """uint8 images of a StyleGAN2 generator (``G.mapping`` / ``G.synthesis``) or, for any other
     generator, of ``G(z)`` with z of ``G.z_dim`` (``load_generator`` sets it; truncation must be 1)."""
+    return torch.cat([images for _, images in generate_batches(G, seeds, trunc, device, batch, noise_mode)])
+
+
+@torch.no_grad()
+def generate_batches(G, seeds, trunc=1.0, device="cpu", batch=16, noise_mode="const"):
+    """(seeds, uint8 images) of ``generate``, ``batch`` seeds at a time: a long list is written as
+    it is made, not held in memory."""
     stylegan2 = hasattr(G, "synthesis")
     if not stylegan2 and trunc != 1.0:
         raise ValueError("truncation needs a StyleGAN2 generator (its mapping network's running means)")
-    out = []
     for i in range(0, len(seeds), batch):
         z = torch.stack([latent_from_seed(s, G.z_dim) for s in seeds[i:i + batch]]).to(device)
         images = G(z, truncation_psi=trunc, noise_mode=noise_mode) if stylegan2 else G(z)
-        out.append(to_uint8(images).cpu())
-    return torch.cat(out)
+        yield seeds[i:i + batch], to_uint8(images).cpu()
 
 
 @torch.no_grad()

@@ -29,6 +29,7 @@ import torch
 from ..config_sources import write_config
 from ..datasets import DatasetError, LMDBImages
 from ..nn.networks import check_resolution
+from ..runs import RunFolder, StopSignals, progress_seconds
 from ..search.genotype import Genotype, GenotypeError
 from ..search.genotype import load_genotype as load_named_or_file
 from .checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
@@ -114,20 +115,23 @@ def train(options: TrainOptions, log=None):
     dist = init_distributed(options.device)
     log = log or (lambda line: click.echo(line, err=True))
     say = Console(log) if dist.is_main else (lambda line: None)  # also into OUTDIR/log.txt once opened
+    folder = RunFolder(options.outdir, enabled=dist.is_main, log=say)  # one run per folder
     try:
-        return _train(options, dist, say)
+        with StopSignals(say if dist.is_main else (lambda line: None)) as stop:
+            return _train(options, dist, say, folder, stop)
     except BaseException as error:  # why the run ended goes into log.txt too (the command prints it)
         if dist.is_main:
             kind = "error" if isinstance(error, (TrainError, CheckpointError)) else type(error).__name__
             say.record(f"{kind}: {error}")
         raise
     finally:
+        folder.release()
         if dist.is_main:
             say.close()
         dist.close()
 
 
-def _train(options, dist, say):
+def _train(options, dist, say, folder, stop):
     outdir = Path(options.outdir)
     if not options.tick > 0:
         raise TrainError(f"--tick must be a positive number of kimg, got {options.tick:g}")
@@ -163,6 +167,7 @@ def _train(options, dist, say):
         init_networks(options.init, genotype, {"G": trainer.G, "D": trainer.D, "G_ema": trainer.G_ema})
         say(f"initialised G, D and G_ema from {options.init}")
 
+    folder.acquire()  # every option is checked: from here on this run owns the folder
     if options.resume:
         try:
             state = load_checkpoint(files["checkpoint"], map_location=dist.device, kind="stylegan2")
@@ -302,14 +307,17 @@ def _train(options, dist, say):
         assert step == trainer.step_index
         trainer.step(reals)
         tick_steps += 1
-        snapshot_due = trainer.nimg >= next_snap or trainer.nimg >= total_nimg
+        stopping = stop.requested(dist) and trainer.nimg < total_nimg  # SIGINT/SIGTERM: checkpoint, then exit
+        snapshot_due = trainer.nimg >= next_snap or trainer.nimg >= total_nimg or stopping
         if snapshot_due or trainer.nimg >= ticks["next"]:
             end_tick()
         if snapshot_due:
             snapshot()
+            if stopping:
+                stop.interrupt(files["checkpoint"])
             while next_snap <= trainer.nimg:
                 next_snap += snap_nimg
-        elif dist.is_main and time.perf_counter() - last_print > 30:
+        elif dist.is_main and time.perf_counter() - last_print > progress_seconds():
             say(progress.line(trainer.nimg / 1000))
             last_print = time.perf_counter()
         if ticks["ended"] is not None:  # the next tick's clock starts after the snapshot (NVlabs' maintenance)
