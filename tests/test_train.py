@@ -222,7 +222,8 @@ def test_every_phase_steps_every_parameter_of_its_network():
     g_main, g_reg = grads[True]
     d_main, d_reg = grads[False]
     assert all(g is not None for g in g_reg.values()) and all(g is not None for g in d_reg.values())
-    assert torch.equal(g_reg["synthesis.blocks.b8.torgb.bias"], torch.zeros_like(g_reg["synthesis.blocks.b8.torgb.bias"]))
+    torgb_bias = g_reg["synthesis.blocks.b8.torgb.bias"]
+    assert torch.equal(torgb_bias, torch.zeros_like(torgb_bias))
     assert torch.equal(d_reg["out.bias"], torch.zeros_like(d_reg["out.bias"]))
     for opt, module in ((trainer.G_opt, trainer.G), (trainer.D_opt, trainer.D)):
         assert all(int(opt.state[p]["step"]) == 2 for p in module.parameters())
@@ -276,8 +277,8 @@ def test_explicit_noise_inputs():
         G.synthesis.blocks.b8.conv1.noise_strength.fill_(0.5)
         ws = G.mapping(torch.randn(2, 8))
         layout = G.synthesis.layout
-        zeros = [None if kind == "torgb" else torch.zeros(2, 1, int(name[1:].split(".")[0]), int(name[1:].split(".")[0]))
-                 for name, kind in layout]
+        sizes = [int(name[1:].split(".")[0]) for name, _ in layout]
+        zeros = [None if kind == "torgb" else torch.zeros(2, 1, size, size) for (_, kind), size in zip(layout, sizes)]
         assert torch.equal(G.synthesis(ws, noise=zeros), G.synthesis(ws, noise_mode="none"))
         const = [None if kind == "torgb" else getattr(G.synthesis.blocks[name.split(".")[0]], name.split(".")[1])
                  .noise_const.expand(2, 1, -1, -1) for name, kind in layout]

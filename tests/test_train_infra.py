@@ -156,7 +156,8 @@ def test_two_process_helpers_under_torchrun(tmp_path):
     script = tmp_path / "helpers.py"
     script.write_text(TWO_PROCESS_SCRIPT)
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     launch(script, tmp_path / "out.json", processes=2, env=env, timeout=300)
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["gathered"] == [{"rank": 0}, {"rank": 1}] and out["broadcast"] == "from rank 0"
@@ -200,7 +201,8 @@ def test_two_processes_train_what_one_trains_with_path_length_and_rounds(tmp_pat
     script = tmp_path / "trainer.py"
     script.write_text(TRAINER_SCRIPT)
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     launch(script, tmp_path / "one.pt", 4, processes=1, env=env, timeout=300)
     launch(script, tmp_path / "two.pt", 2, processes=2, env=env, timeout=300)
     one, two = torch.load(tmp_path / "one.pt", weights_only=True), torch.load(tmp_path / "two.pt", weights_only=True)

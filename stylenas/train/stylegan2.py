@@ -19,15 +19,15 @@ One training step on a global batch of B images (B over all processes), as NVlab
   NVlabs' own code.
 
 Determinism: every random draw of step k (latents, mixing, noise inputs, path-length noise, data
-order and flips, augmentations) comes from generators seeded by (seed, k, phase) and is drawn for a whole global round (all
-processes' round r together), each process keeping its rows (``Dist.shard``). Hence a run resumed
-from any checkpoint retraces the uninterrupted run bit for bit on the CPU, and N processes with
-total batch B and ``--batch-gpu b`` train the networks of 1 process with batch B and batch-gpu N b
-(to float rounding of the all-reduces). Still
-different: minibatch-stddev groups when the per-process batch is not a multiple of the group.
-The w_avg of the mapping network and the path-length mean are tracked with the mean of the global
-round (all-reduced; the path-length mean keeps its graph through the all-reduce), unlike
-stylegan2-ada-pytorch where each GPU keeps its own.
+order and flips, augmentations) comes from generators seeded by (seed, k, phase) and is drawn for a
+whole global round (all processes' round r together), each process keeping its rows
+(``Dist.shard``). Hence a run resumed from any checkpoint retraces the uninterrupted run bit for bit
+on the CPU, and N processes with total batch B and ``--batch-gpu b`` train the networks of 1 process
+with batch B and batch-gpu N b (to float rounding of the all-reduces). Still different:
+minibatch-stddev groups when the per-process batch is not a multiple of the group. The w_avg of the mapping
+network and the path-length mean are tracked with the mean of the global round (all-reduced; the
+path-length mean keeps its graph through the all-reduce), unlike stylegan2-ada-pytorch where each
+GPU keeps its own.
 
 Gradients are averaged by one flat all-reduce per phase after backward (as stylegan3's training
 loop does) rather than by DistributedDataParallel hooks: the phases run two discriminator

@@ -186,7 +186,8 @@ def flat(tensors):
 def perturbed_networks(networks, spec):
     """NVlabs' G and D at the tiny size, every parameter moved by N(0, 0.1^2) noise (seeded)."""
     torch.manual_seed(1234)
-    kwargs = dict(channel_base=COMMON["channel_base"], channel_max=COMMON["channel_max"], num_fp16_res=0, conv_clamp=None)
+    kwargs = dict(channel_base=COMMON["channel_base"], channel_max=COMMON["channel_max"], num_fp16_res=0,
+                  conv_clamp=None)
     G = networks.Generator(z_dim=COMMON["z_dim"], c_dim=0, w_dim=COMMON["w_dim"], img_resolution=COMMON["resolution"],
                            img_channels=3, mapping_kwargs=dict(num_layers=8), synthesis_kwargs=kwargs)
     D = networks.Discriminator(c_dim=0, img_resolution=COMMON["resolution"], img_channels=3,
@@ -202,7 +203,7 @@ def run(checkout, name, spec, modules):
     global REC
     REC = Recorder()
     G, D = perturbed_networks(networks, spec)
-    initial = {"G": {k: v.clone() for k, v in G.state_dict().items()}, "D": {k: v.clone() for k, v in D.state_dict().items()}}
+    initial = {name: {k: v.clone() for k, v in net.state_dict().items()} for name, net in (("G", G), ("D", D))}
     images = np.random.default_rng(7).integers(0, 256, size=[24, 3, 8, 8], dtype=np.uint8)
     with tempfile.TemporaryDirectory() as run_dir:
         resume = os.path.join(run_dir, "resume.pkl")
