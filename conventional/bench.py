@@ -23,10 +23,11 @@ import torch
 from ..devices import median_seconds, resolve_device
 from ..search.alphagan import PRESETS as ALPHAGAN_PRESETS
 from ..search.alphagan import AlphaGANSearcher
-from .alphagan_space import AlphaGANSuperGenerator
 from .losses import d_loss, g_loss
-from .networks import Discriminator, build_networks
-from .search import DEGAS_PRESETS, DegasMethod
+from .networks import build_networks
+from .searchers.degas import DEGAS_PRESETS, DegasMethod
+from .spaces.alphagan_cells import AlphaGANSuperGenerator
+from .spaces.discriminators import Discriminator
 from .train import PAPER_STEPS, PRESETS as TRAIN_PRESETS
 
 PAPER_GPU_HOURS = {"alphagan_s": 3.0, "alphagan_l": 22.0, "degas_cifar": 28.0}
@@ -127,8 +128,9 @@ def _random_data(n, device=None):
 def autogan_search(config, device, repeats, processes=(1,)):
     """Seconds per shared-GAN D step, per candidate reward (BN recalibration + IS) and per
     controller step at cell 3; candidates per hour with N processes (rewards spread evenly)."""
-    from . import autogan
-    from .genotypes import autogan_code, load_genotype
+    from .genotypes import load_genotype
+    from .searchers import autogan
+    from .spaces.autogan_cells import autogan_code
 
     preset = autogan.PRESETS[config]
     search = autogan.AutoGANSearch(preset, 32, _random_data(max(2 * preset.d_batch, 16)), 0, device, "is",
@@ -156,8 +158,8 @@ def autogan_search(config, device, repeats, processes=(1,)):
 def agan_search(config, device, repeats, processes=(1,)):
     """Seconds per child G step (n_critic D steps + one G step), per reward image, per child model
     (``child_steps`` G steps + IS of ``reward_num`` samples); children per hour with N processes."""
-    from . import agan
     from .rewards import inception_score_of
+    from .searchers import agan
 
     preset = agan.PRESETS[config]
     data = _random_data(max(2 * preset.d_batch, 16))
@@ -184,18 +186,20 @@ def dggan_search(config, device, repeats, processes=(1,)):
     (no grown layers: the cheapest 32 px child) and per scored sample; a child of ``child_iters``
     iterations scored on the preset's samples; children per hour with N processes, and the
     GPU-days of the paper's 2,000 CIFAR-10 children beside its 580."""
-    from . import dggan
+    from .searchers import dggan, dggan_candidates
+    from .spaces import dggan_grown
 
     preset = dggan.PRESETS[config]
     cfg = dggan.DGGANConfig(**{"final_resolution": 32, "latent_dim": 128, **preset}).resolved()
-    body = dggan.base_body(cfg.latent_dim, cfg.channels)
-    body = dggan.apply_action(dggan.apply_action(body, dggan.Action("double")), dggan.Action("double"))
-    G, D = dggan.build_grown(body)
+    body = dggan_grown.base_body(cfg.latent_dim, cfg.channels)
+    double = dggan_grown.Action("double")
+    body = dggan_grown.apply_action(dggan_grown.apply_action(body, double), double)
+    G, D = dggan_grown.build_grown(body)
     data = _random_data(max(2 * cfg.batch, 16))
     iters = 2
-    iteration = median_seconds(lambda: dggan.train_candidate(G, D, data, iters, cfg.batch, cfg.lr, cfg.betas, 0, device),
-                       repeats, device) / iters
-    scorer = dggan.FIDScorer(_reward_net(config, device), num=2 * 50, batch=50)
+    iteration = median_seconds(lambda: dggan_candidates.train_candidate(G, D, data, iters, cfg.batch, cfg.lr, cfg.betas,
+                                                                        0, device), repeats, device) / iters
+    scorer = dggan_candidates.FIDScorer(_reward_net(config, device), num=2 * 50, batch=50)
     per_sample = median_seconds(lambda: scorer.candidate_stats(G, 0, device), repeats, device) / scorer.num
     samples = dggan.SCORE_SAMPLES[config]
     child = cfg.child_iters * iteration + samples * per_sample

@@ -123,9 +123,9 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
     fig3.png, final.pt and dggan-state.json; its children are trained on all torchrun processes."""
     if method in ("autogan", "agan"):
         if method == "autogan":
-            from .autogan import AutoGANConfig as Config, SearchError as RLSearchError, run_autogan as run
+            from .searchers.autogan import AutoGANConfig as Config, SearchError as RLSearchError, run_autogan as run
         else:
-            from .agan import AGANConfig as Config, SearchError as RLSearchError, run_agan as run
+            from .searchers.agan import AGANConfig as Config, SearchError as RLSearchError, run_agan as run
         overrides = {k: v for k, v in (("reward_num", reward_num), ("ctrl_batch", ctrl_batch),
                                        ("child_steps", child_steps)) if v is not None}
         if is_range:
@@ -139,7 +139,7 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
             raise click.ClickException(str(error))
         return
     if method == "dggan":
-        from .dggan import search_from_options
+        from .searchers.dggan import search_from_options
 
         overrides = {k: v for k, v in (("top_k", top_k), ("p", sample_p), ("child_iters", iters),
                                        ("max_steps", max_steps), ("final_iters", final_iters),
@@ -150,7 +150,7 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
         except (ValueError, FileNotFoundError) as error:
             raise click.ClickException(str(error))
         return
-    from .search import SearchConfig, SearchError, run_search
+    from .searchers.differentiable import SearchConfig, SearchError, run_search
 
     wanted = tuple(m for m in metrics.replace(" ", "").split(",") if m)
     if any(m not in ("is", "fid") for m in wanted):

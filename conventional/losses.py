@@ -8,6 +8,8 @@
   CT = E[max(0, d(D(x'), D(x'')) + 0.1 d(D_(x'), D_(x'')) - M')], where x', x'' are two passes of
   the same real batch through D with dropout, D_ the second-to-last layer, d the Euclidean
   distance, lambda2 = 2, M' = 0 (the values of the DEGAS notes).
+
+and DEGAS' search loss, GLO's reconstruction loss (``glo_loss``: L2 + a Laplacian pyramid L1).
 """
 
 from __future__ import annotations
@@ -59,3 +61,40 @@ def d_loss(kind, D, real, fake):
 def g_loss(D, fake):
     """-E[D(G(z))]: G's loss under all three (hinge, WGAN-GP, CT-GAN)."""
     return -D(fake).mean()
+
+
+# ---------------------------------------------------------------------------- GLO loss
+
+def _gaussian_kernel(channels, device, dtype):
+    k1 = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=device, dtype=dtype) / 16
+    return (k1[:, None] * k1[None, :]).expand(channels, 1, 5, 5).contiguous()
+
+
+def _blur(x):
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), _gaussian_kernel(x.shape[1], x.device, x.dtype),
+                    groups=x.shape[1])
+
+
+def laplacian_pyramid(x, levels=3):
+    """[L^0 (finest), ..., L^(levels-1) (the low-pass rest)]: G^(j+1) = blur(G^j)[::2, ::2],
+    L^j = G^j - blur(upsample_zeros(G^(j+1))) * 4, with a 5-tap binomial kernel, reflect padding."""
+    bands, current = [], x
+    for _ in range(levels - 1):
+        down = _blur(current)[:, :, ::2, ::2]
+        up = torch.zeros_like(current)
+        up[:, :, ::2, ::2] = down
+        bands.append(current - 4 * _blur(up))
+        current = down
+    bands.append(current)
+    return bands
+
+
+def glo_loss(x, target, levels=3):
+    """DEGAS' reconstruction loss ``||x - x'||_2^2 + sum_j 2^(2j) |L^j(x) - L^j(x')|_1`` (section 3.2;
+    j = 0 the finest level, so 2^(2j) makes every level weigh alike), per image, averaged over the
+    batch, both terms divided by the number of values of an image."""
+    n, values = x.shape[0], x[0].numel()
+    l2 = (x - target).pow(2).sum() / (n * values)
+    lap = sum(4 ** j * (a - b).abs().sum() for j, (a, b) in enumerate(
+        zip(laplacian_pyramid(x, levels), laplacian_pyramid(target, levels)))) / (n * values)
+    return l2 + lap

@@ -6,9 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from stylenas.conventional import agan, rewards
-from stylenas.conventional.agan import (AGANConfig, AGANModule, DOWN_OPS, NORMAL_OPS, UP_OPS, ResampleOp, SearchError,
-                                        genotype_of, module_plan, run_agan)
+from stylenas.conventional import rewards
+from stylenas.conventional.searchers import agan
+from stylenas.conventional.searchers.agan import AGANConfig, SearchError, run_agan
+from stylenas.conventional.spaces import agan_modules
+from stylenas.conventional.spaces.agan_modules import (AGANModule, DOWN_OPS, NORMAL_OPS, UP_OPS, ResampleOp, genotype_of,
+                                                       module_plan)
 from stylenas.conventional.genotypes import ConventionalGenotype, load_genotype
 from stylenas.conventional.networks import build_networks
 from stylenas.conventional.train import TrainConfig, run_training
@@ -107,7 +110,7 @@ def test_genotype_holds_g_and_d_and_builds_both(tmp_path):
     loaded = load_genotype(tmp_path / "g.json")
     assert loaded.body == genotype.body and set(loaded.body) == {"generator", "discriminator"}
     G, D = build_networks(loaded, 16, gf_dim=4, df_dim=4, latent_dim=8)
-    assert isinstance(G, agan.AGANGenerator) and isinstance(D, agan.AGANDiscriminator)
+    assert isinstance(G, agan_modules.AGANGenerator) and isinstance(D, agan_modules.AGANDiscriminator)
     assert G(torch.randn(3, 8)).shape == (3, 3, 16, 16) and D(torch.rand(3, 3, 16, 16)).shape == (3, 1)
     assert hasattr(D.stem, "weight_orig")  # spectral norm on D
     bad = json.loads((tmp_path / "g.json").read_text())
@@ -160,7 +163,7 @@ def test_errors(tmp_path, proxy):
 SCRIPT = r"""
 import json, sys, torch
 torch.set_num_threads(1)
-from stylenas.conventional.agan import AGANConfig, run_agan
+from stylenas.conventional.searchers.agan import AGANConfig, run_agan
 gen = torch.Generator().manual_seed(0)
 data = [torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8, generator=gen) for _ in range(16)]
 g = run_agan(AGANConfig("mem", sys.argv[1], preset="tiny", proxy=True, device="cpu", iters=2,

@@ -8,11 +8,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from stylenas.conventional import autogan, rewards
-from stylenas.conventional.autogan import (AutoGANConfig, LossWindows, SearchError, SharedGenerator, decode,
-                                           recalibrate_batchnorm, run_autogan, space_size)
+from stylenas.conventional import rewards
+from stylenas.conventional.searchers import autogan
+from stylenas.conventional.searchers.autogan import (AutoGANConfig, LossWindows, SearchError, recalibrate_batchnorm,
+                                                     run_autogan)
+from stylenas.conventional.spaces.autogan_cells import SharedGenerator, decode, space_size
 from stylenas.conventional.commands import search_conventional_command
-from stylenas.conventional.genotypes import PUBLISHED, autogan_code, autogan_from_code, load_genotype
+from stylenas.conventional.genotypes import PUBLISHED, load_genotype
+from stylenas.conventional.spaces.autogan_cells import autogan_code, autogan_from_code
 from stylenas.conventional.networks import build_generator
 from stylenas.conventional.train import TrainConfig, run_training
 from stylenas.metrics import frechet_distance
@@ -267,7 +270,7 @@ def test_errors(tmp_path, proxy):
 SCRIPT = r"""
 import json, sys, torch
 torch.set_num_threads(1)
-from stylenas.conventional.autogan import AutoGANConfig, run_autogan
+from stylenas.conventional.searchers.autogan import AutoGANConfig, run_autogan
 gen = torch.Generator().manual_seed(0)
 data = [torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8, generator=gen) for _ in range(16)]
 overrides = {"ctrl_batch": 3, "num_candidates": 3}

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from stylenas.conventional import load_genotype
 from stylenas.conventional.commands import search_conventional_command, train_conventional_command
-from stylenas.conventional.search import SearchConfig, SearchError, run_search
+from stylenas.conventional.searchers.differentiable import SearchConfig, SearchError, run_search
 from stylenas.datasets import make_demo_data
 from helpers import images, quiet
 
@@ -81,7 +81,7 @@ def test_derived_network_metrics_and_bn_recalibration(tmp_path, monkeypatch):
     the extra evaluation leaves the search itself unchanged."""
     import numpy as np
 
-    from stylenas.conventional import search as search_module
+    from stylenas.conventional.searchers import differentiable as search_module
     from stylenas.conventional.train import MetricEvaluator
     from stylenas.metrics import save_stats
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from stylenas.conventional.alphagan_space import AlphaGANSuperGenerator, space_size
-from stylenas.conventional.degas import (DegasSuperGenerator, edge_key, glo_loss, kept_edges, laplacian_pyramid,
-                                         layout, prune)
+from stylenas.conventional.losses import glo_loss, laplacian_pyramid
+from stylenas.conventional.spaces.alphagan_cells import AlphaGANSuperGenerator, space_size
+from stylenas.conventional.spaces.degas_dag import DegasSuperGenerator, edge_key, kept_edges, layout, prune
 from stylenas.conventional.networks import build_generator
 from stylenas.conventional.ops import DEGAS_NORMAL_OPS, DEGAS_UP_OPS
 

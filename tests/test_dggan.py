@@ -1,4 +1,4 @@
-"""DGGAN (conventional/dggan.py): growing, weight inheritance, fade-in, Algorithm 1 on a toy score,
+"""DGGAN (conventional/searchers/dggan.py): growing, weight inheritance, fade-in, Algorithm 1 on a toy score,
 ProgGAN's WGAN-GP, a tiny 8 -> 16 px search with the proxy reward, resume after a kill, and a
 2-process search equal to a 1-process one."""
 import json
@@ -9,10 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stylenas.conventional import dggan
-from stylenas.conventional.dggan import (Action, DGGANConfig, FIDScorer, SearchInterrupted, action_space,
-                                         apply_action, base_body, build_grown, fade_alpha, grow, run_dggan,
-                                         wgan_gp_d_loss)
+from stylenas.conventional.searchers import dggan, dggan_candidates, dggan_reports, dggan_run
+from stylenas.conventional.searchers.dggan import DGGANConfig, run_dggan
+from stylenas.conventional.searchers.dggan_candidates import FIDScorer, fade_alpha, wgan_gp_d_loss
+from stylenas.conventional.searchers.dggan_run import SearchInterrupted
+from stylenas.conventional.spaces.dggan_grown import Action, action_space, apply_action, base_body, build_grown, grow
 from helpers import launch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -114,10 +115,10 @@ def test_fade_in_schedule_and_weight_zero_is_the_parent():
         return original(z)
 
     G2.forward = spy
-    dggan.train_candidate(G2, D2, toy_data(8), iters=4, batch=2, lr=1e-3, betas=(0, 0.99), fade_iters=2,
+    dggan_candidates.train_candidate(G2, D2, toy_data(8), iters=4, batch=2, lr=1e-3, betas=(0, 0.99), fade_iters=2,
                           device="cpu")
     assert seen[::2] == [0.5, 1.0, 1.0, 1.0] and G2.alpha == 1.0
-    assert not any("_prev" in k for k in dggan.final_state(G2, D2)["G"])
+    assert not any("_prev" in k for k in dggan_candidates.final_state(G2, D2)["G"])
 
 
 def test_wgan_gp_with_drift_by_hand():
@@ -207,8 +208,8 @@ def test_top_k_and_sampling_on_a_toy_score(tmp_path):
     # the replay is the search itself, a smaller K explores a subset of it
     records = search.state["candidates"]
     real = min(r["fid_norm"] for r in records if r["resolution"] == 32 and r["sampled"])
-    assert dggan.simulate(records, 3, 1.0, 32) == {"best_fid_norm": pytest.approx(real), "reached": 1.0}
-    greedy = dggan.simulate(records, 1, 1.0, 32)  # may stop where the search trained no children
+    assert dggan_reports.simulate(records, 3, 1.0, 32) == {"best_fid_norm": pytest.approx(real), "reached": 1.0}
+    greedy = dggan_reports.simulate(records, 1, 1.0, 32)  # may stop where the search trained no children
     assert greedy["reached"] in (0.0, 1.0) and (greedy["best_fid_norm"] or math.inf) >= real - 1e-12
     replays = json.loads((tmp_path / "simulation.json").read_text())
     assert list(replays["K"]) == ["1", "2", "3"] and "0.4" in replays["p"] and "1.0" in replays["p"]
@@ -281,11 +282,11 @@ def test_resume_after_a_kill_does_not_retrain_finished_candidates(tmp_path, unin
         run_dggan(DGGANConfig(**TINY), outdir, toy_data(), proxy_scorer, log=lambda line: None, stop_after=4)
     with pytest.raises(ValueError, match="--resume"):
         run_dggan(DGGANConfig(**TINY), outdir, toy_data(), proxy_scorer, log=lambda line: None)
-    saved = (outdir / dggan.STATE_FILE).read_text()
-    (outdir / dggan.STATE_FILE).unlink()  # weights without a state: never taken for a new search's
+    saved = (outdir / dggan_run.STATE_FILE).read_text()
+    (outdir / dggan_run.STATE_FILE).unlink()  # weights without a state: never taken for a new search's
     with pytest.raises(ValueError, match="candidate weights of another search"):
         run_dggan(DGGANConfig(**TINY), outdir, toy_data(), proxy_scorer, log=lambda line: None)
-    (outdir / dggan.STATE_FILE).write_text(saved)
+    (outdir / dggan_run.STATE_FILE).write_text(saved)
     with pytest.raises(ValueError, match="top_k"):
         run_dggan(DGGANConfig(**{**TINY, "top_k": 3}), outdir, toy_data(), proxy_scorer, log=lambda line: None,
                   resume=True)
@@ -317,7 +318,7 @@ SCRIPT = r"""
 import json, sys, torch
 torch.set_num_threads(1)
 from stylenas.train.distributed import init_distributed
-from stylenas.conventional import dggan
+from stylenas.conventional.searchers import dggan
 from stylenas.conventional.rewards import reward_network
 sys.path.insert(0, sys.argv[3])
 from test_dggan import TINY, toy_data
@@ -387,7 +388,7 @@ def test_cli_search_then_retrain(tmp_path, monkeypatch):
     from stylenas.datasets import make_demo_data
 
     make_demo_data(tmp_path / "demo.lmdb", [16, 24], 24, image_format="png")
-    monkeypatch.setattr(dggan, "FID_BATCH", 2)  # FIDs also computed while a step's children train
+    monkeypatch.setattr(dggan_run, "FID_BATCH", 2)  # FIDs also computed while a step's children train
     runner = CliRunner()
     base = ["--method", "dggan", "--data", str(tmp_path / "demo.lmdb"), "--preset", "tiny", "--proxy",
             "--device", "cpu"]

@@ -2,10 +2,8 @@
 REINFORCE over a weight-sharing GAN (section 3; the authors' search.py and functions.py checked
 for the schedule).
 
-Search space (section 3.1): three cells, each (conv pre/post, norm none/BN/IN, up bilinear/
-nearest/deconv, shortcut 0/1), cell 2 one skip bit (from cell 1), cell 3 a skip number 0..3 (bit
-1 from cell 1, bit 0 from cell 2): AutoGAN's 14 integers (``genotypes.autogan_from_code``), of
-which ``space_size()`` = 36^3 * 2 * 4 = 373,248 exist; AutoGAN-A/B/C are points of it.
+Search space (section 3.1): AutoGAN's cells and 14-integer code, ``conventional.spaces.autogan_cells``
+(the shared GAN ``SharedGenerator`` holds every option of every cell with its own weights).
 
 Algorithm (one search iteration, section 3.3):
  1. at iterations ``grow_at`` (15 and 35 of 65) the stage grows: ``num_candidates`` (10)
@@ -39,7 +37,6 @@ from (seed, counter) streams, so the search is the same for any number of proces
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -48,33 +45,19 @@ import click
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ..io import atomic_path
-from ..train.distributed import init_distributed
-from ..train.runlog import Progress, RunLog, plot_series, save_image_grid
-from . import rewards as R
-from .controller import AUTOGAN_ENTROPY, AUTOGAN_LR, BASELINE_DECAY, HIDDEN, AutoGANController, EMABaseline, \
+from ...io import atomic_path
+from ...train.runlog import Progress, RunLog, plot_series, save_image_grid
+from .. import rewards as R
+from ..controller import AUTOGAN_ENTROPY, AUTOGAN_LR, BASELINE_DECAY, HIDDEN, AutoGANController, EMABaseline, \
     reinforce_loss
-from .genotypes import AUTOGAN_CONV, AUTOGAN_NORM, AUTOGAN_UP, autogan_from_code
-from .networks import Discriminator, bottom_width, init_weights
-from .spread import job_seed, seeded, spread_jobs
-from .train import batch_indices, latents, open_images
-
-STATE_FILE = "search-state.pt"
-# options per decision, per stage: conv, norm, up, shortcut (+ skip number from cell 2 on)
-STAGE_CHOICES = ([len(AUTOGAN_CONV), len(AUTOGAN_NORM), len(AUTOGAN_UP), 2],
-                 [len(AUTOGAN_CONV), len(AUTOGAN_NORM), len(AUTOGAN_UP), 2, 2],
-                 [len(AUTOGAN_CONV), len(AUTOGAN_NORM), len(AUTOGAN_UP), 2, 4])
-
-
-def space_size():
-    """Number of AutoGAN architectures: the product of all decisions' options (373,248)."""
-    return math.prod(math.prod(c) for c in STAGE_CHOICES)
-
-
-class SearchError(RuntimeError):
-    """A search that cannot start: bad option, data or state file."""
+from ..networks import init_weights
+from ..spaces.autogan_cells import STAGE_CHOICES, SharedGenerator, autogan_from_code, decode, space_size
+from ..spaces.discriminators import GrowingDiscriminator
+from ..spread import job_seed, seeded, spread_jobs
+from ..train import batch_indices, latents
+from .autogan_shared import LossWindows, recalibrate_batchnorm
+from .common import STATE_FILE, SearchError, open_state, start_scored_search
 
 
 @dataclass(frozen=True)
@@ -114,145 +97,6 @@ PRESETS = {
                           topk=2, gf_dim=8, df_dim=8, latent_dim=16, g_batch=8, d_batch=4, n_critic=2, reward_num=8,
                           is_splits=2, bn_samples=8, fid_reference_num=16, eval_batch=8),
 }
-
-
-# ---------------------------------------------------------------------------- shared GAN
-
-def decode(code):
-    """Cells (genotype dicts) of a full or partial code: 4, 9 or 14 integers."""
-    code = [int(c) for c in code]
-    if len(code) not in (4, 9, 14):
-        raise ValueError(f"an AutoGAN prefix has 4, 9 or 14 integers, got {len(code)}")
-    cells = len(code) // 5 + 1
-    return autogan_from_code(code + [0] * (14 - len(code))).body["cells"][:cells]
-
-
-def _up(x, mode, deconv):
-    return deconv(x) if mode == "deconv" else F.interpolate(x, scale_factor=2, mode=mode)
-
-
-class SharedCell(nn.Module):
-    """Every option of one cell with its own weights (the authors' search Cell): a conv block per
-    conv type and position with its BN, IN and (first block) deconv; shortcut deconv + 1x1 conv;
-    per earlier cell a 1x1 conv and the deconvs that resize it. ``forward(x, skips, cell)`` takes
-    the path ``cell`` (a genotype cell) chooses, as ``networks.AutoGANCell`` of the same cell."""
-
-    def __init__(self, channels, cell_index):
-        super().__init__()
-        self.blocks = nn.ModuleDict()
-        for conv in AUTOGAN_CONV:
-            for position in (1, 2):
-                parts = {"conv": nn.Conv2d(channels, channels, 3, padding=1), "bn": nn.BatchNorm2d(channels),
-                         "in": nn.InstanceNorm2d(channels)}
-                if position == 1:
-                    parts["deconv"] = nn.ConvTranspose2d(channels, channels, 2, stride=2)
-                self.blocks[f"{conv}{position}"] = nn.ModuleDict(parts)
-        self.deconv_sc = nn.ConvTranspose2d(channels, channels, 2, stride=2)
-        self.c_sc = nn.Conv2d(channels, channels, 1)
-        self.skip_in_ops = nn.ModuleList(nn.Conv2d(channels, channels, 1) for _ in range(1, cell_index))
-        self.skip_deconvs = nn.ModuleList(
-            nn.Sequential(*[nn.ConvTranspose2d(channels, channels, 2, stride=2) for _ in range(cell_index - s)])
-            for s in range(1, cell_index))
-
-    def _block(self, x, cell, position):
-        block = self.blocks[f"{cell['conv']}{position}"]
-        norm = (lambda h: h) if cell["norm"] == "none" else block[cell["norm"]]
-        if cell["conv"] == "pre":
-            h = F.relu(norm(x))
-            return block["conv"](_up(h, cell["up"], block["deconv"]) if position == 1 else h)
-        h = _up(x, cell["up"], block["deconv"]) if position == 1 else x
-        return F.relu(norm(block["conv"](h)))
-
-    def forward(self, x, skips, cell):
-        h = self._block(x, cell, 1)
-        skip_out = h
-        for source in cell["skip_in"]:
-            feature = skips[source - 1]
-            if cell["up"] == "deconv":
-                feature = self.skip_deconvs[source - 1](feature)
-            else:
-                feature = F.interpolate(feature, size=h.shape[-2:], mode=cell["up"])
-            h = h + self.skip_in_ops[source - 1](feature)
-        out = self._block(h, cell, 2)
-        if cell["shortcut"]:
-            out = out + self.c_sc(_up(x, cell["up"], self.deconv_sc))
-        return skip_out, out
-
-
-class SharedGenerator(nn.Module):
-    """linear -> the cells of ``arch`` (1 to 3; the output doubles per cell) -> to_rgb."""
-
-    def __init__(self, resolution, gf_dim, latent_dim):
-        super().__init__()
-        self.gf_dim, self.latent_dim, self.width = gf_dim, latent_dim, bottom_width(resolution)
-        self.l1 = nn.Linear(latent_dim, self.width ** 2 * gf_dim)
-        self.cells = nn.ModuleList(SharedCell(gf_dim, c) for c in (1, 2, 3))
-        self.to_rgb = nn.Sequential(nn.BatchNorm2d(gf_dim), nn.ReLU(), nn.Conv2d(gf_dim, 3, 3, padding=1), nn.Tanh())
-        self.arch = None  # cells used when forward gets none
-
-    def forward(self, z, arch=None):
-        arch = arch if arch is not None else self.arch
-        h = self.l1(z).view(-1, self.gf_dim, self.width, self.width)
-        skips = []
-        for module, cell in zip(self.cells, arch):
-            skip, h = module(h, skips, cell)
-            skips.append(skip)
-        return self.to_rgb(h)
-
-
-class GrowingDiscriminator(Discriminator):
-    """The SNGAN/AutoGAN discriminator seeing the stage's resolution: blocks 1..stage+1, block 4."""
-
-    def forward(self, x, stage=2):
-        h = x
-        for block in (*self.blocks[:stage + 1], self.blocks[3]):
-            h = block(h)
-        return self.l5(F.relu(h).sum(dim=(2, 3)))
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(G, arch, samples, batch, seed):
-    """Recompute the running statistics of every BatchNorm of ``G`` (a copy) for ``arch``: the
-    average of the batch statistics of ``samples`` latents in batches of ``batch`` (precise BN),
-    then put G in eval mode."""
-    norms = [m for m in G.modules() if isinstance(m, nn.BatchNorm2d)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    G.train()
-    device = G.l1.weight.device
-    for start in range(0, samples, batch):
-        n = min(batch, samples - start)
-        G(latents(seed, start, 11, n, G.latent_dim, device), arch)
-    return G.eval()
-
-
-class LossWindows:
-    """AutoGAN's dynamic reset rule: windows of the last ``size`` G and D losses; once the G window
-    is full, a variance (population) of either window below ``threshold`` means collapse."""
-
-    def __init__(self, size, threshold):
-        self.size, self.threshold = size, threshold
-        self.g, self.d = [], []
-
-    def push(self, d_loss=None, g_loss=None):
-        for window, value in ((self.d, d_loss), (self.g, g_loss)):
-            if value is not None:
-                window.append(float(value))
-                del window[:-self.size]
-
-    def collapsed(self):
-        return len(self.g) >= self.size and (float(np.var(self.g)) < self.threshold
-                                             or float(np.var(self.d)) < self.threshold)
-
-    def clear(self):
-        self.g.clear(), self.d.clear()
-
-    def state_dict(self):
-        return {"g": list(self.g), "d": list(self.d)}
-
-    def load_state_dict(self, state):
-        self.g, self.d = list(state["g"]), list(state["d"])
 
 
 # ---------------------------------------------------------------------------- the search
@@ -505,42 +349,19 @@ def run_autogan(config: AutoGANConfig, dataset=None, log=lambda line: click.echo
     if preset.iterations <= preset.grow_at[1]:
         raise SearchError(f"AutoGAN needs more than {preset.grow_at[1]} iterations to reach cell 3 (stages grow at "
                           f"iterations {preset.grow_at[0]} and {preset.grow_at[1]}), got {preset.iterations}")
-    try:
-        dist = init_distributed(config.device)
-    except ValueError as error:
-        raise SearchError(str(error)) from None
+    dist, dataset, resolution, net = start_scored_search(config, dataset, net, "AutoGAN's three cells need a "
+                                                                             "multiple of 8")
     device, outdir = dist.device, Path(config.outdir)
-    if dataset is None:
-        dataset = open_images(config.data, config.resolution, SearchError)
-    resolution = int(dataset[0].shape[-1])
-    if resolution % 8:
-        raise SearchError(f"{config.data}: {resolution}px images; AutoGAN's three cells need a multiple of 8")
-    if net is None:
-        try:
-            net = R.reward_network("proxy" if config.proxy else "inception", config.inception, device, config.seed)
-        except FileNotFoundError as error:
-            raise SearchError(f"{error} (or search with --proxy for a labelled proxy reward)") from None
     settings = {**asdict(preset), "preset": config.preset, "reward": config.reward, "proxy": R.is_proxy(net),
                 "resolution": resolution, "seed": config.seed, "images": len(dataset)}
     search = AutoGANSearch(preset, resolution, dataset, config.seed, device, config.reward, net, dist)
     state_path = outdir / STATE_FILE
-    if config.resume:
-        if not state_path.is_file():
-            raise SearchError(f"--resume: no {STATE_FILE} in {outdir} to resume from")
-        try:
-            state = torch.load(state_path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - any unreadable file gets the same one-line error
-            raise SearchError(f"{state_path}: not a readable search state ({type(error).__name__}: {error})") from None
-        # every setting must match except the run's length, which a resume may extend
-        mismatched = [k for k in settings if k != "iterations" and state["settings"].get(k) != settings[k]]
-        if mismatched:
-            raise SearchError(f"--resume: {state_path} was written with other settings: " + ", ".join(
-                f"{k}={state['settings'].get(k)!r} (now {settings.get(k)!r})" for k in mismatched))
+    # every setting must match except the run's length, which a resume may extend
+    state = open_state(outdir, config.resume, settings, [k for k in settings if k != "iterations"])
+    if state is not None:
         search.load_state_dict(state["search"])  # optimiser states follow their parameters' device
         if dist.is_main:
             log(f"resumed {outdir} at iteration {search.counters['iteration']}")
-    elif state_path.exists():
-        raise SearchError(f"{outdir} already holds a search ({STATE_FILE}); use --resume or another --outdir")
 
     runlog = None
     if dist.is_main:

@@ -7,6 +7,13 @@ the output adds left, right and the cross-cell skips (cell 2 from cell 1, cell 3
 (x4) and 2). Every edge is a MixedOp: sum_o softmax(alpha)_o o(x) (eq. 8). Alphas: per cell
 ``normal`` [3, 6] and ``up`` [2, 3]; ``skip_2`` [1, 3]; ``skip_3`` [2, 3]. The derived genotype
 keeps the argmax op of every edge (all edges kept).
+
+Genotype body (search space ``alphagan_conv``): three cells, each ``{"up": [op, op], "normal":
+[op, op, op], "skip": [...]}``: up edge 0 makes node 1 from the cell input, up edge 1 the shortcut
+node; normal edge 0 maps node 1 to node 2, edge 1 node 2 to the right input of the output, edge 2
+the shortcut node to the left input; ``skip`` holds the up op of each cross-cell skip (cell 2: from
+cell 1; cell 3: from cell 1 (x4), cell 2). The discrete generator is ``AlphaGANCell``s in a
+``CellGenerator``; the published alphaGAN (l) and (s) are in ``PUBLISHED``.
 """
 
 from __future__ import annotations
@@ -16,10 +23,81 @@ import math
 import torch
 from torch import nn
 
-from ..search.supernet import ArchitectureSplit
-from .genotypes import NUM_CELLS, ConventionalGenotype
-from .networks import CellGenerator, skip_sources
-from .ops import ALPHAGAN_NORMAL_OPS, ALPHAGAN_UP_OPS, Up, alphagan_op
+from ...search.supernet import ArchitectureSplit
+from ..genotypes import ConventionalGenotype, check
+from ..ops import ALPHAGAN_NORMAL_OPS, ALPHAGAN_UP_OPS, Up, alphagan_op
+from .cells import NUM_CELLS, CellGenerator
+
+KEYS = ("cells",)  # of the genotype body
+
+
+def validate(body, where):
+    """The ``alphagan_conv`` body (see the module docstring)."""
+    cells = body.get("cells")
+    check(isinstance(cells, list) and len(cells) == NUM_CELLS, where, f"\"cells\" must be a list of {NUM_CELLS} cells")
+    for c, cell in enumerate(cells, 1):
+        check(isinstance(cell, dict), where, f"cell {c} must be an object")
+        for key, count, valid in (("up", 2, ALPHAGAN_UP_OPS), ("normal", 3, ALPHAGAN_NORMAL_OPS),
+                                  ("skip", c - 1, ALPHAGAN_UP_OPS)):
+            ops = cell.get(key, [] if key == "skip" and c == 1 else None)
+            check(isinstance(ops, list) and len(ops) == count, where,
+                  f"cell {c}: \"{key}\" must list {count} operations, got {ops!r}")
+            for op in ops:
+                check(op in valid, where, f"cell {c}: {key} op {op!r} is not one of {', '.join(valid)}")
+
+
+# ---------------------------------------------------------------------------- the discrete network
+
+def skip_sources(cell_index):
+    """(earlier cell, number of doublings) of each cross-cell skip into cell ``cell_index`` (1-based)."""
+    return [(source, cell_index - source) for source in range(1, cell_index)]
+
+
+class AlphaGANCell(nn.Module):
+    """node1 = up0(x), shortcut = up1(x); out = n1(n0(node1)) + n2(shortcut) + skips; the skip
+    output is node1 (alphaGAN's Cell_gen_Auto)."""
+
+    def __init__(self, channels, cell_index, up, normal, skip):
+        super().__init__()
+        self.up = nn.ModuleList(alphagan_op(op, channels) for op in up)
+        self.normal = nn.ModuleList(alphagan_op(op, channels) for op in normal)
+        self.skip = nn.ModuleList(Up(op, channels, times) for op, (_, times) in zip(skip, skip_sources(cell_index)))
+        self.sources = [source - 1 for source, _ in skip_sources(cell_index)]
+
+    def forward(self, x, skips):
+        node1, shortcut = self.up[0](x), self.up[1](x)
+        out = self.normal[1](self.normal[0](node1)) + self.normal[2](shortcut)
+        for op, source in zip(self.skip, self.sources):
+            out = out + op(skips[source])
+        return node1, out
+
+
+def build_generator(body, resolution, gf_dim, latent_dim):
+    cells = [AlphaGANCell(gf_dim, c, cell["up"], cell["normal"], cell.get("skip", []))
+             for c, cell in enumerate(body["cells"], 1)]
+    return CellGenerator(resolution, gf_dim, latent_dim, cells)
+
+
+def _alphagan(cells, name):
+    body = {"cells": [{"up": up, "normal": normal, "skip": skip} for up, normal, skip in cells]}
+    return ConventionalGenotype("alphagan_conv", 32, body, source={"published": name})
+
+
+# The authors' models/genotypes.py (yuesongtian/AlphaGAN), alphaGAN (l) and (s) of Table 2.
+PUBLISHED = {
+    "alphagan_l": lambda: _alphagan([
+        (["deconv", "bilinear"], ["conv_5x5", "conv_5x5", "sep_conv_5x5"], []),
+        (["deconv", "bilinear"], ["conv_5x5", "conv_1x1", "conv_3x3"], ["nearest"]),
+        (["nearest", "bilinear"], ["conv_1x1", "conv_5x5", "sep_conv_3x3"], ["bilinear", "nearest"])], "alphaGAN (l)"),
+    "alphagan_s": lambda: _alphagan([
+        (["bilinear", "deconv"], ["conv_1x1", "sep_conv_3x3", "conv_1x1"], []),
+        (["deconv", "deconv"], ["sep_conv_5x5", "sep_conv_3x3", "sep_conv_3x3"], ["nearest"]),
+        (["deconv", "nearest"], ["sep_conv_5x5", "sep_conv_3x3", "sep_conv_3x3"], ["deconv", "bilinear"])],
+        "alphaGAN (s)"),
+}
+
+
+# ---------------------------------------------------------------------------- the supernet
 
 ARCH_INIT_SCALE = 1e-3  # alphas start near uniform, 1e-3 * randn (DARTS, the authors' code)
 

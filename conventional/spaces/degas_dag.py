@@ -13,26 +13,29 @@ conv 3x3, tanh). Our reading of the paper's Fig. 2 (the figure is the only descr
 - every edge is a MixedOp over the normal ops (bn+relu+conv 1x1/3x3, max/avg pool, skip, sep
   conv 3/5, dilated conv 3/5) or the up ops (bn+relu+deconv k4/k6, bn+relu+nearest+conv 1/3).
 
-Search: GLO (Bojanowski et al.), a latent code per training image optimised with the weights
-by a reconstruction loss ``L2 + Lap1``, alternating with Adam steps on the alphas on the other
-half (first-order DARTS, DARTS' CIFAR settings, architecture lr 3e-1 CIFAR / 3e-2 STL).
-Pruning (two stages): each map keeps its strongest incoming edge; when that edge is residual
+The search (``conventional.searchers.degas``) trains ``DegasSuperGenerator``, every edge a
+MixedOp with its alphas. Pruning (two stages): each map keeps its strongest incoming edge; when that edge is residual
 it also keeps its strongest direct edge. The op of a kept edge is the edge's argmax.
+
+Genotype body (search space ``degas``): ``normal_per_stage`` and ``nodes``, the feature maps in
+forward order, each ``{"name", "kind", "inputs": [{"from", "op", "residual"}]}`` listing its kept
+incoming edges; ``DegasGenerator`` is its discrete network.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..search.supernet import ArchitectureSplit
-from ..search.genotype import GenotypeError
-from .networks import bottom_width
-from .ops import DEGAS_NORMAL_OPS, DEGAS_UP_OPS, degas_op
+from ...search.genotype import GenotypeError
+from ...search.supernet import ArchitectureSplit
+from ..genotypes import ConventionalGenotype
+from ..ops import DEGAS_NORMAL_OPS, DEGAS_UP_OPS, degas_op
+from .cells import bottom_width
 
 NUM_STAGES = 3
 ARCH_INIT_SCALE = 1e-3
+KEYS = ("nodes", "normal_per_stage")  # of the genotype body
 
 
 # ---------------------------------------------------------------------------- layout
@@ -57,7 +60,7 @@ def edge_key(target, source):
     return f"{target}__{source}"
 
 
-def validate_nodes(body, where="genotype"):
+def validate(body, where="genotype"):
     per_stage = body.get("normal_per_stage")
     if not (isinstance(per_stage, int) and not isinstance(per_stage, bool) and per_stage >= 1):
         raise GenotypeError(f"{where}: normal_per_stage must be a positive integer, got {per_stage!r}")
@@ -148,8 +151,6 @@ class DegasSuperGenerator(ArchitectureSplit, DegasBody):
         return {key: torch.softmax(value.detach().float().cpu(), dim=0).tolist() for key, value in self.arch.items()}
 
     def genotype(self, resolution=None, source=None):
-        from .genotypes import ConventionalGenotype
-
         weights = {key: torch.softmax(value.detach().float().cpu(), dim=0) for key, value in self.arch.items()}
         nodes = prune(self.layout, weights)
         arch = {key: value.detach().cpu().tolist() for key, value in self.arch.items()}
@@ -218,40 +219,3 @@ class DegasGenerator(DegasBody):
             return self.edges[key](x) if key in self.edges else None
 
         return self.run(z, edge_out)
-
-
-# ---------------------------------------------------------------------------- GLO loss
-
-def _gaussian_kernel(channels, device, dtype):
-    k1 = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=device, dtype=dtype) / 16
-    return (k1[:, None] * k1[None, :]).expand(channels, 1, 5, 5).contiguous()
-
-
-def _blur(x):
-    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), _gaussian_kernel(x.shape[1], x.device, x.dtype),
-                    groups=x.shape[1])
-
-
-def laplacian_pyramid(x, levels=3):
-    """[L^0 (finest), ..., L^(levels-1) (the low-pass rest)]: G^(j+1) = blur(G^j)[::2, ::2],
-    L^j = G^j - blur(upsample_zeros(G^(j+1))) * 4, with a 5-tap binomial kernel, reflect padding."""
-    bands, current = [], x
-    for _ in range(levels - 1):
-        down = _blur(current)[:, :, ::2, ::2]
-        up = torch.zeros_like(current)
-        up[:, :, ::2, ::2] = down
-        bands.append(current - 4 * _blur(up))
-        current = down
-    bands.append(current)
-    return bands
-
-
-def glo_loss(x, target, levels=3):
-    """DEGAS' reconstruction loss ``||x - x'||_2^2 + sum_j 2^(2j) |L^j(x) - L^j(x')|_1`` (section 3.2;
-    j = 0 the finest level, so 2^(2j) makes every level weigh alike), per image, averaged over the
-    batch, both terms divided by the number of values of an image."""
-    n, values = x.shape[0], x[0].numel()
-    l2 = (x - target).pow(2).sum() / (n * values)
-    lap = sum(4 ** j * (a - b).abs().sum() for j, (a, b) in enumerate(
-        zip(laplacian_pyramid(x, levels), laplacian_pyramid(target, levels)))) / (n * values)
-    return l2 + lap

@@ -1,0 +1,80 @@
+"""What the searchers share: their one-line error, the state file a ``--resume`` reads back, the
+start of the searches that score architectures by samples, and seeded streams of real batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ...train.distributed import init_distributed
+from .. import rewards as R
+from ..train import open_images
+
+STATE_FILE = "search-state.pt"
+
+
+class SearchError(RuntimeError):
+    """A search that cannot start: bad option, data or state file."""
+
+
+def open_state(outdir, resume, settings, keys, map_location="cpu"):
+    """With ``resume``, the search state saved in ``outdir``, whose settings must equal ``settings``
+    on ``keys``; without, None, after checking that ``outdir`` holds no search to overwrite."""
+    outdir = Path(outdir)
+    state_path = outdir / STATE_FILE
+    if not resume:
+        if state_path.exists():
+            raise SearchError(f"{outdir} already holds a search ({STATE_FILE}); use --resume or another --outdir")
+        return None
+    if not state_path.is_file():
+        raise SearchError(f"--resume: no {STATE_FILE} in {outdir} to resume from")
+    try:
+        state = torch.load(state_path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same one-line error
+        raise SearchError(f"{state_path}: not a readable search state ({type(error).__name__}: {error})") from None
+    mismatched = [k for k in keys if state["settings"].get(k) != settings.get(k)]
+    if mismatched:
+        raise SearchError(f"--resume: {state_path} was written with other settings: " + ", ".join(
+            f"{k}={state['settings'].get(k)!r} (now {settings.get(k)!r})" for k in mismatched))
+    return state
+
+
+def start_scored_search(config, dataset, net, why_multiple_of_8):
+    """The processes, images and reward network of a search that scores architectures by their
+    samples (autogan, agan): ``(dist, dataset, resolution, net)``. ``dataset`` (uint8 [3, R, R]
+    items) replaces the LMDB of ``config.data``, ``net`` the reward network of ``config.proxy``."""
+    try:
+        dist = init_distributed(config.device)
+    except ValueError as error:
+        raise SearchError(str(error)) from None
+    if dataset is None:
+        dataset = open_images(config.data, config.resolution, SearchError)
+    resolution = int(dataset[0].shape[-1])
+    if resolution % 8:
+        raise SearchError(f"{config.data}: {resolution}px images; {why_multiple_of_8}")
+    if net is None:
+        try:
+            net = R.reward_network("proxy" if config.proxy else "inception", config.inception, dist.device,
+                                   config.seed)
+        except FileNotFoundError as error:
+            raise SearchError(f"{error} (or search with --proxy for a labelled proxy reward)") from None
+    return dist, dataset, resolution, net
+
+
+class HalfStream:
+    """Real batches of one half of the data; batch k depends on (seed, stream, k) only."""
+
+    def __init__(self, dataset, indices, batch, seed, stream, device, step=0, with_index=False):
+        self.dataset, self.indices, self.batch = dataset, indices, batch
+        self.seed, self.stream, self.device, self.step, self.with_index = seed, stream, device, step, with_index
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.stream * 7_919 + self.step)
+        picks = self.indices[torch.randint(len(self.indices), (self.batch,), generator=gen)]
+        self.step += 1
+        images = torch.stack([self.dataset[int(i)] for i in picks]).to(self.device).float() / 127.5 - 1
+        return (picks.to(self.device), images) if self.with_index else images

@@ -1,0 +1,136 @@
+"""DEGAS (Doveh and Giryes, section 3.2) on the whole-generator supernet of
+``conventional.spaces.degas_dag``: GLO (Bojanowski et al.), a latent code per training image
+optimised with the weights by the reconstruction loss ``L2 + Lap1`` (``losses.glo_loss``) on the
+training half, alternating with a step on the alphas (and the codes) on the validation half,
+first-order DARTS. DARTS' CIFAR settings: 50 epochs, batch 64, weights SGD lr 0.025 (cosine to
+0.001), momentum 0.9, weight decay 3e-4, gradient clip 5; alphas Adam betas (0.5, 0.999), weight
+decay 1e-3, lr 3e-1 (CIFAR) / 3e-2 (STL) as DEGAS. ``conventional.searchers.differentiable`` runs it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..losses import glo_loss
+from ..spaces.alphagan_cells import entropy
+from ..spaces.degas_dag import DegasSuperGenerator
+from .common import HalfStream, SearchError
+
+
+@dataclass(frozen=True)
+class DegasPreset:
+    epochs: int
+    batch: int
+    arch_lr: float
+    lr: float = 0.025  # DARTS CIFAR: SGD, cosine to lr_min
+    lr_min: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    latent_lr: float = 0.025  # GLO codes: plain SGD, then back onto the unit sphere
+    arch_betas: tuple = (0.5, 0.999)
+    arch_weight_decay: float = 1e-3
+    steps_per_epoch: int | None = None  # None: one pass over the training half
+    gf_dim: int = 16  # DARTS searches a narrow network (16 initial channels)
+    latent_dim: int = 128
+    normal_per_stage: int = 2
+
+
+DEGAS_PRESETS = {
+    "cifar": DegasPreset(epochs=50, batch=64, arch_lr=3e-1),
+    "stl": DegasPreset(epochs=50, batch=64, arch_lr=3e-2),
+    "tiny": DegasPreset(epochs=6, batch=4, arch_lr=3e-1, steps_per_epoch=2, gf_dim=8, latent_dim=16),
+}
+
+
+class DegasMethod:
+    """DEGAS: per step, GLO on the weights and codes of a training batch, then first-order
+    DARTS on the alphas (and the codes) of a validation batch; one iteration = one epoch."""
+
+    def __init__(self, preset, resolution, halves, dataset, seed, device):
+        """``preset``: a name of DEGAS_PRESETS or a DegasPreset."""
+        if not isinstance(preset, DegasPreset):
+            if preset not in DEGAS_PRESETS:
+                raise SearchError(f"--preset for degas must be one of {', '.join(DEGAS_PRESETS)}, got {preset!r}")
+            preset = DEGAS_PRESETS[preset]
+        p = self.preset = preset
+        self.device = device
+        torch.manual_seed(seed)
+        self.G = DegasSuperGenerator(resolution, p.gf_dim, p.latent_dim, p.normal_per_stage).to(device)
+        # GLO: a code per image on the unit sphere (random start; GLO's PCA start needs the whole set)
+        self.codes = torch.nn.functional.normalize(torch.randn(len(dataset), p.latent_dim), dim=1).to(device)
+        self.codes.requires_grad_(True)
+        self.w_opt = torch.optim.SGD(self.G.weight_parameters(), lr=p.lr, momentum=p.momentum,
+                                     weight_decay=p.weight_decay)
+        self.code_opt = torch.optim.SGD([self.codes], lr=p.latent_lr)  # no momentum: untouched codes stay put
+        self.arch_opt = torch.optim.Adam(self.G.arch_parameters(), lr=p.arch_lr, betas=p.arch_betas,
+                                         weight_decay=p.arch_weight_decay)
+        self.steps_per_epoch = p.steps_per_epoch or max(1, len(halves[0]) // p.batch)
+        self.train = HalfStream(dataset, halves[0], p.batch, seed, 0, device, with_index=True)
+        self.val = HalfStream(dataset, halves[1], p.batch, seed, 1, device, with_index=True)
+        self.iterations, self.epochs_done = p.epochs, 0
+        self.describe = (f"DEGAS (GLO): {self.steps_per_epoch} steps per epoch, batch {p.batch}, gf {p.gf_dim}, "
+                         f"arch lr {p.arch_lr}")
+
+    def _lr(self):
+        p = self.preset  # DARTS' cosine schedule, per epoch
+        return p.lr_min + 0.5 * (p.lr - p.lr_min) * (1 + math.cos(math.pi * self.epochs_done / p.epochs))
+
+    def _fit(self, index, images, optimizers, params):
+        loss = glo_loss(self.G(self.codes[index]), images)
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if params is not None:
+            torch.nn.utils.clip_grad_norm_(params, self.preset.grad_clip)
+        for opt in optimizers:
+            opt.step()
+        with torch.no_grad():  # GLO keeps the codes on the unit sphere
+            self.codes[index] = torch.nn.functional.normalize(self.codes[index], dim=1)
+        return loss.item()
+
+    def step(self):
+        for group in self.w_opt.param_groups:
+            group["lr"] = self._lr()
+        weight_losses, arch_losses = [], []
+        arch, weights = self.G.arch_parameters(), self.G.weight_parameters()
+        for _ in range(self.steps_per_epoch):
+            for p in arch:
+                p.requires_grad_(False)
+            weight_losses.append(self._fit(*next(self.train), (self.w_opt, self.code_opt), weights))
+            for p in arch:
+                p.requires_grad_(True)
+            for p in weights:
+                p.requires_grad_(False)
+            arch_losses.append(self._fit(*next(self.val), (self.arch_opt, self.code_opt), None))
+            for p in weights:
+                p.requires_grad_(True)
+        self.epochs_done += 1
+        return {"iteration": self.epochs_done, "train_loss": sum(weight_losses) / len(weight_losses),
+                "val_loss": sum(arch_losses) / len(arch_losses), "lr": self._lr(),
+                "entropy": {k: entropy(v) for k, v in self.G.op_weights().items()}}
+
+    @property
+    def done(self):
+        return self.epochs_done
+
+    def state_dict(self):
+        return {"G": self.G.state_dict(), "codes": self.codes.detach(), "w_opt": self.w_opt.state_dict(),
+                "code_opt": self.code_opt.state_dict(), "arch_opt": self.arch_opt.state_dict(),
+                "epochs_done": self.epochs_done, "train_step": self.train.step, "val_step": self.val.step}
+
+    def load_state_dict(self, state):
+        self.G.load_state_dict(state["G"])
+        with torch.no_grad():
+            self.codes.copy_(state["codes"])
+        self.w_opt.load_state_dict(state["w_opt"])
+        self.code_opt.load_state_dict(state["code_opt"])
+        self.arch_opt.load_state_dict(state["arch_opt"])
+        self.epochs_done = int(state["epochs_done"])
+        self.train.step, self.val.step = state["train_step"], state["val_step"]
+
+    def arch_snapshot(self):
+        return self.G.op_weights()
