@@ -354,3 +354,13 @@ def die_with_parent(parent=None):
             pass
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def restarted_by_torchrun():
+    """True in a worker that torchrun started again after a process of its group failed
+    (``--max-restarts``): the command line is the first one, so the run continues from its last
+    checkpoint as if ``--resume`` had been given."""
+    try:
+        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    except ValueError:
+        return False

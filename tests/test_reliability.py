@@ -482,3 +482,36 @@ def test_workers_die_when_the_main_process_is_killed(demo, tmp_path):
         for pid in survivors:  # clean up before failing
             os.kill(pid, signal.SIGKILL)
         assert survivors == [], f"{len(survivors)} worker(s) outlived their killed parent"
+
+
+# ---------------------------------------------------------------- elastic restarts under torchrun
+
+@pytest.mark.slow
+def test_torchrun_restarts_a_killed_worker_and_the_run_ends_as_an_uninterrupted_one(demo, tmp_path):
+    """2 gloo processes under torchrun --max-restarts 1; one is SIGKILLed after the first checkpoint:
+    the group restarts, resumes from checkpoint.pt and ends with an uninterrupted run's weights."""
+    script = ROOT / "scripts" / "train_stylegan2.py"
+    args = [str(a) for a in ["--data", demo, *TRAIN, "--kimg", "0.064", "--snap", "0.008"]]
+
+    def torchrun(out, restarts):
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                "--max-restarts", str(restarts), str(script), *args, "--outdir", str(out)]
+
+    straight = subprocess.run(torchrun(tmp_path / "straight", 0), capture_output=True, text=True,
+                              env=subprocess_env(), timeout=600)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    out = tmp_path / "killed"
+    agent = subprocess.Popen(torchrun(out, 1), env=subprocess_env(), text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    wait_for(out / "checkpoint.pt", agent)
+    workers = children(agent.pid)
+    assert len(workers) == 2, workers
+    os.kill(workers[-1], signal.SIGKILL)
+    _, stderr = agent.communicate(timeout=600)
+    assert agent.returncode == 0, stderr[-3000:]
+    assert f"resumed {out / 'checkpoint.pt'} at kimg" in stderr  # the restarted group continued
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    b = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert a["counters"] == b["counters"]
+    for net in ("G", "D", "G_ema"):
+        same_tensors(a[net], b[net])
