@@ -200,3 +200,22 @@ def test_tiny_compare_failure_resume_and_two_processes(tiny):
         assert row["status"] == "ok"
         for key in KEYS[2:-1]:
             assert row[key] == pytest.approx(resumed[method][key], rel=1e-4, abs=1e-9), (method, key)
+
+
+def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path):
+    from click.testing import CliRunner
+
+    from stylenas.compare.commands import compare_command
+
+    def run(*args):
+        out = CliRunner().invoke(compare_command, ["--data", str(tiny["data"]), "--outdir", str(tmp_path / "c"),
+                                                   "--inception", str(tiny["weights"]), *args])
+        assert out.exit_code != 0 and "Traceback" not in out.output
+        return out.output
+
+    assert "--methods: degas not searchers of the stylegan2 family" in run("--methods", "alphagan,degas")
+    assert "--data:" in run("--data", str(tmp_path / "missing.lmdb"))
+    assert "--resume: no compare in" in run("--resume")
+    assert "--published: autogan_a not published genotypes" in run("--published", "autogan_a")
+    assert "--seeds" in run("--seeds", "0,x")
+    assert not (tmp_path / "c").exists()

@@ -9,7 +9,8 @@ def _seeds(text):
     try:
         return [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers such as 0,1,2, got {text!r}") from None
+        raise click.BadParameter(f"expected comma-separated integers such as 0,1,2, got {text!r}",
+                                 param_hint="--seeds") from None
 
 
 @click.command("compare", context_settings={"help_option_names": ["-h", "--help"]})

@@ -264,7 +264,9 @@ def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="
     settings = settings_of(data, dataset.resolution, family, methods, seeds, budget_obj,
                            {"num": budget_obj.eval_num, "num_ref": budget_obj.eval_num_ref or len(dataset)})
     settings_path = outdir / "compare.json"
-    if settings_path.is_file():
+    if rank > 0 and not resume:
+        pass  # rank 0 checks a fresh folder and writes compare.json (maybe already, before this process looks)
+    elif settings_path.is_file():
         if not resume:
             raise CompareError(f"{outdir} already holds a compare ({settings_path.name}); use --resume or another "
                                f"--outdir")
