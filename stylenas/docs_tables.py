@@ -3,8 +3,9 @@ code cannot drift: ``python -m stylenas.docs_tables`` rewrites every table betwe
 (``<!-- table:NAME -->`` ... ``<!-- end table:NAME -->``) in docs/*.md; ``--check`` only reports
 (exit 1) the tables that differ. A test runs the check.
 
-A method joins by adding a line to ``TABLES``: its name, the module holding its ``TABLE``, and
-the presets whose own sources the docs show.
+A method joins by adding a line to ``TABLES``: its name, the module holding its ``TABLE`` (or
+``"module:ATTRIBUTE"`` for a table under another name, e.g. beside a searcher's presets), and the
+presets whose own sources the docs show.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import click
 
 from .config_sources import markdown_table
 
-# name -> (module with TABLE, presets shown)
+# name -> (module with TABLE, or "module:ATTRIBUTE"; presets shown)
 TABLES = {
     "stylegan2-search": ("stylenas.search.sources", ("tiny",)),
     "stylegan2-train": ("stylenas.train.sources", ("paper", "tiny")),
@@ -27,8 +28,9 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def generated(name):
-    module, presets = TABLES[name]
-    return markdown_table(importlib.import_module(module).TABLE, presets)
+    spec, presets = TABLES[name]
+    module, _, attr = spec.partition(":")  # "module" (its TABLE) or "module:ATTRIBUTE"
+    return markdown_table(getattr(importlib.import_module(module), attr or "TABLE"), presets)
 
 
 def pattern(name):
