@@ -121,7 +121,7 @@ from dataclasses import replace
 from stylenas.compare import BUDGETS
 from stylenas.compare.run import compare
 budget = replace(BUDGETS["tiny"], **{json})
-compare(sys.argv[1], sys.argv[2], methods=["random"], seeds=[0], budget=budget, device="cpu",
+compare(sys.argv[1], sys.argv[2], methods=["random"], seeds=[0], budget=budget, family="stylegan2", device="cpu",
         inception=sys.argv[3], log=lambda line: print(line, file=sys.stderr))
 """
 
@@ -139,8 +139,8 @@ def tiny(tmp_path_factory):
 def _run(tiny, outdir, **kwargs):
     from stylenas.compare.run import compare
 
-    return compare(tiny["data"], outdir, methods=["alphagan", "random"], seeds=[0], budget=TEST_BUDGET, device="cpu",
-                   inception=tiny["weights"], log=quiet, **kwargs)
+    return compare(tiny["data"], outdir, methods=["alphagan", "random"], seeds=[0], budget=TEST_BUDGET,
+                   family="stylegan2", device="cpu", inception=tiny["weights"], log=quiet, **kwargs)
 
 
 def _leaderboard(outdir):
@@ -209,7 +209,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path):
 
     def run(*args):
         out = CliRunner().invoke(compare_command, ["--data", str(tiny["data"]), "--outdir", str(tmp_path / "c"),
-                                                   "--inception", str(tiny["weights"]), *args])
+                                                   "--inception", str(tiny["weights"]), "--family", "stylegan2", *args])
         assert out.exit_code != 0 and "Traceback" not in out.output
         return out.output
 

@@ -17,12 +17,13 @@ def _seeds(text):
 @click.option("--data", required=True, type=click.Path(), help="LMDB of images (prepare-data).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Compare folder.")
 @click.option("--methods", default=None, help="Comma list of searchers and 'random' (random search in each listed "
-              "searcher's space) [default: the family's, e.g. alphagan,random].")
+              "searcher's space) [default: the family's: all its searchers and random].")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma list of seeds (one run per method and seed).")
 @click.option("--budget", type=click.Choice(list(BUDGETS)), default="tiny", show_default=True,
               help="Search budget, retraining recipe and sample counts (docs/compare.md).")
-@click.option("--family", type=click.Choice(list(FAMILIES)), default="stylegan2", show_default=True,
-              help="Which searchers: the StyleGAN2 search space or the conventional GANs.")
+@click.option("--family", type=click.Choice(list(FAMILIES)), default="conventional", show_default=True,
+              help="Which searchers: the conventional GANs (AutoGAN, AGAN, DEGAS, alphaGAN, DGGAN on CIFAR-10 / "
+                   "STL-10) or alphaGAN on the StyleGAN2 space.")
 @click.option("--published", default=None, help="Comma list of the published genotypes that are rows, or 'none' "
               "[default: every one the family has at the data's resolution].")
 @click.option("--resolution", type=int, default=None, help="Which size of the LMDB [default: the largest].")

@@ -60,7 +60,7 @@ class StyleGAN2Family:
     name = "stylegan2"
     # method -> the space it searches (the alphaGAN paper's Table 9 searched micro + dynamic W)
     SPACES = {"alphagan": "micro+dynamic_w", "alphagan-macro": "macro+dynamic_w"}
-    DEFAULT_METHODS = ("alphagan", "random")
+    DEFAULT_METHODS = ("alphagan", "alphagan-macro", "random")
     TABLE9 = ("alphagan_celeba128", "alphagan_church256", "alphagan_ffhq1024")
 
     def __init__(self, ctx):
@@ -148,3 +148,88 @@ class StyleGAN2Family:
 
 FAMILIES = {"stylegan2": StyleGAN2Family}
 
+
+class ConventionalFamily:
+    """The conventional GAN searchers (``stylenas search-conventional``), each with its own budget
+    preset's options; random search in a searcher's own space; the published AutoGAN-A/B/C and
+    alphaGAN (l)/(s); the retraining is ``stylenas train-conventional`` with one loss (hinge), the same
+    steps and batch for every row. The search cost is measured (``counting.count_images``)."""
+
+    name = "conventional"
+    # method -> the space its random search samples (None: no sampler yet)
+    SPACES = {"alphagan": "alphagan_conv", "degas": None, "autogan": "autogan", "agan": None, "dggan": None}
+    DEFAULT_METHODS = ("alphagan", "degas", "autogan", "agan", "dggan", "random")
+    # the score each searcher ranks architectures by: AutoGAN's and AGAN's reward is the Inception
+    # Score (higher is better: the random search minimises -IS); the others get FID (DGGAN's own; the
+    # duality gap of alphaGAN and DEGAS's objective need a supernet, which a candidate is not)
+    SCORES = {"autogan": "is", "agan": "is"}
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def published(self):
+        from dataclasses import replace
+
+        from ..conventional import PUBLISHED, load_genotype
+
+        return [(name, lambda path, n=name: replace(load_genotype(n), resolution=self.ctx.resolution).save(path))
+                for name in PUBLISHED]
+
+    def budget_kimg(self):
+        return float(self.ctx.budget.conventional["random_kimg"])
+
+    def _options(self):
+        inception = ["--inception", self.ctx.inception_path] if self.ctx.inception_path else []
+        return ["--data", self.ctx.data, "--resolution", self.ctx.resolution, "--device", self.ctx.device, *inception]
+
+    def search(self, method, seed, folder):
+        from ..conventional.commands import search_conventional_command
+        from .counting import count_images
+
+        args = ["--method", method, "--outdir", folder, "--seed", seed, *self._options(),
+                *self.ctx.budget.conventional["search"][method]]
+        with count_images() as counter:
+            run_command(search_conventional_command, args, f"{method} search")
+        return SearchOutcome(str(Path(folder) / "genotype.json"), counter.kimg)
+
+    def random(self, method, seed, folder):
+        from .counting import count_images
+        from .random_search import sample_alphagan_cells, sample_autogan
+
+        space = self.SPACES[method]
+        samplers = {"autogan": sample_autogan, "alphagan_conv": sample_alphagan_cells}
+        if space not in samplers:
+            raise CompareError(f"random search in {method}'s space: no sampler of that space yet (docs/compare.md)")
+        score_kind = self.SCORES.get(method, "fid")
+        steps = self.ctx.budget.conventional["candidate_steps"]
+
+        def evaluate(genotype, cand_dir):
+            with count_images() as counter:
+                checkpoint = self.retrain(str(Path(cand_dir) / "genotype.json"), seed, Path(cand_dir) / "train",
+                                          steps=steps)
+            if score_kind == "is":
+                return -self.ctx.candidate_is(checkpoint), counter.kimg
+            return self.ctx.candidate_fid(checkpoint), counter.kimg
+
+        result = random_search(lambda rng: samplers[space](rng, self.ctx.resolution), evaluate, self.budget_kimg(),
+                               seed, folder, log=self.ctx.log)
+        name = ("-IS" if score_kind == "is" else "FID") + f" of {self.ctx.budget.candidate_fid_num} images after " \
+               f"{steps} G steps"
+        return SearchOutcome(result["best"]["genotype"], result["kimg"], score=result["best"]["score"],
+                             score_name=name, candidates=len(result["candidates"]))
+
+    def retrain(self, genotype, seed, folder, steps=None):
+        from ..conventional.commands import train_conventional_command
+
+        args = list(self.ctx.budget.conventional["retrain"])
+        if steps is not None:  # a random-search candidate: the same recipe, briefly
+            if "--steps" in args:
+                del args[args.index("--steps"):args.index("--steps") + 2]
+            args += ["--steps", steps]
+        folder = _fresh(folder)
+        run_command(train_conventional_command, ["--genotype", genotype, "--outdir", folder, "--seed", seed,
+                                                 "--loss", "hinge", *self._options(), *args], "retraining")
+        return str(folder / "checkpoint.pt")
+
+
+FAMILIES["conventional"] = ConventionalFamily

@@ -10,6 +10,12 @@ with the next draw, so a killed random search redoes at most the candidate it wa
 Samplers of the spaces, each uniform over the space as the searcher defines it:
 - ``sample_stylegan2(rng, resolution, paradigm, channels)``: the StyleGAN2 micro / macro spaces, with or
   without dynamic W (one W_1..W_8 per latent slot of StyleGAN2's tied layout).
+- ``sample_autogan(rng, resolution)``: AutoGAN's 14-integer code, each decision uniform over its
+  options (``STAGE_CHOICES``: 373,248 architectures).
+- ``sample_alphagan_cells(rng, resolution)``: alphaGAN's cell space, every edge's operation uniform
+  (6 normal ops on 9 edges, 3 up ops on 6 up and 3 skip edges).
+DEGAS's DAG, AGAN's modules and DGGAN's growth actions have no sampler yet: their random-search
+rows fail with a message saying so (docs/compare.md).
 """
 import json
 from pathlib import Path
@@ -39,6 +45,26 @@ def sample_stylegan2(rng, resolution, paradigm, channels):
         layer["w"] = slot_w[slot]
         layers.append(layer)
     return Genotype(resolution, layers, paradigm, channels=dict(channels), torgb_w="tied")
+
+
+def sample_autogan(rng, resolution):
+    from ..conventional.spaces.autogan_cells import STAGE_CHOICES, autogan_from_code
+
+    code = [int(rng.integers(n)) for stage in STAGE_CHOICES for n in stage]
+    return autogan_from_code(code, resolution=resolution, source={"random_code": code})
+
+
+def sample_alphagan_cells(rng, resolution):
+    from ..conventional import ConventionalGenotype
+    from ..conventional.ops import ALPHAGAN_NORMAL_OPS, ALPHAGAN_UP_OPS
+    from ..conventional.spaces.cells import NUM_CELLS
+
+    def draw(ops, count):
+        return [ops[int(rng.integers(len(ops)))] for _ in range(count)]
+
+    cells = [{"up": draw(ALPHAGAN_UP_OPS, 2), "normal": draw(ALPHAGAN_NORMAL_OPS, 3), "skip": draw(ALPHAGAN_UP_OPS, c)}
+             for c in range(NUM_CELLS)]
+    return ConventionalGenotype("alphagan_conv", resolution, {"cells": cells}, source={"random": True})
 
 
 def _read_candidates(path):

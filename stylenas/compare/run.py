@@ -211,7 +211,7 @@ def settings_of(data, resolution, family, methods, seeds, budget, eval_counts):
             "seeds": list(seeds), "budget": budget.to_dict(), "eval": eval_counts}
 
 
-def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="stylegan2", resume=False,
+def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="conventional", resume=False,
             device="auto", inception=None, resolution=None, log=None, fail_jobs=(), published=None):
     """Run (or resume) a compare; returns the leaderboard rows on rank 0 (None on the others).
 

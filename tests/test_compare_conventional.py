@@ -1,0 +1,96 @@
+"""stylenas compare --family conventional: the measured budget unit on a hand-counted loop, the
+samplers of AutoGAN's and alphaGAN's spaces, and a tiny compare with a searcher, random search in
+its space and a published genotype."""
+import json
+from collections import Counter
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from stylenas.compare import BUDGETS
+from stylenas.compare.counting import count_images
+from stylenas.compare.random_search import sample_alphagan_cells, sample_autogan
+from helpers import quiet, write_weights
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_count_images_counts_outermost_g_and_d_calls():
+    from stylenas.metrics import InceptionV3FID
+
+    class G(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(4, 3 * 8 * 8), nn.Unflatten(1, (3, 8, 8)), nn.Conv2d(3, 3, 1))
+
+        def forward(self, z):
+            return self.body(z)
+
+    g, d = G(), nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(1))
+    controller = nn.LSTMCell(4, 4)
+    with count_images() as counter:
+        fake = g(torch.randn(5, 4))  # 5 through G (its inner conv, also image -> image, is not outermost)
+        d(fake)  # 5 through D
+        d(torch.rand(7, 3, 8, 8))  # 7 reals through D
+        controller(torch.randn(2, 4))  # not an image network
+    assert (counter.generator, counter.discriminator) == (5, 12) and counter.kimg == pytest.approx(0.017)
+    class SmallInception(InceptionV3FID):  # the class is what is excluded; the real one is slow to build
+        def __init__(self):
+            nn.Module.__init__(self)
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return self.conv(x.float()).mean((2, 3))
+
+    with count_images() as counter:
+        SmallInception()(torch.rand(2, 3, 16, 16))  # a reward network, not the search's D
+    d(fake)  # outside the block: not counted
+    assert counter.kimg == 0
+
+
+def test_conventional_samplers_are_valid_seeded_and_uniform():
+    rng = np.random.default_rng(0)
+    codes = [sample_autogan(rng, 32) for _ in range(400)]
+    ups = Counter(cell["up"] for g in codes for cell in g.body["cells"])
+    assert set(ups) == {"bilinear", "nearest", "deconv"} and all(abs(n / 1200 - 1 / 3) < 0.05 for n in ups.values())
+    skips = Counter(tuple(g.body["cells"][2]["skip_in"]) for g in codes)  # 4 choices of cell 3's skips
+    assert len(skips) == 4 and all(abs(n / 400 - 1 / 4) < 0.07 for n in skips.values())
+    cells = [sample_alphagan_cells(rng, 32) for _ in range(300)]
+    for g in cells[:10]:
+        g.validate()
+    normal = Counter(op for g in cells for cell in g.body["cells"] for op in cell["normal"])
+    assert len(normal) == 6 and all(abs(n / 2700 - 1 / 6) < 0.03 for n in normal.values())
+    assert [len(cell["skip"]) for cell in cells[0].body["cells"]] == [0, 1, 2]
+    assert sample_autogan(np.random.default_rng(5), 32).body == sample_autogan(np.random.default_rng(5), 32).body
+
+
+@pytest.mark.slow
+def test_tiny_conventional_compare(tmp_path):
+    from stylenas.compare.run import compare
+    from stylenas.datasets.demo import make_demo_data
+
+    data = tmp_path / "demo.lmdb"
+    make_demo_data(data, sizes=[16], num=32, progress=False)
+    budget = replace(BUDGETS["tiny"], name="test", candidate_fid_num=6, eval_num=6, eval_num_ref=6,
+                     conventional={**BUDGETS["tiny"].conventional, "random_kimg": 0.2})
+    out = tmp_path / "cmp"
+    compare(data, out, methods=["autogan", "random"], seeds=[0], budget=budget, family="conventional", device="cpu",
+            inception=write_weights(tmp_path / "w"), log=quiet, published=["autogan_a"])
+    rows = {r["method"]: r for r in json.loads((out / "leaderboard.json").read_text())}
+    assert set(rows) == {"autogan", "random-autogan", "autogan_a"}
+    assert all(r["status"] == "ok" for r in rows.values()), rows
+    assert rows["autogan"]["search_kimg"] > 0 and rows["autogan_a"]["search_kimg"] == 0
+    # random search within its budget, scored by AutoGAN's reward (the Inception Score, negated)
+    assert 0 < rows["random-autogan"]["search_kimg"] <= 0.2 + 1e-9
+    assert rows["random-autogan"]["search_score_name"].startswith("-IS")
+    candidates = (out / "jobs" / "random-autogan-s0" / "search" / "candidates.jsonl").read_text().splitlines()
+    assert len(candidates) == rows["random-autogan"]["candidates"] >= 1
+    # one recipe: every row retrained with the hinge loss (DEGAS rows too), the same steps and batches
+    recipes = []
+    for job in ("autogan-s0", "random-autogan-s0", "published-autogan_a-s0"):
+        config = torch.load(out / "jobs" / job / "retrain" / "checkpoint.pt", weights_only=True)["config"]
+        recipes.append({k: config[k] for k in ("loss", "steps", "g_batch", "d_batch", "seed", "resolution")})
+    assert recipes[0] == recipes[1] == recipes[2] and recipes[0]["loss"] == "hinge" and recipes[0]["resolution"] == 16
