@@ -14,7 +14,8 @@ read back what is on the axes.
   is a softmax weight in [0, 1] (the alpha plots of every searcher).
 - ``plot_series(records, keys, path, x_key="kimg")``: one panel per logged key of log records
   (dicts) against ``x_key``, raw and smoothed; the loss plots of every trainer and searcher.
-- ``save_figure(figure, path)``: atomic PNG; ``save_image_atomic(image, path)``: a PIL image.
+- ``new_figure(width, height)``: an empty Figure on an Agg canvas, for figures of their own (DGGAN's
+  Fig. 3); ``save_figure(figure, path)``: atomic PNG; ``save_image_atomic(image, path)``: a PIL image.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ def ema_smooth(values, weight=0.6):
     return smoothed
 
 
+def new_figure(width, height):
+    """An empty ``width`` x ``height`` inch Figure on its own Agg canvas (``DPI`` pixels per inch)."""
+    figure = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(figure)
+    return figure
+
+
 def _as_panel(panel):
     """(title, x, series): a two-tuple (title, series) is drawn against 1, 2, ... (the iteration)."""
     if len(panel) == 2:
@@ -76,8 +84,7 @@ def line_panels(panels, *, x_label="iteration", y_label=None, y_range=None, smoo
         raise ValueError("line_panels: nothing to plot")
     cols = min(columns, len(panels))
     rows = math.ceil(len(panels) / cols)
-    figure = Figure(figsize=(cols * PANEL_INCHES[0], rows * PANEL_INCHES[1]), dpi=DPI)
-    FigureCanvasAgg(figure)
+    figure = new_figure(cols * PANEL_INCHES[0], rows * PANEL_INCHES[1])
     y_labels = y_label if isinstance(y_label, (list, tuple)) else [y_label] * len(panels)
     legends_drawn = set()
     for index, (title, x, series) in enumerate(panels):

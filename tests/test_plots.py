@@ -94,3 +94,34 @@ def test_panels_with_the_same_labels_share_colours_and_one_legend(tmp_path):
     assert Image.open(tmp_path / "p.png").size == (2 * 400, 2 * 280)  # 2 x 2 grid of 4 x 2.8 inch panels
     with pytest.raises(ValueError, match="nothing to plot"):
         save_line_panels([], tmp_path / "empty.png")
+
+
+def test_dggan_fig3_candidates_actions_and_replays_on_labelled_axes(tmp_path):
+    from stylenas.conventional.searchers.dggan_reports import plot_fig3
+
+    def record(id, parent, action, fid_norm, ratio):
+        return {"id": id, "parent": parent, "action": action, "fid_norm": fid_norm, "g_d_ratio": ratio}
+
+    records = [record(0, None, None, 1.0, 1.0), record(1, 0, "a", 0.8, 2.0), record(2, 0, "b", 1.2, 0.5),
+               record(3, 1, "a", 0.6, 4.0), record(4, 1, "b", 0.4, 2.0), record(5, 2, "a", None, 1.0)]
+    simulation = {"K": {"1": {"best_fid_norm": 0.6, "reached": 1.0}, "2": {"best_fid_norm": 0.4, "reached": 1.0}},
+                  "p": {"0.5": {"best_fid_norm": None, "reached": 0.0}, "1.0": {"best_fid_norm": 0.4, "reached": 1.0}}}
+    figure = plot_fig3(records, 4, tmp_path / "fig3.png", simulation)
+    scatter, actions, ratio, replay_k, replay_p = figure.axes
+    # left: every scored candidate at (log2 G/D, normalised FID); the unscored one is not drawn
+    np.testing.assert_allclose(scatter.collections[0].get_offsets(), [[0, 1], [1, 0.8], [-1, 1.2], [2, 0.6], [1, 0.4]])
+    arrows = [(tuple(a.xyann), tuple(a.xy)) for a in scatter.texts]
+    assert arrows == [((1.0, 0.8), (1.0, 0.4)), ((0.0, 1.0), (1.0, 0.8))]  # the best's route 0 -> 1 -> 4
+    assert "log2" in scatter.get_xlabel() and "normalised FID" in scatter.get_ylabel()
+    # middle: per action (by hand) a: children 0.8 / 1.0 and 0.6 / 0.8, both better; b: 1.2 / 1.0 and 0.4 / 0.8
+    assert [t.get_text() for t in actions.get_xticklabels()] == ["a", "b"]
+    np.testing.assert_allclose([bar.get_height() for bar in actions.patches], [1.0, 0.5])
+    assert actions.get_ylim() == (0.0, 1.0) and "better than their parent" in actions.get_ylabel()
+    np.testing.assert_allclose(ratio.get_lines()[0].get_ydata(), [0.775, 0.85])
+    assert "child / parent" in ratio.get_ylabel()
+    # right: the replays' best normalised FID over K and over p (a replay that never reached the end: no point)
+    np.testing.assert_allclose(replay_k.get_lines()[0].get_xydata(), [[1, 0.6], [2, 0.4]])
+    np.testing.assert_allclose(replay_p.get_lines()[0].get_xydata(), [[1.0, 0.4]])
+    assert "K" in replay_k.get_xlabel() and "p" in replay_p.get_xlabel()
+    assert Image.open(tmp_path / "fig3.png").size == (1500, 460)
+    assert len(plot_fig3(records, 4, tmp_path / "two.png").axes) == 3  # no simulation: no replay panels

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from ...io import atomic_path
+from ...plots import new_figure, save_figure
 
 
 LOG_KEYS = ("step", "id", "parent", "action", "resolution", "fid", "fid_norm", "g_params", "d_params", "g_d_ratio",
@@ -87,93 +88,73 @@ def budget_simulations(records, top_k, p, final_resolution):
             "p": {str(q): simulate(records, top_k, q, final_resolution) for q in ps}}
 
 
-def plot_fig3(records, best_id, path, simulation=None, size=(420, 300)):
-    """Fig. 3 like: left, normalised FID against log2(G/D parameters) for every candidate with the
-    best candidate's growing route as red arrows; middle, per action the share of children that
-    improved on their parent (bars) and the mean child/parent ratio (dots); right (with
-    ``simulation`` of ``budget_simulations``), the best normalised FID of replays with smaller K or p."""
-    from PIL import Image, ImageDraw
+def plot_fig3(records, best_id, path, simulation=None):
+    """Fig. 3 like, with matplotlib: left, normalised FID (FID / the baseline's at the same resolution)
+    against log2(G/D parameters) for every scored candidate, the best candidate's growing route as red
+    arrows; middle, per action the share of children that improved on their parent (bars, left axis)
+    and the mean child/parent ratio with its standard deviation (dots, right axis); right (with
+    ``simulation`` of ``budget_simulations``), the best normalised FID of replays with smaller K or p.
+    Written atomically to ``path``; returns the Figure."""
+    figure = new_figure(15.0 if simulation else 10.0, 4.6)
+    grid = figure.add_gridspec(2, 3 if simulation else 2)
+    scatter, actions = figure.add_subplot(grid[:, 0]), figure.add_subplot(grid[:, 1])
 
-    from ...plots import save_image_atomic
+    scored = {r["id"]: (math.log2(r["g_d_ratio"]), r["fid_norm"]) for r in records
+              if r.get("fid_norm") is not None and r.get("g_d_ratio")}
+    scatter.scatter([x for x, _ in scored.values()], [y for _, y in scored.values()], s=14, color="C0",
+                    label="candidates")
+    scatter.axhline(1.0, color="0.6", linestyle="--", linewidth=1, label="baseline (ProgGAN)")
+    parents = {r["id"]: r["parent"] for r in records}
+    child = best_id
+    while child in scored and parents.get(child) in scored:
+        scatter.annotate("", xy=scored[child], xytext=scored[parents[child]],
+                         arrowprops={"arrowstyle": "->", "color": "C3", "linewidth": 1.6})
+        child = parents[child]
+    if best_id in scored:
+        scatter.scatter(*scored[best_id], s=40, color="C3", zorder=3, label="best (route: red arrows)")
+    scatter.set_xlabel("log2(G parameters / D parameters)")
+    scatter.set_ylabel("normalised FID (FID / baseline FID)")
+    scatter.set_title("candidates", fontsize=10)
+    scatter.legend(fontsize=7)
 
-    width, height = size
-    image = Image.new("RGB", (3 * width, height), "white")
-    draw = ImageDraw.Draw(image)
-    points = [(math.log2(r["g_d_ratio"]), r.get("fid_norm") or 1.0, r) for r in records]
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x0, x1 = min(xs) - 0.5, max(xs) + 0.5
-    y0, y1 = 0.0, max(max(ys) * 1.05, 1.1)
-    box = (40, 22, width - 10, height - 30)
-
-    def at(x, y):
-        return (box[0] + (box[2] - box[0]) * (x - x0) / (x1 - x0), box[3] - (box[3] - box[1]) * (y - y0) / (y1 - y0))
-
-    draw.rectangle(box, outline=(160, 160, 160))
-    draw.text((box[0], 4), "normalised FID vs log2(G/D params); red: best route", fill="black")
-    draw.text((box[0], box[3] + 4), f"{x0:.1f}", fill=(90, 90, 90))
-    draw.text((box[2] - 24, box[3] + 4), f"{x1:.1f}", fill=(90, 90, 90))
-    draw.text((4, box[1]), f"{y1:.2g}", fill=(90, 90, 90))
-    draw.text((4, box[3] - 10), "0", fill=(90, 90, 90))
-    draw.line([at(x0, 1.0), at(x1, 1.0)], fill=(200, 200, 200))
-    for x, y, _ in points:
-        px, py = at(x, y)
-        draw.ellipse((px - 2, py - 2, px + 2, py + 2), fill=(31, 119, 180))
-    by_id = {r["id"]: (x, y) for x, y, r in points}
-    parents = {r["id"]: r["parent"] for _, _, r in points}
-    cid = best_id
-    while cid in parents and parents[cid] in by_id:
-        (ax, ay), (bx, by) = at(*by_id[parents[cid]]), at(*by_id[cid])
-        draw.line([(ax, ay), (bx, by)], fill=(214, 39, 40), width=2)
-        angle = math.atan2(by - ay, bx - ax)
-        for turn in (2.6, -2.6):
-            draw.line([(bx, by), (bx + 7 * math.cos(angle + turn), by + 7 * math.sin(angle + turn))],
-                      fill=(214, 39, 40), width=2)
-        cid = parents[cid]
     stats = action_statistics(records)
-    left = width
-    draw.text((left + 10, 4), "per action: share improved (bar), mean child/parent (dot, 0..2)", fill="black")
-    if stats:
-        bar_box = (left + 10, 22, left + width - 10, height - 60)
-        draw.rectangle(bar_box, outline=(160, 160, 160))
-        step = (bar_box[2] - bar_box[0]) / len(stats)
-        for i, (action, s) in enumerate(stats.items()):
-            x = bar_box[0] + i * step
-            top = bar_box[3] - (bar_box[3] - bar_box[1]) * s["improved"]
-            draw.rectangle((x + 2, top, x + max(step - 2, 3), bar_box[3]), fill=(44, 160, 44))
-            dot = bar_box[3] - (bar_box[3] - bar_box[1]) * min(s["mean"], 2.0) / 2.0
-            draw.ellipse((x + step / 2 - 3, dot - 3, x + step / 2 + 3, dot + 3), fill=(214, 39, 40))
-            label = action.replace("conv", "").replace(" ", "")
-            draw.text((x + 2, bar_box[3] + 4 + 12 * (i % 3)), label[:10], fill="black")
+    names = list(stats)
+    positions = np.arange(len(names))
+    actions.bar(positions, [stats[a]["improved"] for a in names], color="C2", alpha=0.8,
+                label="share improved")
+    actions.set_ylim(0.0, 1.0)
+    actions.set_ylabel("share of children better than their parent")
+    actions.set_xticks(positions)
+    actions.set_xticklabels(names, rotation=45, ha="right", fontsize=7)
+    actions.set_xlabel("action")
+    actions.set_title("per action", fontsize=10)
+    ratio = actions.twinx()
+    ratio.errorbar(positions, np.array([stats[a]["mean"] for a in names], dtype=float),
+                   yerr=np.array([stats[a]["std"] for a in names], dtype=float), fmt="o", color="C3", capsize=3,
+                   label="child / parent FID")
+    ratio.axhline(1.0, color="C3", linestyle=":", linewidth=1)
+    ratio.set_ylabel("mean child / parent normalised FID")
+    if not names:
+        actions.text(0.5, 0.5, "no scored children yet", ha="center", va="center", transform=actions.transAxes)
+
     if simulation:
-        _plot_simulation(draw, simulation, 2 * width, width, height)
-    save_image_atomic(image, path)
-
-
-def _plot_simulation(draw, simulation, left, width, height):
-    draw.text((left + 10, 4), "replays: best normalised FID at the final size", fill="black")
-    values = [v["best_fid_norm"] for series in simulation.values() for v in series.values()
-              if v["best_fid_norm"] is not None]
-    if not values:
-        draw.text((left + 10, 40), "no replay reached the final resolution", fill="black")
-        return
-    low, high = min(values), max(values)
-    span = (high - low) or 1.0
-    half = (height - 40) // 2
-    for row, (name, series) in enumerate(simulation.items()):
-        box = (left + 40, 22 + row * half, left + width - 10, 22 + row * half + half - 24)
-        draw.rectangle(box, outline=(160, 160, 160))
-        draw.text((left + 2, box[1]), f"{high:.3g}", fill=(90, 90, 90))
-        draw.text((left + 2, box[3] - 10), f"{low:.3g}", fill=(90, 90, 90))
-        keys = list(series)
-        points = []
-        for i, key in enumerate(keys):
-            x = box[0] + (box[2] - box[0]) * (i + 0.5) / len(keys)
-            draw.text((x - 8, box[3] + 2), key, fill="black")
-            value = series[key]["best_fid_norm"]
-            if value is not None:
-                points.append((x, box[3] - 6 - (box[3] - box[1] - 12) * (value - low) / span))
-        draw.text((box[2] - 12, box[3] + 2), name, fill=(214, 39, 40))
-        if len(points) > 1:
-            draw.line(points, fill=(31, 119, 180), width=2)
-        for x, y in points:
-            draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=(31, 119, 180))
+        for row, (name, label) in enumerate((("K", "top-K kept (at the search's p)"),
+                                              ("p", "sampling probability p (at the search's K)"))):
+            axes = figure.add_subplot(grid[row, 2])
+            series = simulation.get(name, {})
+            points = [(float(k), v["best_fid_norm"]) for k, v in series.items() if v["best_fid_norm"] is not None]
+            if points:
+                axes.plot([x for x, _ in points], [y for _, y in points], marker="o", color="C0")
+                axes.set_xticks([float(k) for k in series])
+                axes.set_xticklabels(list(series))
+            else:
+                axes.text(0.5, 0.5, "no replay reached the final resolution", ha="center", va="center",
+                          fontsize=8, transform=axes.transAxes)
+            axes.set_xlabel(label, fontsize=8)
+            axes.set_ylabel("best normalised FID", fontsize=8)
+            axes.tick_params(labelsize=7)
+            if row == 0:
+                axes.set_title("replays of Algorithm 1", fontsize=10)
+    figure.tight_layout()
+    save_figure(figure, path)
+    return figure
