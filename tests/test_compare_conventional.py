@@ -94,3 +94,38 @@ def test_tiny_conventional_compare(tmp_path):
         config = torch.load(out / "jobs" / job / "retrain" / "checkpoint.pt", weights_only=True)["config"]
         recipes.append({k: config[k] for k in ("loss", "steps", "g_batch", "d_batch", "seed", "resolution")})
     assert recipes[0] == recipes[1] == recipes[2] and recipes[0]["loss"] == "hinge" and recipes[0]["resolution"] == 16
+
+
+@pytest.mark.parametrize("space", ["degas", "agan", "dggan"])
+def test_degas_agan_dggan_samplers_give_networks_that_run(space):
+    from stylenas.compare.random_search import sample_agan, sample_degas, sample_dggan
+    from stylenas.conventional import build_networks
+
+    sample = {"degas": sample_degas, "agan": sample_agan, "dggan": lambda rng, res: sample_dggan(rng, res, "tiny")}
+    rng = np.random.default_rng(2)
+    drawn = [sample[space](rng, 16) for _ in range(3)]
+    assert len({json.dumps(g.body, sort_keys=True) for g in drawn}) == 3  # the draws differ
+    for genotype in drawn:
+        genotype.validate()
+        G, _ = build_networks(genotype, resolution=16, gf_dim=8, df_dim=8, latent_dim=16)
+        z = torch.randn(2, G.latent_dim if hasattr(G, "latent_dim") else 16)
+        assert G(z).shape == (2, 3, 16, 16)
+    again = sample[space](np.random.default_rng(2), 16)
+    assert again.body == drawn[0].body  # seeded
+
+
+def test_degas_sampler_is_uniform_over_derivable_inputs():
+    from stylenas.compare.random_search import sample_degas
+    from stylenas.conventional.ops import DEGAS_UP_OPS
+
+    rng = np.random.default_rng(0)
+    # up3 has a direct edge and residual edges from up1 and up2: 4 + 4*4 + 4*4 = 36 derivable input sets
+    # with 4 up ops; direct alone has probability 4/36, each residual source 16/36
+    picks = Counter()
+    for _ in range(1800):
+        body = sample_degas(rng, 16).body
+        up3 = next(n for n in body["nodes"] if n["name"] == "up3")
+        picks[tuple(i["from"] for i in up3["inputs"] if i["residual"])] += 1
+    assert len(DEGAS_UP_OPS) == 4
+    assert abs(picks[()] / 1800 - 4 / 36) < 0.03
+    assert abs(picks[("up1",)] / 1800 - 16 / 36) < 0.04 and abs(picks[("up2",)] / 1800 - 16 / 36) < 0.04

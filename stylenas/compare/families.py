@@ -156,8 +156,8 @@ class ConventionalFamily:
     steps and batch for every row. The search cost is measured (``counting.count_images``)."""
 
     name = "conventional"
-    # method -> the space its random search samples (None: no sampler yet)
-    SPACES = {"alphagan": "alphagan_conv", "degas": None, "autogan": "autogan", "agan": None, "dggan": None}
+    # method -> the space its random search samples
+    SPACES = {"alphagan": "alphagan_conv", "degas": "degas", "autogan": "autogan", "agan": "agan", "dggan": "dggan"}
     DEFAULT_METHODS = ("alphagan", "degas", "autogan", "agan", "dggan", "random")
     # the score each searcher ranks architectures by: AutoGAN's and AGAN's reward is the Inception
     # Score (higher is better: the random search minimises -IS); the others get FID (DGGAN's own; the
@@ -194,12 +194,13 @@ class ConventionalFamily:
 
     def random(self, method, seed, folder):
         from .counting import count_images
-        from .random_search import sample_alphagan_cells, sample_autogan
+        from .random_search import sample_agan, sample_alphagan_cells, sample_autogan, sample_degas, sample_dggan
 
         space = self.SPACES[method]
-        samplers = {"autogan": sample_autogan, "alphagan_conv": sample_alphagan_cells}
-        if space not in samplers:
-            raise CompareError(f"random search in {method}'s space: no sampler of that space yet (docs/compare.md)")
+        dggan_args = self.ctx.budget.conventional["search"]["dggan"]
+        dggan_preset = dggan_args[dggan_args.index("--preset") + 1] if "--preset" in dggan_args else "paper"
+        samplers = {"autogan": sample_autogan, "alphagan_conv": sample_alphagan_cells, "degas": sample_degas,
+                    "agan": sample_agan, "dggan": lambda rng, res: sample_dggan(rng, res, dggan_preset)}
         score_kind = self.SCORES.get(method, "fid")
         steps = self.ctx.budget.conventional["candidate_steps"]
 

@@ -14,8 +14,14 @@ Samplers of the spaces, each uniform over the space as the searcher defines it:
   options (``STAGE_CHOICES``: 373,248 architectures).
 - ``sample_alphagan_cells(rng, resolution)``: alphaGAN's cell space, every edge's operation uniform
   (6 normal ops on 9 edges, 3 up ops on 6 up and 3 skip edges).
-DEGAS's DAG, AGAN's modules and DGGAN's growth actions have no sampler yet: their random-search
-rows fail with a message saying so (docs/compare.md).
+- ``sample_degas(rng, resolution, normal_per_stage=2)``: uniform over the DAGs DEGAS's pruning can
+  derive: per feature map, either its direct edge alone or one residual edge plus the direct edge,
+  with an operation per kept edge (each such choice weighted by the number of op assignments).
+- ``sample_agan(rng, resolution)``: AGAN's controller space, each of the 6 operations of a segment
+  uniform over its vocabulary and every bit of the 5 adjacency vectors a fair coin.
+- ``sample_dggan(rng, resolution, preset)``: DGGAN's growth: from the 8 px ProgGAN base, actions drawn
+  uniformly among the allowed ones (grow G, grow D, double) until none is allowed, the search's own
+  stopping rule (a random growth path, not uniform over the reachable networks).
 """
 import json
 from pathlib import Path
@@ -65,6 +71,54 @@ def sample_alphagan_cells(rng, resolution):
     cells = [{"up": draw(ALPHAGAN_UP_OPS, 2), "normal": draw(ALPHAGAN_NORMAL_OPS, 3), "skip": draw(ALPHAGAN_UP_OPS, c)}
              for c in range(NUM_CELLS)]
     return ConventionalGenotype("alphagan_conv", resolution, {"cells": cells}, source={"random": True})
+
+
+def sample_degas(rng, resolution, normal_per_stage=2):
+    from ..conventional import ConventionalGenotype
+    from ..conventional.ops import DEGAS_NORMAL_OPS, DEGAS_UP_OPS
+    from ..conventional.spaces.degas_dag import layout
+
+    nodes = []
+    for name, kind, edges in layout(normal_per_stage):
+        ops = DEGAS_UP_OPS if kind == "up" else DEGAS_NORMAL_OPS
+        residual = [source for source, is_residual, _ in edges if is_residual]
+        direct = next(source for source, is_residual, _ in edges if not is_residual)
+        # direct alone: len(ops) architectures; each residual + direct: len(ops) ** 2
+        weights = np.array([1.0] + [len(ops)] * len(residual))
+        pick = int(rng.choice(len(weights), p=weights / weights.sum()))
+        inputs = [] if pick == 0 else [{"from": residual[pick - 1], "op": ops[int(rng.integers(len(ops)))],
+                                        "residual": True}]
+        inputs.insert(0, {"from": direct, "op": ops[int(rng.integers(len(ops)))], "residual": False})
+        nodes.append({"name": name, "kind": kind, "inputs": inputs})
+    body = {"nodes": nodes, "normal_per_stage": normal_per_stage}
+    return ConventionalGenotype("degas", resolution, body, source={"random": True}).validate()
+
+
+def sample_agan(rng, resolution):
+    from ..conventional.spaces.agan_modules import OPS_PER_MODULE, SEGMENTS, genotype_of
+
+    arch = [([int(rng.integers(len(vocabulary))) for _ in range(OPS_PER_MODULE)],
+             [[int(b) for b in rng.integers(0, 2, i + 2)] for i in range(OPS_PER_MODULE - 1)])
+            for vocabulary in SEGMENTS.values()]
+    return genotype_of(arch, resolution, source={"random": True})
+
+
+def sample_dggan(rng, resolution, preset="paper"):
+    from ..conventional import ConventionalGenotype
+    from ..conventional.searchers.dggan import PRESETS, DGGANConfig
+    from ..conventional.spaces.dggan_grown import action_space, allowed, apply_action, base_body
+
+    settings = {"latent_dim": 128 if resolution == 32 else 512, **PRESETS[preset]}
+    names = {f.name for f in __import__("dataclasses").fields(DGGANConfig)}
+    config = DGGANConfig(final_resolution=resolution, **{k: v for k, v in settings.items() if k in names}).resolved()
+    body = base_body(config.latent_dim, config.channels)
+    actions = action_space(config.kernels, config.filters)
+    while True:
+        possible = [a for a in actions if allowed(body, a, resolution, config.max_grown)]
+        if not possible:
+            break
+        body = apply_action(body, possible[int(rng.integers(len(possible)))])
+    return ConventionalGenotype("dggan", resolution, body, source={"random": True}).validate()
 
 
 def _read_candidates(path):
