@@ -4,10 +4,10 @@
   G minimises -E[D(G(z))].
 - ``wgan-gp`` (Gulrajani et al. 2017): D minimises E[D(G(z))] - E[D(x)] + lambda E[(||grad D(x_hat)|| - 1)^2]
   with x_hat = eps x + (1 - eps) G(z), eps ~ U[0, 1] per sample, lambda = 10; G minimises -E[D(G(z))].
-- ``ctgan`` (Wei et al. 2018, DEGAS' retraining): WGAN-GP plus lambda2 * CT with
-  CT = E[max(0, d(D(x'), D(x'')) + 0.1 d(D_(x'), D_(x'')) - M')], where x', x'' are two passes of
-  the same real batch through D with dropout, D_ the second-to-last layer, d the Euclidean
-  distance, lambda2 = 2, M' = 0 (the values of the DEGAS notes).
+- ``ctgan`` (Wei et al. 2018, DEGAS' retraining): WGAN-GP plus CT-GAN's consistency term
+  (``consistency_term``) on two passes of the same real batch through the CT-GAN critic with its
+  dropout (``conventional.spaces.ctgan``); the first pass is also the real term of the Wasserstein
+  loss, as in the authors' code.
 
 and DEGAS' search loss, GLO's reconstruction loss (``glo_loss``: L2 + a Laplacian pyramid L1).
 """
@@ -19,9 +19,10 @@ import torch.nn.functional as F
 
 LOSSES = ("hinge", "wgan-gp", "ctgan")
 GP_WEIGHT = 10.0
-CT_WEIGHT = 2.0
-CT_MARGIN = 0.0
-CT_FEATURE_WEIGHT = 0.1
+# CT-GAN's CIFAR-10 code (biuyq/CT-GAN, CT-GANs/tensorflow_generative_model/CT_gan_cifar_resnet.py)
+CT_WEIGHT = 2.0  # LAMBDA_2, line 37
+CT_MARGIN = 0.0  # Factor_M, line 39
+CT_FEATURE_WEIGHT = 0.1  # line 289
 
 
 def gradient_penalty(D, real, fake):
@@ -32,17 +33,26 @@ def gradient_penalty(D, real, fake):
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
 
-def consistency_term(D, real, margin=CT_MARGIN):
-    """CT-GAN's consistency term over two dropout passes of D on the same reals."""
-    out1, feat1 = D(real, features=True)
-    out2, feat2 = D(real, features=True)
-    distance = (out1 - out2).flatten(1).norm(dim=1) + CT_FEATURE_WEIGHT * (feat1 - feat2).flatten(1).norm(dim=1)
-    return F.relu(distance - margin).mean()
+def consistency_term(out1, feat1, out2, feat2, weight=CT_WEIGHT, margin=CT_MARGIN):
+    """CT-GAN's consistency term as its authors compute it (CT_gan_cifar_resnet.py lines 288-291):
+    per real image ``weight * ((D(x') - D(x''))^2 + 0.1 * mean_k (D_(x')_k - D_(x'')_k)^2)``, minus
+    the margin M, clipped at 0, averaged over the batch. ``out`` are D's outputs and ``feat`` its
+    mean-pooled features D_ of two dropout passes of the same reals. The paper writes a
+    distance d and lambda2 outside the max; the code squares, averages over the features and
+    subtracts M after the weight: the same for its M = 0."""
+    per_image = (out1 - out2).flatten(1).pow(2).sum(dim=1) + CT_FEATURE_WEIGHT * (
+        (feat1 - feat2).flatten(1).pow(2).mean(dim=1))
+    return F.relu(weight * per_image - margin).mean()
 
 
 def d_loss(kind, D, real, fake):
     """(loss D minimises, {name: value} for the log)."""
-    real_logits, fake_logits = D(real), D(fake)
+    if kind == "ctgan":  # two dropout passes of the reals; the first is the Wasserstein term's
+        real_logits, real_features = D(real, features=True)
+        again_logits, again_features = D(real, features=True)
+    else:
+        real_logits = D(real)
+    fake_logits = D(fake)
     if kind == "hinge":
         loss = F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
         return loss, {"d_loss": loss.item()}
@@ -51,8 +61,8 @@ def d_loss(kind, D, real, fake):
     loss = wasserstein + GP_WEIGHT * gp
     stats = {"d_loss": None, "wasserstein": -wasserstein.item(), "gp": gp.item()}
     if kind == "ctgan":
-        ct = consistency_term(D, real)
-        loss = loss + CT_WEIGHT * ct
+        ct = consistency_term(real_logits, real_features, again_logits, again_features)
+        loss = loss + ct
         stats["ct"] = ct.item()
     stats["d_loss"] = loss.item()
     return loss, stats

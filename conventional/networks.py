@@ -11,6 +11,7 @@ from torch import nn
 
 from .genotypes import load_genotype
 from .spaces import agan_modules, alphagan_cells, autogan_cells, dggan_grown
+from .spaces.ctgan import CTGANDiscriminator
 from .spaces.degas_dag import DegasGenerator
 from .spaces.discriminators import Discriminator
 
@@ -45,23 +46,29 @@ def build_generator(genotype, resolution=32, gf_dim=256, latent_dim=128):
     raise ValueError(f"no generator for search space {space!r}")
 
 
-def build_networks(genotype, resolution=32, gf_dim=256, df_dim=128, latent_dim=128, d_dropout=0.0,
+def build_networks(genotype, resolution=32, gf_dim=256, df_dim=128, latent_dim=128, discriminator="sngan",
                    d_spectral_norm=True, init=True):
     """(G, D) of a genotype (a ConventionalGenotype, a published name or a genotype.json path).
     ``G(z)`` maps ``[N, latent_dim]`` to ``[N, 3, resolution, resolution]`` in [-1, 1]. A ``dggan``
     genotype fixes its own widths and latent size and brings its own ProgGAN D (equalised
     learning rate: ``init`` does not apply); an ``agan`` genotype brings its searched D
-    (conventional/spaces/agan_modules.py)."""
+    (conventional/spaces/agan_modules.py). Otherwise D is SNGAN's residual discriminator, or with
+    ``discriminator="ctgan"`` CT-GAN's critic (dropout, no spectral norm, its own initialisation:
+    ``conventional.spaces.ctgan``), the one DEGAS retrains against."""
     genotype = load_genotype(genotype)
     if genotype.search_space == "dggan":
         return _grown(genotype, resolution)
     G = build_generator(genotype, resolution, gf_dim, latent_dim)
     if genotype.search_space == "agan":  # AGAN searched D too (its modules are in the genotype)
         D = agan_modules.AGANDiscriminator(genotype.body, df_dim, sn=d_spectral_norm)
+    elif discriminator == "ctgan":
+        D = CTGANDiscriminator(df_dim)
     else:
-        D = Discriminator(df_dim, spectral_norm=d_spectral_norm, dropout=d_dropout)
+        D = Discriminator(df_dim, spectral_norm=d_spectral_norm)
     if init:
-        init_weights(G), init_weights(D)
+        init_weights(G)
+        if not isinstance(D, CTGANDiscriminator):  # CT-GAN's critic initialises itself (tflib's scheme)
+            init_weights(D)
     return G, D
 
 

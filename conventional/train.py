@@ -5,8 +5,10 @@ The recipe of AutoGAN's and alphaGAN's retraining (alphaGAN appendix .1.1): hing
 ((0.5, 0.9) at 48 px, STL-10, as alphaGAN's repository), learning rates decaying linearly to 0
 over the run (AutoGAN's LinearLrDecay), an EMA of G's weights (0.999 per G step), gf 256, df 128,
 latent 128, xavier init; 50k G steps at 32 px (CIFAR-10), 80k at 48 px (STL-10). DEGAS genotypes
-default to CT-GAN's loss (WGAN-GP + consistency term, a discriminator with dropout), as the
-paper retrains them; ``--loss`` chooses.
+default to CT-GAN's recipe, as the paper retrains them: WGAN-GP + the consistency term against
+CT-GAN's critic (dropout, no spectral norm: ``conventional.spaces.ctgan``) and CT-GAN's 100k
+iterations (``CT_gan_cifar_resnet.py`` line 42); its lr 2e-4 with linear decay, Adam (0, 0.9),
+n_critic 5, D batch 64 and G batch 128 (lines 40-50, 333) are the preset's. ``--loss`` chooses.
 
 Output folder: ``checkpoint.pt`` (everything to resume, rewritten atomically every ``--snap``
 G steps), ``network-snapshot-<step>.pt``, ``best.pt`` (best FID when ``--metrics`` has fid),
@@ -43,8 +45,8 @@ PRESETS = {
              "steps": 20, "snap": 10, "sample_every": 10, "log_every": 5, "metric_num": 64},
 }
 PAPER_STEPS = {32: 50_000, 48: 80_000}
+CTGAN_STEPS = 100_000  # CT-GAN's ITERS (G iterations), CT_gan_cifar_resnet.py line 42
 EMA_DECAY = 0.999
-CTGAN_DROPOUT = 0.2  # D dropout for CT-GAN's two stochastic passes
 
 
 class TrainError(RuntimeError):
@@ -102,7 +104,7 @@ def settings_of(config, dataset_len, resolution, genotype):
     loss = config.loss or {"degas": "ctgan", "dggan": "wgan-gp"}.get(genotype.search_space, "hinge")
     if loss not in LOSSES:
         raise TrainError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-    steps = config.steps or preset["steps"] or PAPER_STEPS.get(resolution, 50_000)
+    steps = config.steps or preset["steps"] or (CTGAN_STEPS if loss == "ctgan" else PAPER_STEPS.get(resolution, 50_000))
     betas = tuple(config.betas) if config.betas else ((0.5, 0.9) if resolution == 48 else (0.0, 0.9))
     return {**preset, "steps": steps, "loss": loss, "betas": list(betas), "lr": config.lr, "seed": config.seed,
             "resolution": resolution, "images": dataset_len, "genotype_record": genotype.to_dict(),
@@ -208,7 +210,7 @@ def run_training(config: TrainConfig, dataset=None, log=lambda line: click.echo(
 
     torch.manual_seed(s["seed"])
     G, D = build_networks(genotype, resolution, s["gf_dim"], s["df_dim"], s["latent_dim"],
-                          d_dropout=CTGAN_DROPOUT if s["loss"] == "ctgan" else 0.0)
+                          discriminator="ctgan" if s["loss"] == "ctgan" else "sngan")
     if config.init and not config.resume:
         load_initial_weights(config.init, G, D)
     G, D = G.to(device), D.to(device)

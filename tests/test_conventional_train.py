@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from stylenas.conventional import generator_from_checkpoint
 from stylenas.conventional.commands import train_conventional_command
-from stylenas.conventional.losses import consistency_term, d_loss, gradient_penalty
+from stylenas.conventional.losses import d_loss, gradient_penalty
 from stylenas.conventional.train import TrainConfig, TrainError, batch_indices, run_training
 from stylenas.datasets import make_demo_data
 from stylenas.train.checkpoint import load_checkpoint, load_generator
@@ -33,9 +33,8 @@ class Linear1(torch.nn.Module):
         super().__init__()
         self.w = torch.nn.Parameter(w)
 
-    def forward(self, x, features=False):
-        out = (x.flatten(1) * self.w).sum(1, keepdim=True)
-        return (out, x.flatten(1)) if features else out
+    def forward(self, x):
+        return (x.flatten(1) * self.w).sum(1, keepdim=True)
 
 
 def test_gradient_penalty_by_hand():
@@ -48,26 +47,6 @@ def test_gradient_penalty_by_hand():
     assert loss.item() == pytest.approx(expected, rel=1e-12)
     loss.backward()  # the penalty is differentiable in D's weights
     assert D.w.grad is not None
-
-
-def test_consistency_term_by_hand():
-    class TwoPasses(torch.nn.Module):
-        """Returns (out, features) of a fixed first then second 'dropout' pass."""
-
-        def __init__(self):
-            super().__init__()
-            self.calls = 0
-
-        def forward(self, x, features=False):
-            self.calls += 1
-            out = torch.tensor([[1.0], [2.0]]) * self.calls          # |D(x') - D(x'')| = 1, 2
-            feat = torch.tensor([[3.0, 4.0], [0.0, 0.0]]) * self.calls  # ||D_(x') - D_(x'')|| = 5, 0
-            return out, feat
-
-    ct = consistency_term(TwoPasses(), torch.zeros(2, 3, 4, 4))
-    assert float(ct) == pytest.approx(((1 + 0.1 * 5) + (2 + 0)) / 2)
-    ct = consistency_term(TwoPasses(), torch.zeros(2, 3, 4, 4), margin=1.8)
-    assert float(ct) == pytest.approx((0 + 0.2) / 2)
 
 
 def test_hinge_by_hand():

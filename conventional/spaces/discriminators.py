@@ -40,28 +40,22 @@ class DisBlock(nn.Module):
 
 class Discriminator(nn.Module):
     """AutoGAN's / SNGAN's CIFAR discriminator: optimised block (down), block (down), two blocks,
-    ReLU, sum over positions, linear (no bias); spectral norm on every layer.
+    ReLU, sum over positions, linear (no bias); spectral norm on every layer. (CT-GAN's critic,
+    with dropout and mean pooling: ``conventional.spaces.ctgan``.)"""
 
-    ``dropout`` > 0 adds dropout after each block: CT-GAN's consistency term compares two
-    stochastic passes. ``forward(x, features=True)`` also returns the pooled features (the
-    second-to-last layer CT-GAN's term uses)."""
-
-    def __init__(self, df_dim=128, spectral_norm=True, dropout=0.0):
+    def __init__(self, df_dim=128, spectral_norm=True):
         super().__init__()
         self.blocks = nn.ModuleList([DisBlock(3, df_dim, True, first=True, sn=spectral_norm),
                                      DisBlock(df_dim, df_dim, True, sn=spectral_norm),
                                      DisBlock(df_dim, df_dim, False, sn=spectral_norm),
                                      DisBlock(df_dim, df_dim, False, sn=spectral_norm)])
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.l5 = with_sn(nn.Linear(df_dim, 1, bias=False), spectral_norm)
 
-    def forward(self, x, features=False):
+    def forward(self, x):
         h = x
         for block in self.blocks:
-            h = self.dropout(block(h))
-        h = F.relu(h).sum(dim=(2, 3))
-        out = self.l5(h)
-        return (out, h) if features else out
+            h = block(h)
+        return self.l5(F.relu(h).sum(dim=(2, 3)))
 
 
 class GrowingDiscriminator(Discriminator):
