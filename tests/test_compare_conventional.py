@@ -83,6 +83,8 @@ def test_tiny_conventional_compare(tmp_path):
     assert set(rows) == {"autogan", "random-autogan", "autogan_a"}
     assert all(r["status"] == "ok" for r in rows.values()), rows
     assert rows["autogan"]["search_kimg"] > 0 and rows["autogan_a"]["search_kimg"] == 0
+    genotype = json.loads((out / "jobs" / "autogan-s0" / "search" / "genotype.json").read_text())
+    assert rows["autogan"]["search_score"] == -genotype["source"]["proxy_is"]  # its reward, for Kendall's tau
     # random search within its budget, scored by AutoGAN's reward (the Inception Score, negated)
     assert 0 < rows["random-autogan"]["search_kimg"] <= 0.2 + 1e-9
     assert rows["random-autogan"]["search_score_name"].startswith("-IS")

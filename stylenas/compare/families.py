@@ -190,7 +190,26 @@ class ConventionalFamily:
                 *self.ctx.budget.conventional["search"][method]]
         with count_images() as counter:
             run_command(search_conventional_command, args, f"{method} search")
-        return SearchOutcome(str(Path(folder) / "genotype.json"), counter.kimg)
+        score, score_name = self._search_score(method, Path(folder))
+        return SearchOutcome(str(Path(folder) / "genotype.json"), counter.kimg, score=score, score_name=score_name)
+
+    @staticmethod
+    def _search_score(method, folder):
+        """The searcher's own score of the architecture it returned (lower is better), where it records
+        one: AutoGAN's and AGAN's reward IS (negated; ``proxy_is`` with --proxy), alphaGAN's last duality
+        gap, DEGAS's last validation loss; DGGAN's is not kept in its genotype: None."""
+        if method in ("autogan", "agan"):
+            source = json.loads((folder / "genotype.json").read_text()).get("source") or {}
+            for key in ("is", "proxy_is"):
+                if source.get(key) is not None:
+                    return -float(source[key]), f"-{key} (the search's reward)"
+            return None, None
+        key = {"alphagan": "duality_gap", "degas": "val_loss"}.get(method)
+        if key is None or not (folder / "log.jsonl").is_file():
+            return None, None
+        values = [json.loads(line).get(key) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
+        values = [v for v in values if v is not None]
+        return (values[-1], f"{key} (last iteration)") if values else (None, None)
 
     def random(self, method, seed, folder):
         from .counting import count_images
