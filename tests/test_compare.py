@@ -219,3 +219,26 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path):
     assert "--published: autogan_a not published genotypes" in run("--published", "autogan_a")
     assert "--seeds" in run("--seeds", "0,x")
     assert not (tmp_path / "c").exists()
+
+
+def test_a_signal_stops_the_compare_instead_of_failing_the_job(tiny, tmp_path, monkeypatch):
+    import click
+
+    from stylenas.compare import run as compare_run
+    from stylenas.compare.families import run_command
+    from stylenas.runs import Interrupted, RunCommand
+
+    @click.command(cls=RunCommand)
+    def stopped():
+        raise Interrupted(15, "stopped after its checkpoint")
+
+    with pytest.raises(Interrupted):  # the inner command's exit status 143 is recognised
+        run_command(stopped, [], "retraining")
+
+    def interrupted_job(job, family, ctx, folder):
+        raise Interrupted(2, "retraining stopped by a signal")
+
+    monkeypatch.setattr(compare_run, "run_job", interrupted_job)
+    with pytest.raises(Interrupted, match="--resume"):
+        _run(tiny, tmp_path / "c")
+    assert not list((tmp_path / "c").glob("jobs/*/result.json"))  # not recorded as a failure: resumable

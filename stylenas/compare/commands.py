@@ -1,6 +1,7 @@
 """``stylenas compare`` (also ``scripts/compare.py``)."""
 import click
 
+from ..runs import RunCommand
 from .budgets import BUDGETS
 from .families import FAMILIES, CompareError
 
@@ -13,7 +14,7 @@ def _seeds(text):
                                  param_hint="--seeds") from None
 
 
-@click.command("compare", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("compare", cls=RunCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data", required=True, type=click.Path(), help="LMDB of images (prepare-data).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Compare folder.")
 @click.option("--methods", default=None, help="Comma list of searchers and 'random' (random search in each listed "

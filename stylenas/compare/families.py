@@ -33,14 +33,20 @@ class SearchOutcome:
 
 
 def run_command(command, args, what):
-    """A stylenas click command run in this process; its error becomes a CompareError."""
+    """A stylenas click command run in this process; its error becomes a CompareError, its stop by
+    SIGINT / SIGTERM (it checkpointed; exit status 130 / 143) a ``stylenas.runs.Interrupted``."""
+    from ..runs import Interrupted
+
     try:
-        command.main([str(a) for a in args], standalone_mode=False)
+        status = command.main([str(a) for a in args], standalone_mode=False)
     except click.ClickException as error:
         raise CompareError(f"{what}: {error.format_message()}") from None
     except SystemExit as error:
-        if error.code not in (0, None):
-            raise CompareError(f"{what}: exited with status {error.code}") from None
+        status = error.code
+    if status in (130, 143):
+        raise Interrupted(status - 128, f"{what} stopped by a signal (its folder keeps a checkpoint)")
+    if status not in (0, None):
+        raise CompareError(f"{what}: exited with status {status}")
 
 
 def _fresh(folder):

@@ -149,7 +149,8 @@ def random_search(sample, evaluate, budget_kimg, seed, folder, log=lambda line: 
         cand_dir = folder / f"candidate{index:03d}"
         genotype.save(cand_dir / "genotype.json")
         score, kimg = evaluate(genotype, cand_dir)
-        record = {"index": index, "score": float(score), "kimg": float(kimg), "genotype": str(cand_dir / "genotype.json")}
+        record = {"index": index, "score": float(score), "kimg": float(kimg),
+                  "genotype": str(cand_dir / "genotype.json")}
         with open(folder / CANDIDATES, "a") as file:
             file.write(json.dumps(record) + "\n")
         done.append(record)

@@ -36,6 +36,7 @@ import click
 import torch
 
 from ..io import atomic_path
+from ..runs import Interrupted, RunFolder, command_line
 from .budgets import BUDGETS, Budget
 from .families import FAMILIES, CompareError
 from . import evaluate as ev
@@ -277,51 +278,58 @@ def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="
                 f"{k}={saved.get(k)!r} (now {settings.get(k)!r})" for k in changed))
     elif resume:
         raise CompareError(f"--resume: no compare in {outdir} ({settings_path.name} is missing)")
-    if rank == 0:
-        _write_json(settings_path, settings)
+    lock = RunFolder(outdir, enabled=rank == 0, log=log).acquire()  # one compare per folder
+    try:
+        if rank == 0:
+            _write_json(settings_path, settings)
 
-    mine = jobs[rank::world]
-    log(f"compare ({family}, budget {budget_obj.name}): {len(jobs)} jobs, {len(mine)} on process {rank} of {world}; "
-        f"search budget {fam.budget_kimg():.4g} kimg through G and D")
-    counts = {"done before": 0, "ok": 0, "failed": 0}
-    for k, job in enumerate(mine):
-        folder = outdir / "jobs" / job.name
-        result_path = folder / "result.json"
-        if result_path.is_file() and _read_json(result_path).get("status") == "ok":
-            counts["done before"] += 1
-            log(f"[{k + 1}/{len(mine)}] {job.name}: finished in an earlier run, kept")
-            continue
-        log(f"[{k + 1}/{len(mine)}] {job.name}: search -> retrain -> evaluate")
-        tic = time.perf_counter()
-        try:
-            if job.name in fail_jobs:
-                raise CompareError(f"{job.name}: made to fail (fail_jobs)")
-            result = run_job(job, fam, ctx, folder)
-        except (Exception, SystemExit) as error:  # noqa: BLE001 - recorded; the other jobs go on
-            message = str(error) if isinstance(error, CompareError) else f"{type(error).__name__}: {error}"
-            first = message.splitlines()[0] if message.strip() else type(error).__name__
-            result = {"status": "failed", "job": job.name, "method": job.row, "kind": job.method, "seed": job.seed,
-                      "error": first[:500]}
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "error.txt").write_text(traceback.format_exc())
-        result["seconds"] = time.perf_counter() - tic
-        result["finished_at"] = time.time()
-        _write_json(result_path, result)
-        counts[result["status"]] += 1
-        line = (f"FID {result['fid']:.4g}, {result['search_kimg']:.3g} kimg" if result["status"] == "ok"
-                else f"FAILED: {result['error']}")
-        log(f"[{k + 1}/{len(mine)}] {job.name}: {line} ({result['seconds']:.1f} s)")
-    log(f"process {rank}: {counts['ok']} jobs finished, {counts['failed']} failed, {counts['done before']} kept")
-    if world > 1:
-        _wait_for_every_process()
-    if rank != 0:
-        return None
-    from .report import write_leaderboard
+        mine = jobs[rank::world]
+        log(f"compare ({family}, budget {budget_obj.name}): {len(jobs)} jobs, {len(mine)} on process {rank} of "
+            f"{world}; search budget {fam.budget_kimg():.4g} kimg through G and D")
+        counts = {"done before": 0, "ok": 0, "failed": 0}
+        for k, job in enumerate(mine):
+            folder = outdir / "jobs" / job.name
+            result_path = folder / "result.json"
+            if result_path.is_file() and _read_json(result_path).get("status") == "ok":
+                counts["done before"] += 1
+                log(f"[{k + 1}/{len(mine)}] {job.name}: finished in an earlier run, kept")
+                continue
+            log(f"[{k + 1}/{len(mine)}] {job.name}: search -> retrain -> evaluate")
+            tic = time.perf_counter()
+            try:
+                if job.name in fail_jobs:
+                    raise CompareError(f"{job.name}: made to fail (fail_jobs)")
+                result = run_job(job, fam, ctx, folder)
+            except Interrupted as stop:  # SIGINT / SIGTERM: the whole compare stops, resumable
+                raise Interrupted(stop.signum, f"{job.name}: {stop}; continue the compare with: "
+                                               f"{command_line(resume=True)}") from None
+            except (Exception, SystemExit) as error:  # noqa: BLE001 - recorded; the other jobs go on
+                message = str(error) if isinstance(error, CompareError) else f"{type(error).__name__}: {error}"
+                first = message.splitlines()[0] if message.strip() else type(error).__name__
+                result = {"status": "failed", "job": job.name, "method": job.row, "kind": job.method, "seed": job.seed,
+                          "error": first[:500]}
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "error.txt").write_text(traceback.format_exc())
+            result["seconds"] = time.perf_counter() - tic
+            result["finished_at"] = time.time()
+            _write_json(result_path, result)
+            counts[result["status"]] += 1
+            line = (f"FID {result['fid']:.4g}, {result['search_kimg']:.3g} kimg" if result["status"] == "ok"
+                    else f"FAILED: {result['error']}")
+            log(f"[{k + 1}/{len(mine)}] {job.name}: {line} ({result['seconds']:.1f} s)")
+        log(f"process {rank}: {counts['ok']} jobs finished, {counts['failed']} failed, {counts['done before']} kept")
+        if world > 1:
+            _wait_for_every_process()
+        if rank != 0:
+            return None
+        from .report import write_leaderboard
 
-    results = [_read_json(outdir / "jobs" / job.name / "result.json") for job in jobs
-               if (outdir / "jobs" / job.name / "result.json").is_file()]
-    rows = write_leaderboard(outdir, results, settings, fam)
-    failed = [r for r in results if r["status"] != "ok"]
-    log(f"compare: {len(results) - len(failed)} of {len(jobs)} jobs finished, {len(failed)} failed"
-        + "".join(f"\n  {r['job']}: {r['error']}" for r in failed) + f"\nleaderboard: {outdir / 'leaderboard.md'}")
-    return rows
+        results = [_read_json(outdir / "jobs" / job.name / "result.json") for job in jobs
+                   if (outdir / "jobs" / job.name / "result.json").is_file()]
+        rows = write_leaderboard(outdir, results, settings, fam)
+        failed = [r for r in results if r["status"] != "ok"]
+        log(f"compare: {len(results) - len(failed)} of {len(jobs)} jobs finished, {len(failed)} failed"
+            + "".join(f"\n  {r['job']}: {r['error']}" for r in failed) + f"\nleaderboard: {outdir / 'leaderboard.md'}")
+        return rows
+    finally:
+        lock.release()
