@@ -242,3 +242,17 @@ def test_a_signal_stops_the_compare_instead_of_failing_the_job(tiny, tmp_path, m
     with pytest.raises(Interrupted, match="--resume"):
         _run(tiny, tmp_path / "c")
     assert not list((tmp_path / "c").glob("jobs/*/result.json"))  # not recorded as a failure: resumable
+
+
+def test_stylegan2_published_rows_are_the_original_and_table9_where_the_resolution_fits(tmp_path):
+    from types import SimpleNamespace
+
+    from stylenas.compare.families import StyleGAN2Family
+    from stylenas.search.genotype import Genotype
+
+    rows = dict(StyleGAN2Family(SimpleNamespace(resolution=128)).published())
+    assert list(rows) == ["stylegan2", "alphagan_celeba128"]
+    rows["alphagan_celeba128"](tmp_path / "g.json")
+    written = Genotype.load(tmp_path / "g.json")
+    assert written.resolution == 128 and written.paradigm == "micro+dynamic_w"
+    assert list(dict(StyleGAN2Family(SimpleNamespace(resolution=32)).published())) == ["stylegan2"]
