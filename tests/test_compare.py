@@ -148,9 +148,20 @@ def _leaderboard(outdir):
 
 
 @pytest.mark.slow
-def test_tiny_compare_failure_resume_and_two_processes(tiny):
+def test_tiny_compare_failure_resume_and_two_processes(tiny, monkeypatch):
+    from stylenas.compare.families import StyleGAN2Family
+
     out = tiny["root"] / "one"
-    rows = _run(tiny, out, fail_jobs={"published-stylegan2-s0"})
+    retrain = StyleGAN2Family.retrain
+
+    def failing_for_the_original(self, genotype, seed, folder, kimg=None):
+        if "published-stylegan2" in str(folder):
+            raise RuntimeError("the retraining broke\nsecond line of the message")
+        return retrain(self, genotype, seed, folder, kimg)
+
+    monkeypatch.setattr(StyleGAN2Family, "retrain", failing_for_the_original)
+    rows = _run(tiny, out)
+    monkeypatch.setattr(StyleGAN2Family, "retrain", retrain)
     board = _leaderboard(out)
     assert set(board) == {"alphagan", "random-alphagan", "stylegan2"} and len(rows) == 3
     for method in ("alphagan", "random-alphagan"):
@@ -160,7 +171,12 @@ def test_tiny_compare_failure_resume_and_two_processes(tiny):
     assert board["random-alphagan"]["search_kimg"] <= board["alphagan"]["search_kimg"] + 1e-9
     assert 0 <= board["alphagan"]["precision"] <= 1 and board["alphagan"]["params"] > 0
     # the failing job is recorded with its error; the others went on
-    assert board["stylegan2"]["status"] == "failed" and "made to fail" in board["stylegan2"]["error"]
+    assert board["stylegan2"]["status"] == "failed"
+    assert board["stylegan2"]["error"] == "RuntimeError: the retraining broke"  # one line
+    assert "Traceback" in (out / "jobs" / "published-stylegan2-s0" / "error.txt").read_text()
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [(r["job"], r["status"]) for r in logged] == [("alphagan-s0", "ok"), ("random-alphagan-s0", "ok"),
+                                                         ("published-stylegan2-s0", "failed")]
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.png", "summary.json"):
         assert (out / name).stat().st_size > 0, name
     with open(out / "leaderboard.csv") as file:

@@ -213,12 +213,11 @@ def settings_of(data, resolution, family, methods, seeds, budget, eval_counts):
 
 
 def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="conventional", resume=False,
-            device="auto", inception=None, resolution=None, log=None, fail_jobs=(), published=None):
+            device="auto", inception=None, resolution=None, log=None, published=None):
     """Run (or resume) a compare; returns the leaderboard rows on rank 0 (None on the others).
 
     `published`: the names of the published genotypes that are rows (default: every one the family
-    has at this resolution; [] for none).
-    `fail_jobs`: job names made to fail at their start (tests of the failure path)."""
+    has at this resolution; [] for none)."""
     log = log or (lambda line: click.echo(line, err=True))
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     if isinstance(budget, Budget):  # a custom one (tests: smaller sample counts)
@@ -297,8 +296,6 @@ def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="
             log(f"[{k + 1}/{len(mine)}] {job.name}: search -> retrain -> evaluate")
             tic = time.perf_counter()
             try:
-                if job.name in fail_jobs:
-                    raise CompareError(f"{job.name}: made to fail (fail_jobs)")
                 result = run_job(job, fam, ctx, folder)
             except Interrupted as stop:  # SIGINT / SIGTERM: the whole compare stops, resumable
                 raise Interrupted(stop.signum, f"{job.name}: {stop}; continue the compare with: "
@@ -314,6 +311,9 @@ def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="
             result["finished_at"] = time.time()
             _write_json(result_path, result)
             counts[result["status"]] += 1
+            with open(outdir / "log.jsonl", "a") as log_file:  # one short append per job: whole lines
+                log_file.write(json.dumps({"rank": rank, **{k: result.get(k) for k in (
+                    "job", "status", "fid", "search_kimg", "seconds", "finished_at", "error")}}) + "\n")
             line = (f"FID {result['fid']:.4g}, {result['search_kimg']:.3g} kimg" if result["status"] == "ok"
                     else f"FAILED: {result['error']}")
             log(f"[{k + 1}/{len(mine)}] {job.name}: {line} ({result['seconds']:.1f} s)")
