@@ -272,3 +272,14 @@ def test_stylegan2_published_rows_are_the_original_and_table9_where_the_resoluti
     written = Genotype.load(tmp_path / "g.json")
     assert written.resolution == 128 and written.paradigm == "micro+dynamic_w"
     assert list(dict(StyleGAN2Family(SimpleNamespace(resolution=32)).published())) == ["stylegan2"]
+
+
+def test_each_torchrun_process_runs_its_jobs_on_its_own_gpu(monkeypatch):
+    from stylenas.compare.run import process_device
+
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    assert [process_device(d) for d in ("auto", "cuda", "cpu", "cuda:1")] == ["cuda:3", "cuda:3", "cpu", "cuda:1"]
+    monkeypatch.delenv("LOCAL_RANK")
+    assert process_device("auto") == "auto"

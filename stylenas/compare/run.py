@@ -138,6 +138,15 @@ class Context:
         return ev.checkpoint_fid(checkpoint, self.reference, self.budget.candidate_fid_num, self.net)
 
 
+def process_device(device):
+    """The device of this process's jobs: under torchrun, ``auto`` and ``cuda`` mean the local rank's GPU
+    (each process runs its jobs on its own GPU)."""
+    local_rank = os.environ.get("LOCAL_RANK")
+    if local_rank is not None and device in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{int(local_rank) % torch.cuda.device_count()}"
+    return device
+
+
 def _write_json(path, obj):
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=1) + "\n")
@@ -220,6 +229,7 @@ def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="
     has at this resolution; [] for none)."""
     log = log or (lambda line: click.echo(line, err=True))
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    device = process_device(device)
     if isinstance(budget, Budget):  # a custom one (tests: smaller sample counts)
         budget_obj = budget
     elif budget in BUDGETS:
