@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from ..io import dump_json
+from ..runs import RunCommand, RunFolder, is_main_process
 
 
 def _floats(text, what, count):
@@ -19,7 +20,7 @@ def _floats(text, what, count):
     return values
 
 
-@click.command("train-conventional")
+@click.command("train-conventional", cls=RunCommand)
 @click.option("--genotype", required=True,
               help="A genotype.json of a conventional search, or autogan_a|autogan_b|autogan_c|alphagan_l|alphagan_s.")
 @click.option("--data", required=True, type=click.Path(), help="Training LMDB (e.g. from prepare-data --from cifar10).")
@@ -33,6 +34,13 @@ def _floats(text, what, count):
 @click.option("--resolution", type=int, default=None, help="Which size of the LMDB [default: the largest].")
 @click.option("--lr", type=float, default=2e-4, show_default=True, help="Adam learning rate of G and D.")
 @click.option("--betas", default=None, help="Adam betas 'b1,b2' [default: 0,0.9; 0.5,0.9 at 48 px].")
+@click.option("--lr-schedule", type=click.Choice(["constant", "linear"]), default=None,
+              help="constant, as AutoGAN's and alphaGAN's commands (and AGAN's paper) run it, or linear decay to 0 "
+                   "[default: constant for autogan, alphagan and agan genotypes, else linear].")
+@click.option("--gf-dim", type=click.IntRange(1), default=None,
+              help="G channels [preset: 256; tiny 8].")
+@click.option("--df-dim", type=click.IntRange(1), default=None,
+              help="D channels [preset: 128; 256 for AGAN genotypes (its section 4.3); tiny 8].")
 @click.option("--g-batch", type=click.IntRange(1), default=None, help="G batch [preset: 128].")
 @click.option("--d-batch", type=click.IntRange(1), default=None, help="D batch [preset: 64].")
 @click.option("--snap", type=click.IntRange(1), default=None,
@@ -47,10 +55,12 @@ def _floats(text, what, count):
 @click.option("--resume", is_flag=True, help="Continue the run in OUTDIR from its checkpoint.pt.")
 @click.option("--init", type=click.Path(dir_okay=False), default=None,
               help="Start G and D from these weights instead of random ones (e.g. final.pt of a DGGAN search).")
-def train_conventional_command(genotype, data, outdir, steps, preset, loss, resolution, lr, betas, g_batch, d_batch,
-                               snap, metrics, fid_stats, metric_num, inception, seed, device, resume, init):
+def train_conventional_command(genotype, data, outdir, steps, preset, loss, resolution, lr, betas, lr_schedule, gf_dim,
+                               df_dim, g_batch, d_batch, snap, metrics, fid_stats, metric_num, inception, seed, device,
+                               resume, init):
     """Retrain a conventional genotype against the SNGAN/AutoGAN discriminator (hinge, n_critic 5,
-    Adam 2e-4, linear decay, EMA of G) into OUTDIR/checkpoint.pt. Multi-GPU: torchrun
+    Adam 2e-4, EMA of G) into OUTDIR/checkpoint.pt; OUTDIR/config.json records every setting with
+    its source. Multi-GPU: torchrun
     --nproc_per_node N scripts/train_conventional.py ..."""
     from .train import TrainConfig, TrainError, run_training
 
@@ -62,14 +72,16 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
     config = TrainConfig(genotype, data, outdir, preset=preset, steps=steps, loss=loss, resolution=resolution, lr=lr,
                          betas=_floats(betas, "--betas", 2) if betas else None, seed=seed, device=device,
                          resume=resume, snap=snap, metrics=wanted, fid_stats=fid_stats, metric_num=metric_num,
-                         inception=inception, overrides=overrides, init=init)
+                         inception=inception, overrides=overrides, init=init, lr_schedule=lr_schedule,
+                         gf_dim=gf_dim, df_dim=df_dim)
     try:
-        run_training(config)
+        with RunFolder(outdir, enabled=is_main_process()):  # one run per folder; no folder left if refused
+            run_training(config)
     except (TrainError, ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error))
 
 
-@click.command("search-conventional")
+@click.command("search-conventional", cls=RunCommand)
 @click.option("--method", required=True, type=click.Choice(["alphagan", "degas", "autogan", "agan", "dggan"]),
               help="alphagan: alphaGAN on AutoGAN-style cells; degas: DEGAS (GLO) on the whole generator; "
                    "autogan: AutoGAN (RL, multi-level); agan: AGAN (RL, G and D modules); dggan: DGGAN "
@@ -95,6 +107,9 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
               help="autogan/agan: samples per reward [preset: 5000 / 50000].")
 @click.option("--ctrl-batch", type=click.IntRange(1), default=None,
               help="autogan: architectures per controller step [preset: 1]; their rewards spread over processes.")
+@click.option("--baseline", type=click.Choice(["phase", "persistent"]), default=None,
+              help="autogan: the REINFORCE baseline restarts every controller phase, as the authors' code [phase], "
+                   "or one EMA over the whole search.")
 @click.option("--child-steps", type=click.IntRange(1), default=None, help="agan: G steps of each child [preset: 5000].")
 @click.option("--is-range", default=None, help="agan: 'IS_min,IS_max' of the shaped reward [1,11.24].")
 @click.option("--top-k", type=click.IntRange(1), default=None, help="dggan: parents kept per step (K) [preset: 20].")
@@ -114,7 +129,7 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
 @click.option("--metric-num", type=click.IntRange(2), default=5000, show_default=True,
               help="alphagan/degas: samples per metric.")
 def search_conventional_command(method, data, outdir, preset, iters, resolution, seed, device, sample_every, resume,
-                                reward, proxy, inception, reward_num, ctrl_batch, child_steps, is_range, top_k,
+                                reward, proxy, inception, reward_num, ctrl_batch, baseline, child_steps, is_range, top_k,
                                 sample_p, max_steps, final_iters, fid_num, metrics, fid_stats, metric_num, max_grown):
     """Search a conventional generator; writes OUTDIR/genotype.json (retrain it with
     train-conventional --genotype OUTDIR/genotype.json), log.jsonl, alphas.png (autogan/agan:
@@ -127,14 +142,16 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
         else:
             from .searchers.agan import AGANConfig as Config, SearchError as RLSearchError, run_agan as run
         overrides = {k: v for k, v in (("reward_num", reward_num), ("ctrl_batch", ctrl_batch),
-                                       ("child_steps", child_steps)) if v is not None}
+                                       ("child_steps", child_steps),
+                                       ("baseline", baseline if method == "autogan" else None)) if v is not None}
         if is_range:
             overrides["is_min"], overrides["is_max"] = _floats(is_range, "--is-range", 2)
         config = Config(data, outdir, preset=preset or "paper", iters=iters, reward=reward, proxy=proxy,
                         inception=inception, resolution=resolution, seed=seed, device=device, resume=resume,
                         overrides=overrides)
         try:
-            run(config)
+            with RunFolder(outdir, enabled=is_main_process()):
+                run(config)
         except (RLSearchError, ValueError, FileNotFoundError) as error:
             raise click.ClickException(str(error))
         return
@@ -145,8 +162,9 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
                                        ("max_steps", max_steps), ("final_iters", final_iters),
                                        ("max_grown", max_grown)) if v is not None}
         try:
-            search_from_options(data, outdir, preset or "paper", resolution, seed, device, resume, proxy, inception,
-                                overrides, fid_num, log=lambda line: click.echo(line, err=True))
+            with RunFolder(outdir, enabled=is_main_process()):
+                search_from_options(data, outdir, preset or "paper", resolution, seed, device, resume, proxy,
+                                    inception, overrides, fid_num, log=lambda line: click.echo(line, err=True))
         except (ValueError, FileNotFoundError) as error:
             raise click.ClickException(str(error))
         return
@@ -159,7 +177,8 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
                           device=device, sample_every=sample_every, resume=resume, metrics=wanted,
                           fid_stats=fid_stats, metric_num=metric_num, inception=inception)
     try:
-        run_search(config)
+        with RunFolder(outdir, enabled=is_main_process()):
+            run_search(config)
     except (SearchError, ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error))
 

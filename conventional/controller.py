@@ -12,10 +12,16 @@
 
 ``reinforce_loss`` is the policy gradient both use: with rewards R_i of the B sampled
 architectures and the baseline b, loss = -(1/B) sum_i (R_i - b) sum_t log p(a_it | a_i,<t)
-- beta (1/B) sum_i H_i, each sample's log-probabilities weighted by its own advantage (the public
-AutoGAN code broadcasts a (1, T) row against a (T, 1) column into a T x T matrix instead).
-``EMABaseline`` is b <- decay b + (1 - decay) mean_i R_i, kept across controller steps and saved
-with the search state (the public code restarts it at every controller phase).
+- beta (1/B) sum_i H_i, each sample's log-probabilities weighted by its own advantage.
+``EMABaseline`` is b <- decay b + (1 - decay) mean_i R_i; its owner decides when it restarts.
+
+AutoGAN's update as the authors' functions.py ``train_controller`` computes it: the entropy bonus
+is part of the reward before the baseline (R'_i = IS_i + 1e-3 H_t for each decision t, the baseline
+an EMA of R' restarted at every controller phase), and no separate entropy term. Their (1, T) row
+of log-probabilities times the (T, 1) column of advantages sums to T (sum_t log p_t)(R' - b) with
+R' = IS + 1e-3 mean_t H_t: ``entropy_bonus`` gives that R' (entropy detached: it is a reward), and
+``reinforce_loss(..., entropy_weight=0)`` the loss without the factor T, to which Adam is invariant.
+Adam betas (0, 0.9): search.py's ``create_ctrler`` passes the script's --beta1 0.0 --beta2 0.9.
 """
 
 from __future__ import annotations
@@ -26,11 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Rollout", "AutoGANController", "AGANController", "EMABaseline", "reinforce_loss"]
+__all__ = ["Rollout", "AutoGANController", "AGANController", "EMABaseline", "entropy_bonus", "reinforce_loss"]
 
 HIDDEN = 100
 AUTOGAN_LR = 3.5e-4  # Adam (the authors' --ctrl_lr)
 AUTOGAN_ENTROPY = 1e-3
+AUTOGAN_BETAS = (0.0, 0.9)  # the authors' search.py create_ctrler: (args.beta1, args.beta2) of autogan_search.sh
 AGAN_LR = 6e-4
 AGAN_ENTROPY = 1e-4
 BASELINE_DECAY = 0.9
@@ -160,10 +167,13 @@ class AGANController(nn.Module):
 
 
 class EMABaseline:
-    """b <- decay b + (1 - decay) mean(R); the first rewards set it. Kept across controller steps."""
+    """b <- decay b + (1 - decay) mean(R); the first rewards after a ``reset`` set it."""
 
     def __init__(self, decay=BASELINE_DECAY):
         self.decay, self.value = decay, None
+
+    def reset(self):
+        self.value = None
 
     def update(self, rewards):
         mean = float(torch.as_tensor(rewards, dtype=torch.float64).mean())
@@ -175,6 +185,13 @@ class EMABaseline:
 
     def load_state_dict(self, state):
         self.decay, self.value = state["decay"], state["value"]
+
+
+def entropy_bonus(rewards, rollout, weight, decisions):
+    """AutoGAN's rewards with their entropy bonus, R'_i = R_i + weight * H_i / decisions (the mean
+    entropy per decision of sample i, detached), float64 [B]; see the module docstring."""
+    entropy = rollout.entropies.detach().double().cpu() / decisions
+    return torch.as_tensor(rewards, dtype=torch.float64) + weight * entropy
 
 
 def reinforce_loss(rollout, rewards, baseline, entropy_weight):

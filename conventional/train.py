@@ -2,9 +2,12 @@
 
 The recipe of AutoGAN's and alphaGAN's retraining (alphaGAN appendix .1.1): hinge loss, D batch
 64 and G batch 128, n_critic 5 (one G step per 5 D steps), Adam 2e-4 with betas (0, 0.9)
-((0.5, 0.9) at 48 px, STL-10, as alphaGAN's repository), learning rates decaying linearly to 0
-over the run (AutoGAN's LinearLrDecay), an EMA of G's weights (0.999 per G step), gf 256, df 128,
-latent 128, xavier init; 50k G steps at 32 px (CIFAR-10), 80k at 48 px (STL-10). DEGAS genotypes
+((0.5, 0.9) at 48 px, STL-10, as alphaGAN's repository), a constant learning rate as both authors'
+commands run it (they never pass --lr_decay; ``--lr-schedule linear`` decays it linearly to 0 over
+the run, their LinearLrDecay), an EMA of G's weights (0.999 per G step), gf 256, df 128, latent
+128, xavier init; 50k G steps at 32 px (CIFAR-10), 80k at 48 px (STL-10). AGAN genotypes retrain
+at 256 channels in G and D (AGAN section 4.3: the search's 128 doubled). ``DIR/config.json``
+records every setting with its source (``RETRAIN_SOURCES`` and the methods' own tables). DEGAS genotypes
 default to CT-GAN's recipe, as the paper retrains them: WGAN-GP + the consistency term against
 CT-GAN's critic (dropout, no spectral norm: ``conventional.spaces.ctgan``) and CT-GAN's 100k
 iterations (``CT_gan_cifar_resnet.py`` line 42); its lr 2e-4 with linear decay, Adam (0, 0.9),
@@ -28,12 +31,14 @@ from pathlib import Path
 import click
 import torch
 
+from ..config_sources import Entry, choice, code
 from ..train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from ..train.distributed import init_distributed
 from ..train.runlog import KeepBest, Progress, RunLog, plot_series, save_image_grid, snapshot_name
 from .genotypes import ConventionalGenotype, load_genotype
 from .losses import LOSSES, d_loss, g_loss
 from .networks import build_generator, build_networks
+from .sources import OPERATIONAL, TINY, retrain_table, write_run_config
 
 CHECKPOINT = "checkpoint.pt"
 PRESETS = {
@@ -45,6 +50,14 @@ PRESETS = {
              "steps": 20, "snap": 10, "sample_every": 10, "log_every": 5, "metric_num": 64},
 }
 PAPER_STEPS = {32: 50_000, 48: 80_000}
+LR_SCHEDULES = ("constant", "linear")
+# the paper preset's settings that depend on the searcher whose genotype is retrained (sources in
+# each method's RETRAIN_SOURCES); methods not listed decay the learning rate linearly
+METHOD_DEFAULTS = {
+    "autogan": {"lr_schedule": "constant"},  # exps/autogan_cifar10_{a,b,c}.sh pass no --lr_decay
+    "alphagan_conv": {"lr_schedule": "constant"},  # README's train_geno_gan.py commands: no --lr_decay
+    "agan": {"lr_schedule": "constant", "gf_dim": 256, "df_dim": 256},  # section 4.3 (channels doubled)
+}
 CTGAN_STEPS = 100_000  # CT-GAN's ITERS (G iterations), CT_gan_cifar_resnet.py line 42
 EMA_DECAY = 0.999
 
@@ -68,6 +81,9 @@ class TrainConfig:
     device: str = "auto"
     resume: bool = False
     init: str | None = None  # G and D weights to start from (e.g. final.pt of a DGGAN search)
+    lr_schedule: str | None = None  # constant | linear [default: the method's, METHOD_DEFAULTS]
+    gf_dim: int | None = None  # [default: the preset's, or the method's]
+    df_dim: int | None = None
     snap: int | None = None
     metrics: tuple = ()
     fid_stats: str | None = None
@@ -77,7 +93,8 @@ class TrainConfig:
 
     # settings a --resume must agree with
     STRUCTURAL = ("genotype_record", "resolution", "loss", "seed", "g_batch", "d_batch", "n_critic", "gf_dim",
-                  "df_dim", "latent_dim", "lr", "betas", "steps", "images")
+                  "df_dim", "latent_dim", "lr", "betas", "steps", "images", "lr_schedule")
+    LEGACY = {"lr_schedule": "linear"}  # what a checkpoint written before the setting existed ran with
 
 
 def batch_indices(length, batch, seed, step):
@@ -98,7 +115,13 @@ def latents(seed, step, stream, n, dim, device):
 
 
 def settings_of(config, dataset_len, resolution, genotype):
-    preset = {**PRESETS[config.preset], **config.overrides}
+    method = METHOD_DEFAULTS.get(genotype.search_space, {})
+    preset = {**PRESETS[config.preset], **(method if config.preset == "paper" else {}), **config.overrides}
+    preset.update({k: v for k, v in (("gf_dim", config.gf_dim), ("df_dim", config.df_dim)) if v is not None})
+    lr_schedule = config.lr_schedule or method.get("lr_schedule", "linear")
+    if lr_schedule not in LR_SCHEDULES:
+        raise TrainError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
+    preset.pop("lr_schedule", None)
     if genotype.search_space == "dggan":  # a grown ProgGAN fixes its latent size; the paper's loss is WGAN-GP
         preset["latent_dim"] = genotype.body["latent_dim"]
     loss = config.loss or {"degas": "ctgan", "dggan": "wgan-gp"}.get(genotype.search_space, "hinge")
@@ -106,10 +129,83 @@ def settings_of(config, dataset_len, resolution, genotype):
         raise TrainError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     steps = config.steps or preset["steps"] or (CTGAN_STEPS if loss == "ctgan" else PAPER_STEPS.get(resolution, 50_000))
     betas = tuple(config.betas) if config.betas else ((0.5, 0.9) if resolution == 48 else (0.0, 0.9))
-    return {**preset, "steps": steps, "loss": loss, "betas": list(betas), "lr": config.lr, "seed": config.seed,
+    return {**preset, "steps": steps, "loss": loss, "betas": list(betas), "lr": config.lr, "lr_schedule": lr_schedule,
+            "seed": config.seed,
             "resolution": resolution, "images": dataset_len, "genotype_record": genotype.to_dict(),
             "snap": config.snap or preset["snap"], "metric_num": config.metric_num or preset["metric_num"],
             "metrics": list(config.metrics)}
+
+
+AUTOGAN_SH = "VITA-Group/AutoGAN exps/autogan_cifar10_a.sh"
+ALPHAGAN_README = "yuesongtian/AlphaGAN README.md, the train_geno_gan.py commands (lines 41-49)"
+# sources of the retraining settings, as AutoGAN's and alphaGAN's retraining (which agree); a method's
+# own table (conventional.sources.RETRAIN_TABLES) replaces the entries that differ for it
+RETRAIN_SOURCES = {
+    "genotype": Entry(choice("--genotype: a search's genotype.json or a published name")),
+    "search_space": Entry(choice("the genotype's search space, which picks the method's defaults and sources")),
+    "g_batch": Entry(code(f"{AUTOGAN_SH}: -gen_bs 128; {ALPHAGAN_README}: -gen_bs 128"), {"tiny": TINY}),
+    "d_batch": Entry(code(f"{AUTOGAN_SH}: -dis_bs 64; {ALPHAGAN_README}: -dis_bs 64"), {"tiny": TINY}),
+    "n_critic": Entry(code(f"{AUTOGAN_SH}: --n_critic 5; {ALPHAGAN_README}: --n_critic 5"), {"tiny": TINY}),
+    "gf_dim": Entry(code(f"{AUTOGAN_SH}: --gf_dim 256; {ALPHAGAN_README}: --gf_dim 256"), {"tiny": TINY}),
+    "df_dim": Entry(code(f"{AUTOGAN_SH}: --df_dim 128; {ALPHAGAN_README}: --df_dim 128"), {"tiny": TINY}),
+    "latent_dim": Entry(code(f"{AUTOGAN_SH}: --latent_dim 128; {ALPHAGAN_README}: --latent_dim 128"),
+                        {"tiny": TINY}),
+    "steps": Entry(code(f"--max_iter: 50000 G steps at 32 px ({AUTOGAN_SH}; {ALPHAGAN_README}), 80000 at 48 px "
+                        "(the README's STL-10 commands)"), {"tiny": TINY}),
+    "loss": Entry(code("the hinge loss of AutoGAN's functions.py train() (ReLU(1 - D(x)) + ReLU(1 + D(G(z))), "
+                       "G: -D(G(z))), which alphaGAN's reuses")),
+    "lr": Entry(code(f"{AUTOGAN_SH}: --g_lr 0.0002 --d_lr 0.0002; {ALPHAGAN_README}: --g_lr 2e-4 --d_lr 2e-4")),
+    "betas": Entry(code(f"{AUTOGAN_SH}: --beta1 0.0 --beta2 0.9 (32 px); {ALPHAGAN_README}: --beta1 0.5 --beta2 0.9 "
+                        "for STL-10 (48 px)")),
+    "lr_schedule": Entry(choice("linear decay to 0 over the run (AutoGAN's functions.py LinearLrDecay) for methods "
+                                "whose sources name no schedule; --lr-schedule constant keeps the rate")),
+    "ema_decay": Entry(code("AutoGAN functions.py line 219 (alphaGAN functions.py line 536): "
+                            "avg_p.mul_(0.999).add_(0.001, p), once per G step")),
+    "metric_num": Entry(code("AutoGAN cfg.py line 125 (alphaGAN cfg_train.py line 193): --num_eval_imgs 50000"),
+                        {"tiny": TINY}),
+    "metrics": Entry(choice("--metrics: IS / FID of G_ema at every snapshot (none by default)")),
+    "snap": Entry(OPERATIONAL, {"tiny": TINY}),
+    "sample_every": Entry(OPERATIONAL, {"tiny": TINY}),
+    "log_every": Entry(OPERATIONAL, {"tiny": TINY}),
+    "resolution": Entry(choice("the largest size stored in --data, or --resolution (32: CIFAR-10, 48: STL-10)")),
+    "images": Entry(choice("the number of training images in --data")),
+    "seed": Entry(choice("--seed, default 0")),
+    "data": Entry(choice("--data")),
+    "outdir": Entry(OPERATIONAL),
+    "device": Entry(OPERATIONAL),
+    "resume": Entry(OPERATIONAL),
+    "init": Entry(choice("--init: G and D weights to start from (none: the authors' xavier initialisation)")),
+    "fid_stats": Entry(choice("--fid-stats: the training set's statistics for --metrics fid")),
+    "inception": Entry(choice("--inception: the FID Inception weights file")),
+    "processes": Entry(choice("torchrun processes; each takes its rows of every global batch (same result as one)")),
+}
+# command-line options of train-conventional behind settings (a value they gave is marked so)
+OPTIONS = {"steps": "--steps", "loss": "--loss", "betas": "--betas", "lr_schedule": "--lr-schedule",
+           "gf_dim": "--gf-dim", "df_dim": "--df-dim", "snap": "--snap", "metric_num": "--metric-num"}
+
+
+def run_values(config, settings, genotype, processes):
+    """The values config.json records: every resolved setting of the run (its table's names)."""
+    values = {"genotype": str(config.genotype), "search_space": genotype.search_space,
+              **{k: v for k, v in settings.items() if k != "genotype_record"}, "ema_decay": EMA_DECAY,
+              "data": str(config.data), "outdir": str(config.outdir), "device": config.device,
+              "resume": config.resume, "init": config.init, "fid_stats": config.fid_stats,
+              "inception": config.inception, "processes": processes}
+    return values
+
+
+def given_options(config):
+    given = {name: option for name, option in OPTIONS.items() if getattr(config, name, None) is not None}
+    given.update({name: f"--{name.replace('_', '-')}" for name in config.overrides})
+    return given
+
+
+def learning_rate(settings, d_step, total_d):
+    """The learning rate of D step ``d_step`` (and of the G step it ends): constant, or linear decay
+    to 0 over the run's ``total_d`` D steps."""
+    if settings.get("lr_schedule", "linear") == "constant":
+        return settings["lr"]
+    return settings["lr"] * (1 - d_step / total_d)
 
 
 @torch.no_grad()
@@ -226,7 +322,8 @@ def run_training(config: TrainConfig, dataset=None, log=lambda line: click.echo(
             state = load_checkpoint(ckpt_path, map_location=device, kind="conventional")
         except ValueError as error:
             raise TrainError(f"--resume: {error}") from None
-        mismatched = [k for k in TrainConfig.STRUCTURAL if state["config"].get(k) != s.get(k)]
+        mismatched = [k for k in TrainConfig.STRUCTURAL
+                      if state["config"].get(k, TrainConfig.LEGACY.get(k)) != s.get(k)]
         if mismatched:
             raise TrainError(f"--resume: {ckpt_path} was written with other settings: " + ", ".join(
                 f"{k} (was {_short(state['config'].get(k))}, now {_short(s.get(k))})" for k in mismatched))
@@ -251,6 +348,9 @@ def run_training(config: TrainConfig, dataset=None, log=lambda line: click.echo(
                     key="step") if dist.is_main else None
     if dist.is_main:
         (outdir / "samples").mkdir(parents=True, exist_ok=True)
+        write_run_config(outdir, run_values(config, s, genotype, dist.world_size),
+                         retrain_table(genotype.search_space), preset=config.preset,
+                         from_command_line=given_options(config))
         log(f"training {genotype.search_space} genotype ({_describe(config.genotype)}) at {resolution}px on {device} "
             f"x{dist.world_size}: {s['steps']} G steps, {s['loss']} loss, G batch {s['g_batch']}, D batch "
             f"{s['d_batch']}, n_critic {s['n_critic']}, gf {s['gf_dim']}, df {s['df_dim']}")
@@ -268,8 +368,8 @@ def run_training(config: TrainConfig, dataset=None, log=lambda line: click.echo(
     G.train(), D.train()
     while counters["step"] < s["steps"]:
         d_step = counters["d_step"]
-        for group in (*G_opt.param_groups, *D_opt.param_groups):  # linear decay to 0 over the D steps
-            group["lr"] = s["lr"] * (1 - d_step / total_d)
+        for group in (*G_opt.param_groups, *D_opt.param_groups):
+            group["lr"] = learning_rate(s, d_step, total_d)
         index = dist.shard(batch_indices(len(dataset), s["d_batch"], s["seed"], d_step))
         real = torch.stack([dataset[i] for i in index]).to(device).float() / 127.5 - 1
         z = dist.shard(latents(s["seed"], d_step, 1, s["d_batch"], s["latent_dim"], device))
@@ -299,7 +399,7 @@ def run_training(config: TrainConfig, dataset=None, log=lambda line: click.echo(
         window.append({**stats, "g_loss": loss_g.item()})
 
         if step % s["log_every"] == 0 or step == s["steps"]:
-            record = {"step": step, "kimg": counters["kimg"], "lr": s["lr"] * (1 - counters["d_step"] / total_d),
+            record = {"step": step, "kimg": counters["kimg"], "lr": learning_rate(s, counters["d_step"] - 1, total_d),
                       "seconds_per_step": (time.perf_counter() - tic) / len(window)}
             for key in window[0]:
                 record[key] = sum(w[key] for w in window) / len(window)

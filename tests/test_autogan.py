@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import scipy.linalg
 import torch
 from click.testing import CliRunner
 
@@ -17,8 +18,8 @@ from stylenas.conventional.commands import search_conventional_command
 from stylenas.conventional.genotypes import PUBLISHED, load_genotype
 from stylenas.conventional.spaces.autogan_cells import autogan_code, autogan_from_code
 from stylenas.conventional.networks import build_generator
+from stylenas.conventional.sources import unsourced
 from stylenas.conventional.train import TrainConfig, run_training
-from stylenas.metrics import frechet_distance
 from helpers import images, launch, quiet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -165,10 +166,16 @@ def test_tiny_search_resumes_exactly_and_its_genotype_retrains(tmp_path, proxy):
     steps = [r for r in records if "ctrl_step" in r]
     assert [r["ctrl_step"] for r in steps] == list(range(1, 7)) and all(r["score"] == "proxy_is" for r in steps)
     assert [r["stage"] for r in steps] == [1, 1, 2, 2, 3, 3]
-    baseline = None
-    for r in steps:  # one EMA over all controller steps, stages included
-        baseline = r["reward_mean"] if baseline is None else 0.9 * baseline + 0.1 * r["reward_mean"]
-        assert r["baseline"] == pytest.approx(baseline)
+    baseline, iteration = None, None
+    for r in steps:  # the authors' train_controller: baseline = None at each iteration's controller phase
+        mean = sum(r["shaped_rewards"]) / len(r["shaped_rewards"])
+        baseline = mean if r["iteration"] != iteration else 0.9 * baseline + 0.1 * mean
+        iteration = r["iteration"]
+        assert r["baseline"] == pytest.approx(baseline, rel=1e-12)
+        assert r["advantages"] == pytest.approx([x - baseline for x in r["shaped_rewards"]], abs=1e-6)
+        # the entropy bonus 1e-3 x (mean entropy per decision) is in the reward, and only there
+        bonus = [x - y for x, y in zip(r["shaped_rewards"], r["rewards"])]
+        assert all(0 < b <= 1e-3 * np.log(4) for b in bonus)
     assert all(len(code) == 4 + 5 * (r["stage"] - 1) for r in steps for code in r["archs"])
     assert {r["grow"] for r in records if "grow" in r} == {1, 2}
     for name in ("genotype.json", "rewards.png", "samples/iter0003.png"):
@@ -226,27 +233,58 @@ def test_command_line_search_then_retraining(tmp_path):
     assert result.exit_code == 0, result.output
 
 
-def test_fid_reward_is_minus_the_batched_fid(proxy):
+def scipy_fid(a, b):
+    """FID of two feature sets [n, d] by the formula. With n << d the covariances have rank < n, so
+    tr sqrt(S_a S_b) is taken exactly as the sum of the square roots of the eigenvalues (scipy) of the
+    n x n matrix A S_b A^T / (n - 1), A the centred features of a (the same nonzero spectrum as S_a S_b)."""
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    centred = a - mu1
+    eigenvalues = scipy.linalg.eigvalsh(centred @ s2 @ centred.T / (len(a) - 1))
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(eigenvalues.clip(0)).sum())
+
+
+def test_fid_reward_is_minus_the_scipy_fid_of_the_same_features(proxy):
+    """The FID reward against an independent oracle: the proxy's features of the candidate's samples
+    and of the stage-resolution reals taken here, and the FID through scipy."""
     data = images(n=12)
     preset = autogan.replace(autogan.PRESETS["tiny"], reward_num=6, fid_reference_num=12)
     search = autogan.AutoGANSearch(preset, 16, data, 0, "cpu", "fid", proxy, None)
     codes = [[1, 0, 1, 1], [0, 2, 2, 0]]
     scores = search.score(codes, seed=1)
-    mu_ref, sigma_ref = search.reference()
+    factor = 16 // search.stage_resolution()  # cell 1 draws 4 px images (bottom width 2 at 16 px)
+    assert factor == 4
+    with torch.no_grad():  # the reals at the stage's resolution: average-pooled, rounded to uint8
+        reals = torch.stack([torch.nn.functional.avg_pool2d(x[None].float(), factor)[0].round() for x in data])
+        real_features = proxy(reals.to(torch.uint8)).features.double().numpy()
     for code, score in zip(codes, scores):
         G = recalibrate_batchnorm(autogan.copy.deepcopy(search.G), decode(code), preset.bn_samples,
                                   preset.eval_batch, 0)
-        G.arch = decode(code)
-        _, stats = rewards.sample_outputs(G, proxy, 6, preset.latent_dim, 0, preset.eval_batch)
-        assert score == pytest.approx(-frechet_distance(stats.mu(), stats.sigma(), mu_ref, sigma_ref), rel=1e-6)
+        with torch.no_grad():
+            fake = G(rewards._latents(0, 0, 6, preset.latent_dim), decode(code))
+            features = proxy(((fake + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8)).features.double().numpy()
+        assert -score == pytest.approx(scipy_fid(features, real_features), rel=1e-4)
+    assert scores[0] != scores[1]
 
 
 def test_tiny_search_with_the_fid_reward(tmp_path, proxy):
-    overrides = {"ctrl_steps": 1, "ctrl_batch": 2, "num_candidates": 2, "reward_num": 6, "fid_reference_num": 8}
+    overrides = {"ctrl_steps": 1, "ctrl_batch": 2, "num_candidates": 2, "reward_num": 6, "fid_reference_num": 8,
+                 "baseline": "persistent"}
     genotype = run_autogan(tiny(tmp_path, reward="fid", overrides=overrides), dataset=images(n=8), log=quiet,
                            net=proxy)
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     steps = [r for r in records if "ctrl_step" in r]
+    baseline = None
+    for r in steps:  # --baseline persistent: one EMA over every controller step of the search
+        mean = sum(r["shaped_rewards"]) / len(r["shaped_rewards"])
+        baseline = mean if baseline is None else 0.9 * baseline + 0.1 * mean
+        assert r["baseline"] == pytest.approx(baseline, rel=1e-12)
+    record = json.loads((tmp_path / "config.json").read_text())
+    assert not unsourced(record) and set(record) == set(autogan.SOURCES)
+    settings = torch.load(tmp_path / autogan.STATE_FILE, weights_only=True)["settings"]  # what the search ran with
+    assert all(record[k]["value"] == (list(v) if isinstance(v, tuple) else v) for k, v in settings.items())
+    assert record["baseline"]["value"] == "persistent" and record["reward"]["value"] == "fid"
+    assert record["ctrl_betas"]["value"] == [0.0, 0.9] and "create_ctrler" in record["ctrl_betas"]["source"]
     assert all(r["score"] == "proxy_fid" and all(x < 0 for x in r["rewards"]) for r in steps)  # reward = -FID
     fids = [c["proxy_fid"] for c in genotype.source["candidates"]]
     assert genotype.source["proxy_fid"] == min(fids) == fids[0] > 0  # the best candidate has the lowest FID
@@ -313,3 +351,65 @@ def test_bench_reports_controller_steps_children_and_candidates_per_hour():
     assert child["seconds_per_child"] == pytest.approx(child["child_steps"] * child["seconds_per_child_g_step"]
                                                        + child["reward_num"] * child["seconds_per_reward_image"])
     assert child["children_per_hour"]["2"] == pytest.approx(2 * 3600 / child["seconds_per_child"])
+
+
+# VITA-Group/AutoGAN, transcribed independently of the code under test: exps/autogan_search.sh (the flags
+# it passes) and cfg.py defaults for the flags it does not (line numbers of the fetched checkout).
+AUTHORS_SEARCH = {
+    "iterations": 65,  # --max_search_iter 65
+    "grow_at": (15, 35),  # --grow_step1 15 --grow_step2 35
+    "shared_epochs": 15,  # --shared_epoch 15
+    "ctrl_steps": 30,  # --ctrl_step 30
+    "ctrl_batch": 1,  # --ctrl_sample_batch 1
+    "num_candidates": 10,  # --num_candidate 10
+    "topk": 5,  # --topk 5
+    "gf_dim": 128, "df_dim": 64, "latent_dim": 128,  # --gf_dim 128 --df_dim 64 --latent_dim 128
+    "g_batch": 128, "d_batch": 64,  # -gen_bs 128 -dis_bs 64
+    "n_critic": 5, "lr": 2e-4, "betas": (0.0, 0.9),  # --n_critic 5 --g_lr 0.0002 --beta1 0.0 --beta2 0.9
+    "ctrl_lr": 3.5e-4,  # cfg.py line 40
+    "ctrl_betas": (0.0, 0.9),  # search.py lines 52-56: the controller's Adam gets (args.beta1, args.beta2)
+    "hidden": 100,  # cfg.py line 169
+    "baseline_decay": 0.9,  # cfg.py line 172
+    "reward_num": 5000,  # cfg.py line 177
+    "entropy": 1e-3,  # cfg.py line 193
+    "reset_threshold": 1e-3, "reset_window": 500,  # cfg.py lines 196, 199
+    "baseline": "phase",  # functions.py line 246: baseline = None in every train_controller call
+}
+
+
+def test_paper_preset_and_optimisers_are_the_authors_search(proxy):
+    preset = autogan.PRESETS["paper"]
+    assert {k: getattr(preset, k) for k in AUTHORS_SEARCH} == AUTHORS_SEARCH
+    tiny_preset = autogan.replace(autogan.PRESETS["tiny"], ctrl_lr=AUTHORS_SEARCH["ctrl_lr"])
+    search = autogan.AutoGANSearch(tiny_preset, 16, images(n=8), 0, "cpu", "is", proxy, None)
+    for _ in range(2):  # the first controller and the one of the next stage
+        group = search.ctrl_opt.param_groups[0]
+        assert group["betas"] == AUTHORS_SEARCH["ctrl_betas"] and group["lr"] == AUTHORS_SEARCH["ctrl_lr"]
+        search.stage += 1
+        search._new_controller()
+    assert search.G_opt.param_groups[0]["betas"] == search.D_opt.param_groups[0]["betas"] == (0.0, 0.9)
+
+
+@pytest.mark.parametrize("schedule", [None, "linear"])
+def test_retraining_keeps_the_learning_rate_constant_as_the_authors_scripts(tmp_path, schedule):
+    """exps/autogan_cifar10_a.sh passes no --lr_decay, so the authors' train.py (line 144) never
+    decays the rate; --lr-schedule linear is their LinearLrDecay to 0 over the D steps."""
+    out = tmp_path / "train"
+    run_training(TrainConfig("autogan_a", "mem", str(out), preset="tiny", steps=3, device="cpu", lr=3e-4,
+                             lr_schedule=schedule), dataset=images(n=8), log=quiet)
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    d_steps = checkpoint["counters"]["d_step"]
+    assert d_steps == 3 * 2  # tiny: n_critic 2
+    last = 3e-4 if schedule is None else 3e-4 * (1 - (d_steps - 1) / d_steps)  # the rate of the last D step
+    for opt in ("G_opt", "D_opt"):
+        assert checkpoint[opt]["param_groups"][0]["lr"] == pytest.approx(last, rel=1e-12)
+    record = json.loads((out / "config.json").read_text())
+    assert not unsourced(record)
+    assert record["lr_schedule"]["value"] == (schedule or "constant")
+    if schedule is None:
+        assert "no --lr_decay" in record["lr_schedule"]["source"]
+    else:
+        assert record["lr_schedule"]["source"].startswith("command line: --lr-schedule")
+    for name, value in checkpoint["config"].items():  # config.json holds what the trainer ran with
+        if name != "genotype_record":
+            assert record[name]["value"] == value, name

@@ -1,9 +1,11 @@
-"""conventional.controller: log-probabilities and the REINFORCE gradient against hand computations."""
+"""conventional.controller: log-probabilities and the REINFORCE gradient against hand computations, and
+AutoGAN's update against a transcription of the authors' train_controller."""
 import numpy as np
 import pytest
 import torch
 
-from stylenas.conventional.controller import AGANController, AutoGANController, EMABaseline, reinforce_loss
+from stylenas.conventional.controller import (AGANController, AutoGANController, EMABaseline, Rollout, entropy_bonus,
+                                              reinforce_loss)
 
 
 def sigmoid(x):
@@ -140,3 +142,63 @@ def test_agan_log_probs_by_hand():
     for arch in sampled.actions:
         assert [len(ops) for ops, _ in arch] == [3, 2] and [len(v) for v in arch[0][1]] == [2, 3]
     torch.testing.assert_close(ctrl(actions=sampled.actions).log_probs, sampled.log_probs)
+
+
+def authors_train_controller(phases, entropy_coeff=1e-3, decay=0.9):
+    """The arithmetic of VITA-Group/AutoGAN functions.py ``train_controller`` (lines 246-287) with
+    ctrl_sample_batch 1, transcribed on tensors: per phase ``baseline = None``; per step the IS plus
+    entropy_coeff x the (T, 1) column of per-decision entropies, an EMA baseline of that column, and
+    the loss ``(-selected_log_probs * adv).sum()`` of a (1, T) row times a (T, 1) column.
+    ``phases``: lists of (IS, entropies [T], log-probs [T]); returns per step (loss, adv column, grad
+    of the loss with respect to the log-probs)."""
+    out = []
+    for phase in phases:
+        baseline = None
+        for is_score, entropies, log_probs in phase:
+            selected_log_probs = torch.tensor([log_probs], dtype=torch.float64, requires_grad=True)  # (1, T)
+            column = torch.tensor(entropies, dtype=torch.float64)[:, None]  # (T, 1): torch.cat(entropies, 0)
+            rewards = torch.tensor([is_score], dtype=torch.float64).unsqueeze(-1) + entropy_coeff * column
+            baseline = rewards if baseline is None else decay * baseline.detach() + (1 - decay) * rewards
+            adv = rewards - baseline
+            loss = (-selected_log_probs * adv).sum()
+            loss.backward()
+            out.append((loss.item(), adv[:, 0].tolist(), selected_log_probs.grad[0].tolist()))
+    return out
+
+
+def test_autogan_update_replays_the_authors_train_controller():
+    """Our AutoGAN update (entropy_bonus, an EMA baseline reset per phase, reinforce_loss without an
+    entropy term) on a fixed sequence of rewards and entropies: the advantage is the authors' summed
+    over their T decisions divided by T, and the loss and its gradient are 1/T of theirs (a factor
+    Adam does not see)."""
+    rng = np.random.default_rng(0)
+    T = 5
+    phases = [[(float(rng.uniform(1, 9)), rng.uniform(0, 1.4, T).tolist(), (-rng.uniform(0.1, 2, T)).tolist())
+               for _ in range(3)] for _ in range(2)]
+    theirs = authors_train_controller(phases)
+    baseline, k = EMABaseline(0.9), 0
+    for phase in phases:
+        baseline.reset()  # AutoGANSearch.start_controller_phase with baseline "phase"
+        for is_score, entropies, log_probs in phase:
+            log_p = torch.tensor(log_probs, dtype=torch.float64, requires_grad=True)
+            rollout = Rollout(None, log_p.sum()[None], torch.tensor([sum(entropies)], dtype=torch.float64))
+            shaped = entropy_bonus([is_score], rollout, 1e-3, T)
+            loss, adv = reinforce_loss(rollout, shaped, baseline.update(shaped), 0.0)
+            loss.backward()
+            loss_ref, adv_ref, grad_ref = theirs[k]
+            assert adv.item() == pytest.approx(sum(adv_ref) / T, rel=1e-9, abs=1e-12)
+            assert loss.item() == pytest.approx(loss_ref / T, rel=1e-9, abs=1e-12)
+            np.testing.assert_allclose(log_p.grad.numpy(), np.array(grad_ref) / T, rtol=1e-9, atol=1e-12)
+            k += 1
+    first_steps = [theirs[0], theirs[3]]  # the baseline restarts: no advantage at a phase's first step
+    assert all(abs(a) < 1e-12 for step in first_steps for a in step[1])
+    assert any(abs(a) > 1e-4 for step in theirs for a in step[1])
+
+
+def test_persistent_and_phase_baselines_differ_after_a_phase():
+    base = EMABaseline(0.9)
+    base.update([2.0])
+    base.update([4.0])
+    kept = base.value
+    base.reset()
+    assert kept == pytest.approx(2.2) and base.update([7.0]) == 7.0  # restarted: the first reward sets it

@@ -16,16 +16,18 @@ Algorithm (one search iteration, section 3.3):
  3. dynamic reset: once the window of the last 500 G losses is full, a variance of the G or the D
     window below 1e-3 ends the shared training; after this iteration's controller phase G, D and
     their optimisers are re-initialised (the controller is kept);
- 4. the controller takes ``ctrl_steps`` (30) REINFORCE steps (``controller.reinforce_loss``,
-    persistent EMA baseline 0.9, entropy 1e-3, Adam 3.5e-4) on the rewards of ``ctrl_batch``
-    sampled architectures: the Inception Score of ``reward_num`` (5000) samples, or minus the FID
-    against the training statistics at the stage's resolution (the paper's FID variant; all
-    candidates of a step against one reference through ``frechet_distance_batched``).
+ 4. the controller takes ``ctrl_steps`` (30) REINFORCE steps (Adam 3.5e-4, betas (0, 0.9)) on the
+    rewards of ``ctrl_batch`` sampled architectures: the Inception Score of ``reward_num`` (5000)
+    samples, or minus the FID against the training statistics at the stage's resolution (the
+    paper's FID variant; all candidates of a step against one reference through
+    ``frechet_distance_batched``), plus the entropy bonus 1e-3 before the baseline, an EMA (0.9)
+    restarted at every controller phase, as the authors' ``train_controller``
+    (``controller.entropy_bonus``; ``baseline="persistent"`` keeps one EMA over the whole search).
 After the last iteration ``num_candidates`` full architectures are scored and the best one is the
 genotype. Departures from the public code, on purpose: BatchNorm statistics are recomputed for each
 candidate before its reward (shared running statistics would score every architecture with the
-others' statistics); per-sample policy-gradient weighting; the baseline persists; adds are out of
-place.
+others' statistics); per-sample policy-gradient weighting; adds are out of place. ``SOURCES`` says
+where every setting comes from (``DIR/config.json``, docs/sources.md).
 
 Processes: under ``torchrun`` rank 0 trains the shared GAN and the controller; the candidate
 rewards of each controller step (and of the growth/final rankings) are spread over all ranks
@@ -49,19 +51,23 @@ import torch.nn.functional as F
 from ...io import atomic_path
 from ...train.runlog import Progress, RunLog, plot_series, save_image_grid
 from .. import rewards as R
-from ..controller import AUTOGAN_ENTROPY, AUTOGAN_LR, BASELINE_DECAY, HIDDEN, AutoGANController, EMABaseline, \
-    reinforce_loss
+from ..controller import AUTOGAN_BETAS, AUTOGAN_ENTROPY, AUTOGAN_LR, BASELINE_DECAY, HIDDEN, AutoGANController, \
+    EMABaseline, entropy_bonus, reinforce_loss
 from ..networks import init_weights
 from ..spaces.autogan_cells import STAGE_CHOICES, SharedGenerator, autogan_from_code, decode, space_size
 from ..spaces.discriminators import GrowingDiscriminator
 from ..spread import job_seed, seeded, spread_jobs
 from ..train import batch_indices, latents
 from .autogan_shared import LossWindows, recalibrate_batchnorm
-from .common import STATE_FILE, SearchError, open_state, start_scored_search
+from ...config_sources import Entry, choice, code
+from ..sources import OPERATIONAL, TINY, with_changes, write_run_config
+from ..train import RETRAIN_SOURCES as TRAIN_SOURCES
+from .common import STATE_FILE, ScoredSearchConfig, SearchError, open_state, start_scored_search
 
 
 @dataclass(frozen=True)
 class AutoGANPreset:
+    # the schedule: section 3.3 and the authors' search.py / functions.py
     iterations: int = 65
     grow_at: tuple = (15, 35)
     shared_epochs: int = 15
@@ -70,7 +76,8 @@ class AutoGANPreset:
     ctrl_batch: int = 1
     num_candidates: int = 10
     topk: int = 5
-    gf_dim: int = 128  # the authors' autogan_search.sh
+    # the shared GAN: the authors' autogan_search.sh
+    gf_dim: int = 128
     df_dim: int = 64
     latent_dim: int = 128
     g_batch: int = 128
@@ -78,15 +85,20 @@ class AutoGANPreset:
     n_critic: int = 5
     lr: float = 2e-4
     betas: tuple = (0.0, 0.9)
+    # the controller: conventional.controller (the authors' controller.py and flags)
     ctrl_lr: float = AUTOGAN_LR
+    ctrl_betas: tuple = AUTOGAN_BETAS
     hidden: int = HIDDEN
     entropy: float = AUTOGAN_ENTROPY
     baseline_decay: float = BASELINE_DECAY
+    baseline: str = "phase"  # phase: restarted every controller phase (authors' code) | persistent
+    # the reward: IS of 5000 samples in 10 splits (section 3.3)
     reward_num: int = 5000
     is_splits: int = 10
-    bn_samples: int = 1000  # latents that recompute a candidate's BatchNorm statistics
+    bn_samples: int = 1000  # StyleNAS: latents that recompute a candidate's BatchNorm statistics
     fid_reference_num: int = 10000  # real images of the FID reward's training statistics
-    eval_batch: int = 100
+    eval_batch: int = 100  # StyleNAS: samples per forward pass (no effect on the scores)
+    # dynamic reset (section 3.3): loss windows of 500, variance threshold 1e-3
     reset_window: int = 500
     reset_threshold: float = 1e-3
 
@@ -99,22 +111,79 @@ PRESETS = {
 }
 
 
+SH = "VITA-Group/AutoGAN exps/autogan_search.sh"
+CFG = "VITA-Group/AutoGAN cfg.py"
+# where every search setting comes from (DIR/config.json; docs/sources.md is rendered from it)
+SOURCES = {
+    "iterations": Entry(code(f"{SH}: --max_search_iter 65"), {"tiny": TINY}),
+    "grow_at": Entry(code(f"{SH}: --grow_step1 15 --grow_step2 35"), {"tiny": TINY}),
+    "shared_epochs": Entry(code(f"{SH}: --shared_epoch 15 (functions.py train_shared: epochs over the data)")),
+    "shared_steps": Entry(choice("None: shared_epochs passes over the data, as the authors' train_shared"),
+                          {"tiny": TINY}),
+    "ctrl_steps": Entry(code(f"{SH}: --ctrl_step 30"), {"tiny": TINY}),
+    "ctrl_batch": Entry(code(f"{SH}: --ctrl_sample_batch 1"), {"tiny": TINY}),
+    "num_candidates": Entry(code(f"{SH}: --num_candidate 10"), {"tiny": TINY}),
+    "topk": Entry(code(f"{SH}: --topk 5"), {"tiny": TINY}),
+    "gf_dim": Entry(code(f"{SH}: --gf_dim 128"), {"tiny": TINY}),
+    "df_dim": Entry(code(f"{SH}: --df_dim 64"), {"tiny": TINY}),
+    "latent_dim": Entry(code(f"{SH}: --latent_dim 128"), {"tiny": TINY}),
+    "g_batch": Entry(code(f"{SH}: -gen_bs 128"), {"tiny": TINY}),
+    "d_batch": Entry(code(f"{SH}: -dis_bs 64"), {"tiny": TINY}),
+    "n_critic": Entry(code(f"{SH}: --n_critic 5"), {"tiny": TINY}),
+    "lr": Entry(code(f"{SH}: --g_lr 0.0002 --d_lr 0.0002")),
+    "betas": Entry(code(f"{SH}: --beta1 0.0 --beta2 0.9")),
+    "ctrl_lr": Entry(code(f"{CFG} line 40: --ctrl_lr 3.5e-4")),
+    "ctrl_betas": Entry(code(f"search.py create_ctrler (lines 52-56): Adam(..., args.ctrl_lr, (args.beta1, "
+                             f"args.beta2)) with {SH}'s --beta1 0.0 --beta2 0.9")),
+    "hidden": Entry(code(f"{CFG} line 169: --hid_size 100")),
+    "entropy": Entry(code(f"{CFG} line 193: --entropy_coeff 1e-3, added to the reward before the baseline "
+                          "(functions.py train_controller, lines 268-270)"),
+                     deviation="the entropy of each decision is averaged over the decisions and the loss is 1/T of "
+                               "the authors' (their (1, T) x (T, 1) broadcast); Adam makes the factor moot",
+                     restore="not offered (equal updates up to Adam's epsilon)"),
+    "baseline_decay": Entry(code(f"{CFG} line 172: --baseline_decay 0.9")),
+    "baseline": Entry(code("functions.py train_controller line 246: baseline = None at every controller phase "
+                           "('phase'); 'persistent' keeps one EMA over the search")),
+    "reward_num": Entry(code(f"{CFG} line 177: --rl_num_eval_img 5000"), {"tiny": TINY}),
+    "is_splits": Entry(code("utils/inception_score.py line 28: get_inception_score(images, splits=10)"),
+                       {"tiny": TINY}),
+    "bn_samples": Entry(choice("BatchNorm statistics recomputed on this many latents before a candidate's reward"),
+                        {"tiny": TINY},
+                        deviation="the authors score every candidate with the shared GAN's running statistics, "
+                                  "which other architectures set",
+                        restore="not offered (it biases the reward)"),
+    "fid_reference_num": Entry(choice("real images of the FID reward's training statistics (the authors never "
+                                      "released the FID reward)"), {"tiny": TINY}),
+    "eval_batch": Entry(OPERATIONAL, {"tiny": TINY}),
+    "reset_window": Entry(code(f"{CFG} line 199: --dynamic_reset_window 500")),
+    "reset_threshold": Entry(code(f"{CFG} line 196: --dynamic_reset_threshold 1e-3")),
+    "preset": Entry(choice("--preset paper: the authors' autogan_search.sh"), {"tiny": TINY}),
+    "reward": Entry(code("functions.py train_controller: the IS of get_is; 'fid' is the paper's FID variant "
+                         "(section 3.3), whose code was not released")),
+    "proxy": Entry(choice("--proxy scores with a random-weight Inception (CPU tests, demo), labelled proxy")),
+    "resolution": Entry(choice("the largest size stored in --data, or --resolution")),
+    "seed": Entry(choice("--seed, default 0")),
+    "images": Entry(choice("the number of images in --data")),
+    "data": Entry(choice("--data")),
+    "outdir": Entry(OPERATIONAL),
+    "device": Entry(OPERATIONAL),
+    "resume": Entry(OPERATIONAL),
+    "processes": Entry(choice("torchrun processes; they share the rewards (same result as one)")),
+}
+# command-line options of search-conventional behind preset fields
+OPTIONS = {"reward_num": "--reward-num", "ctrl_batch": "--ctrl-batch", "baseline": "--baseline",
+           "iterations": "--iters"}
+
+# retraining an AutoGAN genotype: the authors' exps/autogan_cifar10_{a,b,c}.sh
+RETRAIN_SOURCES = with_changes(TRAIN_SOURCES, lr_schedule=Entry(
+    code("exps/autogan_cifar10_a.sh passes no --lr_decay, so train.py (line 144) trains without its "
+         "LinearLrDecay: a constant rate"),
+    deviation=None, restore=None))
+
+
 # ---------------------------------------------------------------------------- the search
 
-@dataclass
-class AutoGANConfig:
-    data: str
-    outdir: str
-    preset: str = "paper"
-    iters: int | None = None
-    reward: str = "is"  # is | fid
-    proxy: bool = False  # score with ProxyInception (CPU tests, demo): logged as proxy_is / proxy_fid
-    inception: str | None = None
-    resolution: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    resume: bool = False
-    overrides: dict | None = None  # preset fields replaced (tests, bench)
+AutoGANConfig = ScoredSearchConfig  # the options of run_autogan (``iters``: search iterations)
 
 
 class AutoGANSearch:
@@ -149,7 +218,12 @@ class AutoGANSearch:
     def _new_controller(self):
         with seeded(job_seed(self.seed, 2_000_000 + self.stage)):
             self.controller = AutoGANController(STAGE_CHOICES[self.stage], self.p.hidden)
-        self.ctrl_opt = torch.optim.Adam(self.controller.parameters(), lr=self.p.ctrl_lr)
+        self.ctrl_opt = torch.optim.Adam(self.controller.parameters(), lr=self.p.ctrl_lr, betas=self.p.ctrl_betas)
+
+    def start_controller_phase(self):
+        """The authors' train_controller starts every phase with ``baseline = None``."""
+        if self.p.baseline == "phase":
+            self.baseline.reset()
 
     # -- sampling and rewards
     def sample(self, n, generator, grad=False):
@@ -298,13 +372,14 @@ class AutoGANSearch:
         scores = self.score(codes, job_seed(self.seed, 6_000_000_000 + n))
         record = {"ctrl_step": n + 1, "archs": codes, "rewards": scores}
         if self.is_main:
-            baseline = self.baseline.update(scores)
-            loss, advantages = reinforce_loss(rollout, scores, baseline, self.p.entropy)
+            shaped = entropy_bonus(scores, rollout, self.p.entropy, len(self.controller.choices))
+            baseline = self.baseline.update(shaped)
+            loss, advantages = reinforce_loss(rollout, shaped, baseline, 0.0)  # the bonus is in the reward
             self.ctrl_opt.zero_grad(set_to_none=True)
             loss.backward()
             self.ctrl_opt.step()
-            record.update(reward_mean=float(np.mean(scores)), baseline=baseline, loss=loss.item(),
-                          entropy=rollout.entropies.mean().item(), advantages=advantages.tolist())
+            record.update(reward_mean=float(np.mean(scores)), shaped_rewards=shaped.tolist(), baseline=baseline,
+                          loss=loss.item(), entropy=rollout.entropies.mean().item(), advantages=advantages.tolist())
         self.counters["ctrl_step"] += 1
         return record, codes[int(np.argmax(scores))]
 
@@ -344,6 +419,8 @@ def run_autogan(config: AutoGANConfig, dataset=None, log=lambda line: click.echo
     if config.reward not in ("is", "fid"):
         raise SearchError(f"--reward must be is or fid, got {config.reward!r}")
     preset = replace(PRESETS[config.preset], **(config.overrides or {}))
+    if preset.baseline not in ("phase", "persistent"):
+        raise SearchError(f"--baseline must be phase or persistent, got {preset.baseline!r}")
     if config.iters is not None:
         preset = replace(preset, iterations=config.iters)
     if preset.iterations <= preset.grow_at[1]:
@@ -367,6 +444,11 @@ def run_autogan(config: AutoGANConfig, dataset=None, log=lambda line: click.echo
     if dist.is_main:
         outdir.mkdir(parents=True, exist_ok=True)
         (outdir / "samples").mkdir(exist_ok=True)
+        given = {**(config.overrides or {}), **({"iterations": config.iters} if config.iters is not None else {})}
+        write_run_config(outdir, {**settings, "data": str(config.data), "outdir": str(outdir), "device": config.device,
+                                  "resume": config.resume, "processes": dist.world_size},
+                         SOURCES, preset=config.preset,
+                         from_command_line={k: OPTIONS.get(k, f"overrides[{k!r}]") for k in given})
         runlog = RunLog(outdir / "log.jsonl", resume_at=search.counters["iteration"] if config.resume else None,
                         key="iteration")
         label = "PROXY reward (random-weight Inception; not an IS or FID)" if R.is_proxy(net) else "reward"
@@ -397,6 +479,7 @@ def run_autogan(config: AutoGANConfig, dataset=None, log=lambda line: click.echo
         search.broadcast_gan()
         record.update(shared)
         best_code, steps = None, []
+        search.start_controller_phase()
         for _ in range(preset.ctrl_steps):
             step_record, best_code = search.controller_step()
             steps.append(step_record)
