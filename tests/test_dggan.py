@@ -3,6 +3,7 @@ ProgGAN's WGAN-GP, a tiny 8 -> 16 px search with the proxy reward, resume after 
 2-process search equal to a 1-process one."""
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -159,44 +160,45 @@ class ToyScorer:
     label = "toy"
 
 
-def test_top_k_and_sampling_on_a_toy_score(tmp_path):
+def test_top_k_by_normalised_score_and_the_draw_on_a_toy_score(tmp_path):
     config = DGGANConfig(final_resolution=32, latent_dim=4, channels=(4, 4, 4), top_k=3, p=0.4, kernels=(3,),
-                         filters=(2, 4), max_grown=2, seed=5)
+                         filters=(2, 4), max_grown=1, seed=5)
     search = ToySearch(config, tmp_path, toy_data(4, 32), ToyScorer(), log=lambda line: None)
     step = 0
     while step == 0 or not search.stop_reason():
         parents = list(search.state["parents"])
-        if step:  # the draw: every allowed (parent, action) pair with probability p, from (seed, step)
-            pairs = [(pid, a) for pid in parents for a in search.actions
-                     if dggan.allowed(search.candidate(pid)["genotype"], a, 32, 2)]
-            gen = torch.Generator().manual_seed(dggan.job_seed(5, 10_000 + step))
-            keep = torch.rand(len(pairs), generator=gen) < 0.4
-            while not keep.any():
-                keep = torch.rand(len(pairs), generator=gen) < 0.4
-            expected = [(pid, a.name) for (pid, a), k in zip(pairs, keep.tolist()) if k]
         search.run_step(step)
         children = [r for r in search.state["candidates"] if r["step"] == step and r["sampled"]]
-        if step:
-            assert [(c["parent"], c["action"]) for c in children] == expected
-        ranked = sorted(children, key=lambda r: (ToySearch.toy(r["genotype"]), r["id"]))
+        if step:  # allowed (parent, action) pairs of this step's parents, each at most once
+            pairs = [(c["parent"], c["action"]) for c in children]
+            assert len(set(pairs)) == len(pairs) and {pid for pid, _ in pairs} <= set(parents)
+            assert all(dggan.allowed(search.candidate(pid)["genotype"], Action.parse(name), 32, 1)
+                       for pid, name in pairs)
+        # the top K by the score over the ProgGAN baseline's at the child's resolution
+        base = {int(r): ToySearch.toy(search.candidate(cid)["genotype"]) for r, cid in search.state["baselines"].items()}
+        ranked = sorted(children, key=lambda r: (ToySearch.toy(r["genotype"]) / base[r["resolution"]], r["id"]))
         assert search.state["parents"] == [r["id"] for r in ranked[:3]]
         step += 1
-    assert 4 <= step <= 20
+    assert 3 <= step <= 12
     final = [r for r in search.state["candidates"] if r["resolution"] == 32]
     assert search.state["best"] == min(final, key=lambda r: (r["fid"], r["id"]))["id"]
-    # the sampling rate is p (given that a draw of nothing is drawn again)
+    # the draw: each allowed pair with probability p (a draw of nothing is drawn again), the same
+    # children for the same (seed, step), others for other steps and seeds
     again = ToySearch(config, tmp_path / "again", toy_data(4, 32), ToyScorer(), log=lambda line: None)
-    counts = [0, 0]
-    again.state["parents"] = [0]
-    again.state["candidates"] = [{"id": 0, "genotype": base_body(4, [4, 4, 4])}]
-    for s in range(1, 400):
-        pairs = len(again.actions)
-        drawn = len(again.sample_children(s))
-        counts[0] += drawn
-        counts[1] += pairs
-    share, pairs = counts[0] / counts[1], len(again.actions)
-    assert share == pytest.approx(0.4 / (1 - 0.6 ** pairs), abs=0.03)
+    other = ToySearch(replace(config, seed=6), tmp_path / "other", toy_data(4, 32), ToyScorer(),
+                      log=lambda line: None)
+    for s in (again, other):
+        s.state["parents"] = [0]
+        s.state["candidates"] = [{"id": 0, "genotype": base_body(4, [4, 4, 4])}]
+    draws = [[a.name for _, a in again.sample_children(s)] for s in range(1, 400)]
+    pairs = len(again.actions)
+    expected = 0.4 / (1 - 0.6 ** pairs)
+    assert sum(map(len, draws)) / (len(draws) * pairs) == pytest.approx(expected, abs=0.03)
+    for action in again.actions:  # every action as often (independent draws)
+        assert sum(action.name in d for d in draws) / len(draws) == pytest.approx(expected, abs=0.08)
     assert again.sample_children(7) == again.sample_children(7)
+    assert len({tuple(d) for d in draws}) > 20
+    assert any(again.sample_children(s) != other.sample_children(s) for s in range(1, 10))
     # every step's candidates are logged, normalised by the ProgGAN baseline of their resolution
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert len(log) == len(search.state["candidates"])
@@ -215,6 +217,75 @@ def test_top_k_and_sampling_on_a_toy_score(tmp_path):
     assert list(replays["K"]) == ["1", "2", "3"] and "0.4" in replays["p"] and "1.0" in replays["p"]
     assert replays["p"]["1.0"]["best_fid_norm"] == pytest.approx(real)
     assert (tmp_path / "candidates.csv").read_text().count("\n") == len(log) + 1
+
+
+def test_resume_refuses_other_scorer_settings_and_the_state_names_the_score(tmp_path):
+    class Scorer:
+        label, num, ref_num, weights_sha256 = "proxy_fid", 16, 64, "a" * 64
+
+    config = DGGANConfig(final_resolution=16, latent_dim=4, channels=(4, 4), top_k=2, p=1.0, kernels=(3,),
+                         filters=(2,), max_grown=1, seed=0)
+    search = ToySearch(config, tmp_path, toy_data(4, 16), Scorer(), log=lambda line: None)
+    search.run_step(0)
+    search.run_step(1)
+    stored = json.loads((tmp_path / dggan_run.STATE_FILE).read_text())
+    assert all("fid" not in r and "fid_norm" not in r and r["proxy_fid"] > 0 for r in stored["candidates"])
+    assert stored["settings"]["scorer"] == "proxy_fid"
+    for name, value in (("num", 32), ("ref_num", None), ("weights_sha256", "b" * 64), ("label", "fid")):
+        other = type("Other", (Scorer,), {name: value})
+        with pytest.raises(ValueError, match="other settings") as error:
+            ToySearch(config, tmp_path, toy_data(4, 16), other(), log=lambda line: None, resume=True)
+        assert {"num": "scorer_samples", "ref_num": "scorer_reference_images", "weights_sha256": "inception_sha256",
+                "label": "scorer"}[name] in str(error.value)
+    resumed = ToySearch(config, tmp_path, toy_data(4, 16), Scorer(), log=lambda line: None, resume=True)
+    assert resumed.state["candidates"] == search.state["candidates"]  # scores back under "fid" in memory
+
+
+class ResolutionToy(ToySearch):
+    """A score that grows with the resolution as FID does (R^2), worse with layers grown at the
+    newest resolution, better with layers grown below it: doubling a grown parent is the best move."""
+
+    @staticmethod
+    def toy(body):
+        newest = len(body["stages"][-1]["g"]) + len(body["stages"][-1]["d"])
+        below = sum(len(stage["g"]) + len(stage["d"]) for stage in body["stages"][:-1])
+        return (8 * 2 ** (len(body["stages"]) - 1)) ** 2 * (1 + 0.1 * newest) * 0.9 ** below
+
+
+@pytest.mark.parametrize("rank_by", ["fid_norm", "fid"])
+def test_a_doubled_child_can_survive(tmp_path, rank_by):
+    config = DGGANConfig(final_resolution=32, latent_dim=4, channels=(4, 4, 4), top_k=3, p=1.0, kernels=(3,),
+                         filters=(2, 4), max_grown=1, seed=0, rank_by=rank_by)
+    search = ResolutionToy(config, tmp_path, toy_data(4, 32), ToyScorer(), log=lambda line: None)
+    search.run_step(0)
+    search.run_step(1)
+    kept = {search.candidate(cid)["resolution"] for cid in search.state["parents"]}
+    if rank_by == "fid_norm":  # the doubled base (score 1 x its baseline) beats 8 px children (1.1 x theirs)
+        assert 16 in kept
+        search.run_step(2)  # ... and doubling a grown parent (0.9 x the 16 px baseline) leads
+        best = search.candidate(search.state["parents"][0])
+        assert best["resolution"] == 16 and best["action"] == "double" and best["parent"] != 0
+    else:  # raw scores: every 8 px child (64 x 1.1) beats every 16 px one (256 x ...): no doubling survives
+        assert kept == {8}
+
+
+def test_equalised_learning_rate_keeps_the_scale_of_activations():
+    """ProgGAN's He constant sqrt(2 / fan_in): through a freshly built 32 px G and D the activations
+    (root mean square) neither vanish nor explode, and D's output is of order 1."""
+    torch.manual_seed(0)
+    body = apply_action(apply_action(base_body(32, [32, 32, 32]), Action("double")), Action("double"))
+    G, D = build_grown(body)
+    rms = {}
+    for prefix, net in (("G", G), ("D", D)):
+        for name, module in net.named_modules():
+            if name.count(".") <= 1 and name:
+                module.register_forward_hook(lambda m, i, o, key=f"{prefix}.{name}": rms.__setitem__(
+                    key, o.detach().pow(2).mean().sqrt().item()))
+    with torch.no_grad():
+        out = D(G(torch.randn(64, 32)))
+    assert 0.7 < rms["G.conv4.conv"] < 2.0 and 0.5 < rms["G.to_rgb"] < 2.0
+    assert all(0.5 < rms[f"D.stages.{s}"] / rms["D.from_rgb"] < 2.0 for s in range(3)), rms
+    assert 0.5 < rms["D.dense"] / rms["D.from_rgb"] < 2.0 and out.pow(2).mean().sqrt() > 0.3, rms
 
 
 # ---------------------------------------------------------------------------- real searches (proxy reward)

@@ -67,10 +67,11 @@ class DGGANConfig:
     lr: float = 1e-3
     betas: tuple = (0.0, 0.99)
     seed: int = 0
+    rank_by: str = "fid_norm"  # RANKINGS: how children of different resolutions compete for the top K
 
     # settings a --resume must agree with
     STRUCTURAL = ("final_resolution", "latent_dim", "channels", "top_k", "p", "kernels", "filters", "max_grown",
-                  "child_iters", "fade_iters", "batch", "lr", "betas", "seed")
+                  "child_iters", "fade_iters", "batch", "lr", "betas", "seed", "rank_by")
 
     def resolved(self):
         stages = int(math.log2(self.final_resolution // D0)) + 1
@@ -95,6 +96,23 @@ PRESETS = {
 
 SCORE_SAMPLES = {"paper": 10_000, "small": 5_000, "tiny": 16}  # samples a candidate's FID is measured on
 REFERENCE_IMAGES = {"paper": None, "small": 10_000, "tiny": 64}  # training images of the statistics
+
+
+# How the top K are chosen among children of different resolutions. FID is not comparable across
+# resolutions (the paper: "FID at each resolution is not comparable"; a child at 8 px has a far lower
+# FID than one at 16 px), so ranking raw FIDs would keep every doubled child out of the top K while
+# lower-resolution children remain, and every route would fill each resolution before doubling;
+# the paper lets the search decide when to double ("Ours automatically searches how and what to
+# grow"). Its own cross-resolution measure is the "FID normalized by the per-scale ProgGAN baseline"
+# (section "Analysis", Fig. 3), which the search computes for every child: ranking by it is the
+# default. "fid" ranks the raw FID (the former behaviour).
+RANKINGS = ("fid_norm", "fid")
+
+
+def rank_score(record, rank_by):
+    """The value the top K minimises: the normalised FID (infinite without a baseline score) or the FID."""
+    value = record.get(rank_by)
+    return math.inf if value is None else value
 
 
 class DGGANSearch(DGGANRun):
@@ -132,7 +150,8 @@ class DGGANSearch(DGGANRun):
                  f"({', '.join(sorted({str(j['resolution']) + 'px' for j in jobs}))})")
         self.record_scores(jobs, self.evaluate_jobs(jobs, step))
         # top-K of the sampled children (a ProgGAN baseline added beside them is not one of them)
-        ranked = sorted((j for j in jobs if j["sampled"]), key=lambda j: (j["fid"], j["id"]))
+        ranked = sorted((j for j in jobs if j["sampled"]),
+                        key=lambda j: (rank_score(j, self.config.rank_by), j["id"]))
         self.state["parents"] = [j["id"] for j in ranked[:self.config.top_k]]
         self.close_step(step, jobs)
 
@@ -205,6 +224,8 @@ def run_dggan(config: DGGANConfig, outdir, dataset, scorer, device="cpu", dist=N
                          f"size (or a multiple)")
     if not 0 < config.p <= 1 or config.top_k < 1:
         raise ValueError(f"p must be in (0, 1] and K >= 1, got p={config.p}, K={config.top_k}")
+    if config.rank_by not in RANKINGS:
+        raise ValueError(f"rank_by must be one of {', '.join(RANKINGS)}, got {config.rank_by!r}")
     stages = int(math.log2(config.final_resolution // D0)) + 1
     if len(config.resolved().channels) < stages:
         raise ValueError(f"channels {config.channels}: one width per stage up to {config.final_resolution}px "

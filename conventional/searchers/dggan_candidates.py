@@ -4,6 +4,8 @@ at the candidate's resolution (``FIDScorer``)."""
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 import torch.nn.functional as F
 
@@ -80,6 +82,15 @@ def final_state(G, D):
             "D": {k: v.detach().cpu() for k, v in D.state_dict().items() if "_prev" not in k}}
 
 
+def weights_sha256(net):
+    """SHA-256 of a network's tensors (names and values): the same scorer weights, the same digest."""
+    digest = hashlib.sha256()
+    for name, tensor in net.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 class FIDScorer:
     """FID of candidates against the training statistics at their resolution, through a reward
     network of ``conventional.rewards`` (the FID Inception, or the labelled ``ProxyInception``
@@ -90,6 +101,7 @@ class FIDScorer:
     def __init__(self, net, num=10_000, ref_num=None, batch=50):
         self.net, self.num, self.ref_num, self.batch = net, num, ref_num, batch
         self.label = score_names(net)[1]
+        self.weights_sha256 = weights_sha256(net)
 
     def candidate_stats(self, G, seed, device):
         _, stats = sample_outputs(G.eval(), self.net, self.num, G.latent_dim, seed, self.batch)

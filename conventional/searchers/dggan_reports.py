@@ -54,11 +54,12 @@ def action_statistics(records):
                 "std": float(np.std(v))} for a, v in sorted(groups.items())}
 
 
-def simulate(records, top_k, p, final_resolution, draws=20):
+def simulate(records, top_k, p, final_resolution, draws=20, rank_by="fid_norm"):
     """Fig. 3 (right), the paper's ablated simulation: Algorithm 1 replayed on the candidates a
-    search trained, with another K and p; a child the search did not train is ignored (so it
-    explores less than a real run would). Returns the mean normalised FID of the best candidate
-    at the final resolution over ``draws`` seeded replays that reach it, and the share that do."""
+    search trained, with another K and p, ranking children by ``rank_by`` as the search did; a
+    child the search did not train is ignored (so it explores less than a real run would). Returns
+    the mean normalised FID of the best candidate at the final resolution over ``draws`` seeded
+    replays that reach it, and the share that do."""
     children = {}
     for r in records:
         if r["parent"] is not None and r.get("sampled", True) and r.get("fid_norm") is not None:
@@ -69,7 +70,7 @@ def simulate(records, top_k, p, final_resolution, draws=20):
         rng, parents, best = np.random.default_rng(seed), roots, None
         while parents:
             pool = sorted((c for parent in parents for c in children.get(parent["id"], []) if rng.random() < p),
-                          key=lambda r: (r["fid"], r["id"]))
+                          key=lambda r: (r[rank_by], r["id"]))
             parents = pool[:top_k]
             for child in pool:
                 if child["resolution"] == final_resolution and (best is None or child["fid_norm"] < best):
@@ -79,23 +80,31 @@ def simulate(records, top_k, p, final_resolution, draws=20):
     return {"best_fid_norm": float(np.mean(reached)) if reached else None, "reached": len(reached) / draws}
 
 
-def budget_simulations(records, top_k, p, final_resolution):
+def budget_simulations(records, top_k, p, final_resolution, rank_by="fid_norm"):
     """``simulate`` over K = 1, 2, 4, ... up to the search's K (at its p) and over p = 0.1 ... its
     p and 1 (at its K)."""
     ks = sorted({min(2 ** i, top_k) for i in range(top_k.bit_length() + 1)})
     ps = sorted({round(x / 10, 1) for x in range(1, 11) if x / 10 <= p + 1e-9} | {p, 1.0})
-    return {"K": {str(k): simulate(records, k, p, final_resolution) for k in ks},
-            "p": {str(q): simulate(records, top_k, q, final_resolution) for q in ps}}
+    return {"K": {str(k): simulate(records, k, p, final_resolution, rank_by=rank_by) for k in ks},
+            "p": {str(q): simulate(records, top_k, q, final_resolution, rank_by=rank_by) for q in ps}}
 
 
-def plot_fig3(records, best_id, path, simulation=None):
+def score_title(label):
+    """How a plot names the score: a proxy score (``proxy_fid``) is never called an FID."""
+    return "PROXY FID (random-weight Inception, not an FID)" if label.startswith("proxy") else "FID"
+
+
+def plot_fig3(records, best_id, path, simulation=None, label="fid"):
     """Fig. 3 like, with matplotlib: left, normalised FID (FID / the baseline's at the same resolution)
     against log2(G/D parameters) for every scored candidate, the best candidate's growing route as red
     arrows; middle, per action the share of children that improved on their parent (bars, left axis)
     and the mean child/parent ratio with its standard deviation (dots, right axis); right (with
     ``simulation`` of ``budget_simulations``), the best normalised FID of replays with smaller K or p.
-    Written atomically to ``path``; returns the Figure."""
+    ``label``: the scorer's name of the score (``proxy_fid`` titles the figure as a proxy). Written
+    atomically to ``path``; returns the Figure."""
+    score = "proxy FID" if label.startswith("proxy") else "FID"
     figure = new_figure(15.0 if simulation else 10.0, 4.6)
+    figure.suptitle(f"DGGAN candidates scored by {score_title(label)}", fontsize=10)
     grid = figure.add_gridspec(2, 3 if simulation else 2)
     scatter, actions = figure.add_subplot(grid[:, 0]), figure.add_subplot(grid[:, 1])
 
@@ -113,7 +122,7 @@ def plot_fig3(records, best_id, path, simulation=None):
     if best_id in scored:
         scatter.scatter(*scored[best_id], s=40, color="C3", zorder=3, label="best (route: red arrows)")
     scatter.set_xlabel("log2(G parameters / D parameters)")
-    scatter.set_ylabel("normalised FID (FID / baseline FID)")
+    scatter.set_ylabel(f"normalised {score} ({score} / baseline {score})")
     scatter.set_title("candidates", fontsize=10)
     scatter.legend(fontsize=7)
 
@@ -131,9 +140,9 @@ def plot_fig3(records, best_id, path, simulation=None):
     ratio = actions.twinx()
     ratio.errorbar(positions, np.array([stats[a]["mean"] for a in names], dtype=float),
                    yerr=np.array([stats[a]["std"] for a in names], dtype=float), fmt="o", color="C3", capsize=3,
-                   label="child / parent FID")
+                   label=f"child / parent {score}")
     ratio.axhline(1.0, color="C3", linestyle=":", linewidth=1)
-    ratio.set_ylabel("mean child / parent normalised FID")
+    ratio.set_ylabel(f"mean child / parent normalised {score}")
     if not names:
         actions.text(0.5, 0.5, "no scored children yet", ha="center", va="center", transform=actions.transAxes)
 
@@ -151,7 +160,7 @@ def plot_fig3(records, best_id, path, simulation=None):
                 axes.text(0.5, 0.5, "no replay reached the final resolution", ha="center", va="center",
                           fontsize=8, transform=axes.transAxes)
             axes.set_xlabel(label, fontsize=8)
-            axes.set_ylabel("best normalised FID", fontsize=8)
+            axes.set_ylabel(f"best normalised {score}", fontsize=8)
             axes.tick_params(labelsize=7)
             if row == 0:
                 axes.set_title("replays of Algorithm 1", fontsize=10)

@@ -26,6 +26,23 @@ from .dggan_reports import budget_simulations, log_record, plot_fig3, write_csv
 
 STATE_FILE = "dggan-state.json"
 FID_BATCH = 16  # candidates per frechet_distance_batched call
+# settings of the scorer a --resume must agree with beside the search's own: scores measured with
+# other sample counts or other Inception weights are not comparable
+SCORER_SETTINGS = ("scorer", "scorer_samples", "scorer_reference_images", "inception_sha256")
+
+
+def relabel(state, old, new):
+    """``state`` with its score keys renamed ``old`` -> ``new`` (``fid``, ``fid_norm`` <->
+    ``proxy_fid``, ``proxy_fid_norm``) in the candidates and the final record: in memory a score is
+    "fid", on disk it carries the scorer's name, so a proxy score is never stored as an FID."""
+    if old == new:
+        return state
+
+    def rename(record):
+        return {(new + k[len(old):] if k in (old, old + "_norm") else k): v for k, v in record.items()}
+
+    return {**state, "candidates": [rename(r) for r in state["candidates"]],
+            "final": rename(state["final"]) if state.get("final") else state.get("final")}
 
 
 class SearchInterrupted(RuntimeError):
@@ -51,11 +68,13 @@ class DGGANRun:
             if not self.state_path.is_file():
                 raise ValueError(f"--resume: no {STATE_FILE} in {self.outdir} to resume from")
             try:
-                self.state = json.loads(self.state_path.read_text())
-            except (OSError, json.JSONDecodeError) as error:
+                stored = json.loads(self.state_path.read_text())
+                self.state = relabel(stored, stored["settings"].get("scorer", "fid"), "fid")
+            except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
                 raise ValueError(f"{self.state_path}: not a readable DGGAN state ({error})") from None
             old = self.state.get("settings", {})
-            mismatched = [k for k in self.config.STRUCTURAL + ("images", "scorer") if old.get(k) != settings.get(k)]
+            mismatched = [k for k in self.config.STRUCTURAL + ("images",) + SCORER_SETTINGS
+                          if old.get(k) != settings.get(k)]
             if mismatched:
                 raise ValueError(f"--resume: {self.state_path} was written with other settings: " + ", ".join(
                     f"{k}={old.get(k)!r} (now {settings.get(k)!r})" for k in mismatched))
@@ -73,14 +92,21 @@ class DGGANRun:
             self.weights.mkdir(parents=True, exist_ok=True)
             (self.outdir / "samples").mkdir(exist_ok=True)
             if not resume:  # from now on a kill leaves a state to --resume from, even inside step 0
-                with atomic_path(self.state_path) as tmp:
-                    tmp.write_text(json.dumps(self.state))
+                self.write_state()
         self._barrier()
         self.references = {}
 
     def settings(self):
         out = asdict(self.config)
-        return json.loads(json.dumps({**out, "images": len(self.dataset), "scorer": self.scorer.label}))
+        scorer = {"scorer": self.scorer.label, "scorer_samples": getattr(self.scorer, "num", None),
+                  "scorer_reference_images": getattr(self.scorer, "ref_num", None),
+                  "inception_sha256": getattr(self.scorer, "weights_sha256", None)}
+        return json.loads(json.dumps({**out, "images": len(self.dataset), **scorer}))
+
+    def write_state(self):
+        """dggan-state.json (atomically), scores under the scorer's name."""
+        with atomic_path(self.state_path) as tmp:
+            tmp.write_text(json.dumps(relabel(self.state, "fid", self.scorer.label)))
 
     def _barrier(self):
         if self.dist is not None:
@@ -237,8 +263,7 @@ class DGGANRun:
     def save(self, step_jobs=()):
         """State, log lines of ``step_jobs``, CSV, figure and the best genotype so far; weights of
         candidates that are neither parents, baselines nor the best are deleted."""
-        with atomic_path(self.state_path) as tmp:
-            tmp.write_text(json.dumps(self.state))
+        self.write_state()
         with open(self.outdir / "log.jsonl", "a") as handle:
             for job in step_jobs:
                 handle.write(json.dumps(log_record(job, self.scorer.label)) + "\n")
@@ -248,10 +273,10 @@ class DGGANRun:
             scored, key=lambda r: (-r["resolution"], r["fid"]))
         self.genotype(best).save(self.outdir / "genotype.json")
         c = self.config
-        simulation = budget_simulations(scored, c.top_k, c.p, c.final_resolution)
+        simulation = budget_simulations(scored, c.top_k, c.p, c.final_resolution, rank_by=c.rank_by)
         with atomic_path(self.outdir / "simulation.json") as tmp:
             tmp.write_text(json.dumps(simulation, indent=1) + "\n")
-        plot_fig3(scored, best["id"], self.outdir / "fig3.png", simulation)
+        plot_fig3(scored, best["id"], self.outdir / "fig3.png", simulation, label=self.scorer.label)
         if step_jobs:
             self.save_samples(self.candidate(self.state["parents"][0]))
         live = set(self.state["parents"]) | set(self.state["baselines"].values()) | {best["id"]}

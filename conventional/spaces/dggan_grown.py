@@ -24,6 +24,7 @@ stage the search may reach) and ``stages``, per resolution from 8 px ``{"g": [[k
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 import torch
@@ -79,25 +80,29 @@ def validate(body, where):
 
 # ---------------------------------------------------------------------------- ProgGAN layers
 
-class EqualConv2d(nn.Module):
-    """Convolution with ProgGAN's equalised learning rate (weights N(0, 1) scaled at run time)."""
+HE_GAIN = math.sqrt(2)  # He's constant for (leaky) ReLU layers: weights scaled by sqrt(2 / fan_in)
 
-    def __init__(self, in_channels, out_channels, kernel_size):
+
+class EqualConv2d(nn.Module):
+    """Convolution with ProgGAN's equalised learning rate: weights N(0, 1), scaled at run time by
+    ``gain / sqrt(fan_in)`` (He's constant for ``gain`` = sqrt(2)), biases 0."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, gain=HE_GAIN):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels))
-        self.scale, self.padding = (in_channels * kernel_size ** 2) ** -0.5, kernel_size // 2
+        self.scale, self.padding = gain * (in_channels * kernel_size ** 2) ** -0.5, kernel_size // 2
 
     def forward(self, x):
         return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
 
 
 class EqualLinear(nn.Module):
-    def __init__(self, in_features, out_features):
+    def __init__(self, in_features, out_features, gain=HE_GAIN):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_features, in_features))
         self.bias = nn.Parameter(torch.zeros(out_features))
-        self.scale = in_features ** -0.5
+        self.scale = gain * in_features ** -0.5
 
     def forward(self, x):
         return F.linear(x, self.weight * self.scale, self.bias)
@@ -152,7 +157,9 @@ class Stage(nn.Module):
 class GrownGenerator(nn.Module):
     """ProgGAN generator of a ``dggan`` genotype body: pixel-normed z -> 4x4 block (dense, conv)
     -> one Stage per resolution (nearest up-sampling first) -> 1x1 toRGB (linear output, as
-    ProgGAN). ``fading``: the newest stage is a fade-in block, output
+    ProgGAN). Equalised learning rate with ProgGAN's gains (tkarras/progressive_growing_of_gans
+    ``networks.py``, G_paper and D_paper): He's sqrt(2) in every layer but the 4x4 dense
+    (sqrt(2) / 4), toRGB (1) and D's output (1). ``fading``: the newest stage is a fade-in block, output
     alpha * toRGB(new) + (1 - alpha) * up(toRGB_prev(previous stage))."""
 
     def __init__(self, body, fading=False):
@@ -160,13 +167,13 @@ class GrownGenerator(nn.Module):
         ch = body["channels"]
         self.latent_dim, self.fading, self.alpha = body["latent_dim"], fading and len(body["stages"]) > 1, 1.0
         self.resolution = stage_resolutions(body)[-1]
-        self.input = EqualLinear(self.latent_dim, ch[0] * 16)
+        self.input = EqualLinear(self.latent_dim, ch[0] * 16, gain=HE_GAIN / 4)
         self.conv4 = GConv(ch[0], ch[0], 3)
         self.stages = nn.ModuleList(Stage(GConv, ch[max(s - 1, 0)], ch[s], ch[s], stage["g"], newest_first=False)
                                     for s, stage in enumerate(body["stages"]))
-        self.to_rgb = EqualConv2d(ch[len(body["stages"]) - 1], 3, 1)
+        self.to_rgb = EqualConv2d(ch[len(body["stages"]) - 1], 3, 1, gain=1.0)
         if self.fading:
-            self.to_rgb_prev = EqualConv2d(ch[len(body["stages"]) - 2], 3, 1)
+            self.to_rgb_prev = EqualConv2d(ch[len(body["stages"]) - 2], 3, 1, gain=1.0)
 
     def forward(self, z):
         h = pixel_norm(F.leaky_relu(self.input(pixel_norm(z)), 0.2).view(len(z), -1, 4, 4))
@@ -209,7 +216,7 @@ class GrownDiscriminator(nn.Module):
                                     for s, stage in enumerate(body["stages"]))
         self.conv4 = DConv(ch[0] + 1, ch[0], 3)
         self.dense = EqualLinear(ch[0] * 16, ch[0])
-        self.out = EqualLinear(ch[0], 1)
+        self.out = EqualLinear(ch[0], 1, gain=1.0)
 
     def forward(self, x):
         h = self.from_rgb(x)
