@@ -502,6 +502,34 @@ def test_cli_search_then_retrain(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_cli_search_with_an_inception_weights_file(tmp_path):
+    """The real-Inception path (--inception, random weights in pytorch-fid's file format): scores
+    logged as FID, the weights' digest in the state, and a --resume with other scorer settings
+    refused with one line."""
+    from click.testing import CliRunner
+
+    from stylenas.conventional.commands import search_conventional_command
+    from stylenas.datasets import make_demo_data
+    from stylenas.metrics import InceptionV3FID
+    from helpers import write_weights
+
+    make_demo_data(tmp_path / "demo.lmdb", [16], 8, image_format="png")
+    weights = write_weights(tmp_path / "inception")
+    args = ["--method", "dggan", "--data", str(tmp_path / "demo.lmdb"), "--preset", "tiny", "--device", "cpu",
+            "--outdir", str(tmp_path / "search"), "--iters", "1", "--max-steps", "1", "--final-iters", "0",
+            "--top-k", "1", "--p", "0.3", "--max-grown", "1", "--inception", str(weights)]
+    result = CliRunner().invoke(search_conventional_command, args + ["--fid-num", "2"])
+    assert result.exit_code == 0, result.output
+    log = [json.loads(line) for line in (tmp_path / "search" / "log.jsonl").read_text().splitlines()]
+    assert log and all(math.isfinite(r["fid"]) and "proxy_fid" not in r for r in log)
+    state = json.loads((tmp_path / "search" / dggan_run.STATE_FILE).read_text())
+    assert state["settings"]["scorer"] == "fid" and state["settings"]["scorer_samples"] == 2
+    assert state["settings"]["inception_sha256"] == dggan_candidates.weights_sha256(InceptionV3FID(weights=weights))
+    result = CliRunner().invoke(search_conventional_command, args + ["--fid-num", "3", "--resume"])
+    assert result.exit_code == 1 and "scorer_samples" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.slow
 def test_bench_reports_the_cost_of_a_child():
     from stylenas.conventional.bench import dggan_search
 
