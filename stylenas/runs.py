@@ -132,8 +132,9 @@ class RunFolder:
     def acquire(self):
         if not self.enabled or self.fd is not None:
             return self
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        self.created = not self.path.exists()
         while True:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
             if fcntl is None:
                 break
@@ -172,6 +173,13 @@ class RunFolder:
                 os.ftruncate(self.fd, 0)  # the folder is free again: no stale pid in it
         except OSError:
             pass
+        if self.created and self.lock_path.parent == self.path:  # a run refused before it wrote anything
+            try:  # leaves no folder behind (still locked: a newcomer sees its lock file gone and retries)
+                if [p.name for p in self.path.iterdir()] == [LOCK_FILE]:
+                    self.lock_path.unlink()
+                    self.path.rmdir()
+            except OSError:
+                pass
         os.close(self.fd)  # closing drops the flock
         self.fd = None
 
@@ -354,6 +362,11 @@ def die_with_parent(parent=None):
             pass
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def is_main_process():
+    """Rank 0 of a torchrun launch, or a process on its own: the one that owns the run folder."""
+    return int(os.environ.get("RANK", "0") or 0) == 0
 
 
 def restarted_by_torchrun():

@@ -122,6 +122,21 @@ def rerun(argv):
                           timeout=600)
 
 
+def same_nested(a, b):
+    """Assert equal nested dicts/lists of tensors and numbers; returns the number of tensors compared."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+        return 1
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        return sum(same_nested(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        return sum(same_nested(x, y) for x, y in zip(a, b))
+    assert a == b
+    return 0
+
+
 def same_tensors(a, b):
     assert a.keys() == b.keys()
     for key in a:
@@ -347,9 +362,11 @@ def test_a_full_disk_names_the_file_and_the_checkpoint_kept(demo, tmp_path, monk
 
     monkeypatch.setattr(torch, "save", save_until_full)
     out = tmp_path / "t"
-    line = one_error_line(invoke("train", "--data", demo, "--outdir", out, *TRAIN, "--kimg", "0.008", "--snap", "0.004"))
-    assert line == (f"Error: {out / 'network-snapshot-000000.008.pt'}: No space left on device (the disk is full; the "
-                    f"last complete checkpoint {out / 'checkpoint.pt'} is kept: free some space and rerun with --resume)")
+    line = one_error_line(invoke("train", "--data", demo, "--outdir", out, *TRAIN, "--kimg", "0.008",
+                                 "--snap", "0.004"))
+    assert line == (f"Error: {out / 'network-snapshot-000000.008.pt'}: No space left on device (the disk is full; "
+                    f"the last complete checkpoint {out / 'checkpoint.pt'} is kept: free some space and rerun with "
+                    f"--resume)")
     assert not list(out.rglob("*.tmp"))  # nothing half-written
     calls.clear()
     out = tmp_path / "s"
@@ -365,8 +382,9 @@ def private_mounts():
     if not shutil.which("unshare"):
         return False
     try:
-        return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                               "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True, timeout=30).returncode == 0
+        done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                               "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True, timeout=30)
+        return done.returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
 
@@ -515,3 +533,62 @@ def test_torchrun_restarts_a_killed_worker_and_the_run_ends_as_an_uninterrupted_
     assert a["counters"] == b["counters"]
     for net in ("G", "D", "G_ema"):
         same_tensors(a[net], b[net])
+
+
+# ---------------------------------------------------------------- the conventional commands
+
+@pytest.mark.slow
+def test_conventional_runs_own_their_folder_and_refuse_foreign_states(demo, tmp_path):
+    from stylenas.runs import RunFolder
+
+    data = tmp_path / "d16.lmdb"
+    make_demo_data(data, [16], 24, image_format="png", progress=False)
+    search = ["search-conventional", "--method", "alphagan", "--data", data, "--preset", "tiny", "--iters", "1",
+              "--device", "cpu"]
+    train = ["train-conventional", "--genotype", "autogan_a", "--data", data, "--preset", "tiny", "--steps", "1",
+             "--device", "cpu"]
+    for args in (search, train):
+        out = tmp_path / args[0]
+        with RunFolder(out):  # another run holds the folder
+            line = one_error_line(invoke(*args, "--outdir", out))
+            assert sorted(p.name for p in out.iterdir()) == [".lock"]  # the refused run wrote nothing
+        assert line.startswith(f"Error: {out}: another run is writing this folder (pid {os.getpid()}: ")
+        assert not out.exists()  # the holder made the folder and left it empty: it removed it
+        # an option refused inside the run leaves no folder behind
+        one_error_line(invoke(*args, "--outdir", out, "--resolution", "12"))
+        assert not out.exists()
+    out = tmp_path / "s"
+    assert invoke(*search, "--outdir", out).exit_code == 0
+    stale = out / ".search-state.pt.x1y2.tmp"  # what a kill during a state write leaves
+    stale.write_bytes(b"x")
+    torch.save({"kind": "stylegan2", "G": {}}, out / "search-state.pt")  # a foreign file under the state's name
+    line = one_error_line(invoke(*search, "--outdir", out, "--iters", "2", "--resume"))
+    assert line.startswith(f"Error: --resume: {out / 'search-state.pt'}: not a state written by")
+    assert not stale.exists()  # removed under the lock, before the run read anything
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_a_conventional_search_and_resume_equals_an_uninterrupted_run(tmp_path):
+    data = tmp_path / "d16.lmdb"
+    make_demo_data(data, [16], 24, image_format="png", progress=False)
+    args = ["search-conventional", "--method", "alphagan", "--data", data, "--preset", "tiny", "--iters", "3",
+            "--device", "cpu"]
+    straight = run(*args, "--outdir", tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen(command(*args, "--outdir", out), env=subprocess_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(out / "search-state.pt", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 143, stderr
+    resumed = rerun(resume_line(stderr))
+    assert resumed.returncode == 0, resumed.stderr
+    a = torch.load(tmp_path / "straight" / "search-state.pt", weights_only=True)
+    b = torch.load(out / "search-state.pt", weights_only=True)
+    assert json.loads((tmp_path / "straight" / "genotype.json").read_text())["cells"] == json.loads(
+        (out / "genotype.json").read_text())["cells"]
+    assert json.loads((tmp_path / "straight" / "genotype.json").read_text())["arch_parameters"] == json.loads(
+        (out / "genotype.json").read_text())["arch_parameters"]
+    assert same_nested(a["method"], b["method"]) > 10  # every weight, alpha and optimiser moment
+    assert len((out / "log.jsonl").read_text().splitlines()) == 3  # one line per iteration, none twice

@@ -33,6 +33,9 @@ def open_state(outdir, resume, settings, keys, map_location="cpu"):
         state = torch.load(state_path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same one-line error
         raise SearchError(f"{state_path}: not a readable search state ({type(error).__name__}: {error})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("settings"), dict):
+        raise SearchError(f"--resume: {state_path}: not a state written by `stylenas search-conventional` "
+                          f"(start again without --resume, or in another --outdir)")
     mismatched = [k for k in keys if state["settings"].get(k) != settings.get(k)]
     if mismatched:
         raise SearchError(f"--resume: {state_path} was written with other settings: " + ", ".join(

@@ -13,7 +13,6 @@ codes, stream positions, RNG: ``--resume`` continues exactly).
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from ...plots import save_line_panels
 from ...search.alphagan import PRESETS as ALPHAGAN_PRESETS
 from ...search.run import split_halves
 from ...train.checkpoint import capture_rng, restore_rng
+from ...runs import ProgressLine, StopSignals
 from ...train.runlog import save_image_grid
 from ..networks import build_generator
 from ..ops import DEGAS_NORMAL_OPS, DEGAS_UP_OPS
@@ -177,8 +177,9 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
     log(f"searching {config.method} at {resolution}px on {device}: {iters} iterations; {method.describe}; "
         f"{len(halves[0])} training / {len(halves[1])} validation images")
     start = method.done
-    with open(outdir / "log.jsonl", "a") as log_file, click.progressbar(
-            length=max(iters - start, 0), label=f"{config.method} search", file=sys.stderr) as bar:
+    # a fresh run starts its own log (one left by a run killed before its first checkpoint is not its)
+    with open(outdir / "log.jsonl", "a" if config.resume else "w") as log_file, StopSignals(log) as stop, \
+            ProgressLine(iters, f"{config.method} search", unit="iterations", start=start) as bar:
         for _ in range(start, iters):
             tic = time.perf_counter()
             method.G.train()
@@ -197,9 +198,12 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
                         f"{name} {value:.4g}" for name, value in stats["derived"].items()))
             log_file.write(json.dumps(stats) + "\n")
             log_file.flush()
-            if k % config.checkpoint_every == 0 or k == iters:
+            stopping = stop.requested() and k < iters  # SIGINT/SIGTERM: checkpoint, then exit
+            if k % config.checkpoint_every == 0 or k == iters or stopping:
                 checkpoint()
             bar.update(1)
+            if stopping:
+                stop.interrupt(state_path)
     if method.done == start:
         checkpoint()
     result = genotype()
