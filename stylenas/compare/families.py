@@ -49,7 +49,7 @@ def run_command(command, args, what):
         raise CompareError(f"{what}: exited with status {status}")
 
 
-def _fresh(folder):
+def fresh_folder(folder):
     """An empty folder for a stage that did not finish (its half-written run is discarded)."""
     folder = Path(folder)
     if folder.exists():
@@ -144,7 +144,7 @@ class StyleGAN2Family:
 
         b = self.ctx.budget
         kimg = b.retrain_kimg if kimg is None else kimg
-        folder = _fresh(folder)
+        folder = fresh_folder(folder)
         run_command(train_command, ["--data", self.ctx.data, "--genotype", genotype, "--outdir", folder,
                                     "--cfg", b.retrain_cfg, "--kimg", kimg, "--snap", kimg, "--seed", seed,
                                     "--device", self.ctx.device, "--workers", b.search_workers, "--metrics", "none"],
@@ -252,7 +252,7 @@ class ConventionalFamily:
             if "--steps" in args:
                 del args[args.index("--steps"):args.index("--steps") + 2]
             args += ["--steps", steps]
-        folder = _fresh(folder)
+        folder = fresh_folder(folder)
         run_command(train_conventional_command, ["--genotype", genotype, "--outdir", folder, "--seed", seed,
                                                  "--loss", "hinge", *self._options(), *args], "retraining")
         return str(folder / "checkpoint.pt")

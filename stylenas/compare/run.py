@@ -38,7 +38,7 @@ import torch
 from ..io import atomic_path
 from ..runs import Interrupted, RunFolder, command_line
 from .budgets import BUDGETS, Budget
-from .families import FAMILIES, CompareError
+from .families import FAMILIES, CompareError, fresh_folder
 from . import evaluate as ev
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
@@ -165,7 +165,7 @@ def run_job(job, family, ctx, folder):
         search = _read_json(search_record)
     else:
         tic = time.perf_counter()
-        search_dir = ev_fresh(folder / "search")
+        search_dir = fresh_folder(folder / "search")
         if job.method == "published":
             genotype = search_dir / "genotype.json"
             dict(family.published())[job.genotype](genotype)
@@ -208,12 +208,6 @@ def _wait_for_every_process():
         dist.barrier()
     finally:
         dist.destroy_process_group()
-
-
-def ev_fresh(folder):
-    from .families import _fresh
-
-    return _fresh(folder)
 
 
 def settings_of(data, resolution, family, methods, seeds, budget, eval_counts):
