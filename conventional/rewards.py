@@ -21,7 +21,8 @@ alone, so two processes scoring the same generator get the same number):
   of the FID reward; with the proxy network they must be computed by the same proxy)
 - ``fid_rewards(generators, net, reference, num, latent_dim, seed)`` -> float64 numpy ``[B]``, all
   candidates against one reference in one ``stylenas.metrics.frechet_distance_batched`` call
-- ``shaped_is_reward(is_value, is_min, is_max)``: AGAN's ``(IS - IS_min) / (IS_max - IS)``
+- ``shaped_is_reward(is_value, is_min, is_max)``: AGAN's ``(IS - IS_min) / (IS_max - IS)``, the IS
+  clamped below IS_max (``is_clamped``)
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ from ..metrics import FeatureStats, InceptionV3FID, frechet_distance_batched, to
 from ..metrics.inception import random_weights
 
 __all__ = ["ProxyInception", "reward_network", "score_names", "is_proxy", "sample_outputs", "inception_score_of",
-           "reference_statistics", "fid_rewards", "shaped_is_reward", "AGAN_IS_MIN", "AGAN_IS_MAX"]
+           "reference_statistics", "fid_rewards", "shaped_is_reward", "is_clamped", "AGAN_IS_MIN", "AGAN_IS_MAX",
+           "AGAN_IS_MARGIN"]
 
 PROXY_SIZE = 75  # the smallest input Inception v3's stem and reductions accept
 PROXY_FC_SCALE = 30  # wide logits, so the proxy IS moves off 1
 AGAN_IS_MIN, AGAN_IS_MAX = 1.0, 11.24  # AGAN section 4.2: IS_max is the IS of CIFAR-10's real images
+AGAN_IS_MARGIN = 0.01  # StyleNAS: IS counted at most IS_max - 0.01, so the shaped reward stays finite
 
 
 class ProxyInception(InceptionV3FID):
@@ -143,10 +146,17 @@ def fid_from_statistics(mus, sigmas, reference):
     return distances.cpu().numpy()
 
 
-def shaped_is_reward(is_value, is_min=AGAN_IS_MIN, is_max=AGAN_IS_MAX):
+def shaped_is_reward(is_value, is_min=AGAN_IS_MIN, is_max=AGAN_IS_MAX, margin=AGAN_IS_MARGIN):
     """AGAN's reward shaping (section 3.3): (IS - IS_min) / (IS_max - IS), steeper as IS nears
-    IS_max. An IS at or above IS_max has no finite reward: an error names the constants."""
-    if is_value >= is_max:
-        raise ValueError(f"IS {is_value:.4g} >= IS_max {is_max:.4g}: AGAN's shaped reward is undefined; "
-                         f"raise --is-max")
-    return (is_value - is_min) / (is_max - is_value)
+    IS_max. The shaping has a pole at IS_max (the IS of the real data), so an IS above
+    ``is_max - margin`` counts as ``is_max - margin`` (``is_clamped``): the reward stays finite,
+    (IS_max - margin - IS_min) / margin, and one child scoring like the data does not end a search."""
+    if is_max - margin <= is_min:
+        raise ValueError(f"IS_max {is_max:.4g} must exceed IS_min {is_min:.4g} by more than {margin:g}")
+    value = min(is_value, is_max - margin)
+    return (value - is_min) / (is_max - value)
+
+
+def is_clamped(is_value, is_max=AGAN_IS_MAX, margin=AGAN_IS_MARGIN):
+    """Whether ``shaped_is_reward`` clamped this IS."""
+    return is_value > is_max - margin

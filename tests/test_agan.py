@@ -14,6 +14,7 @@ from stylenas.conventional.spaces.agan_modules import (AGANModule, DOWN_OPS, NOR
                                                        module_plan)
 from stylenas.conventional.genotypes import ConventionalGenotype, load_genotype
 from stylenas.conventional.networks import build_networks
+from stylenas.conventional.sources import unsourced
 from stylenas.conventional.train import TrainConfig, run_training
 from stylenas.search.genotype import GenotypeError
 from helpers import images, launch, quiet
@@ -156,8 +157,56 @@ def test_errors(tmp_path, proxy):
         run_agan(tiny(tmp_path, reward="fid"), dataset=images(n=4), log=quiet, net=proxy)
     with pytest.raises(SearchError, match="no search-state.pt"):
         run_agan(tiny(tmp_path, resume=True), dataset=images(n=4), log=quiet, net=proxy)
-    with pytest.raises(ValueError, match="IS_max"):
-        rewards.shaped_is_reward(12.0)
+    with pytest.raises(SearchError, match="--is-range 5,5.005"):
+        run_agan(tiny(tmp_path, overrides={"is_min": 5.0, "is_max": 5.005}), dataset=images(n=4), log=quiet,
+                 net=proxy)
+
+
+def test_a_child_at_is_max_is_clamped_and_logged_not_fatal(tmp_path, proxy):
+    """Section 3.3's R = (IS - IS_min) / (IS_max - IS) has a pole at IS_max: with IS_max = 1 every proxy
+    IS (> 1) is at or above it; the search goes on with R = (0.99 - 0) / 0.01 = 99 and says so."""
+    lines = []
+    genotype = run_agan(tiny(tmp_path, iters=1, overrides={"is_min": 0.0, "is_max": 1.0}), dataset=images(n=8),
+                        log=lines.append, net=proxy)
+    record = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[0])
+    assert all(s > 1.0 for s in record["proxy_is"]) and record["clamped"] == [True, True]
+    assert record["rewards"] == pytest.approx([99.0, 99.0])
+    assert any("reward clamped to 99" in line for line in lines)
+    assert genotype.source["proxy_is"] == max(record["proxy_is"])  # ties broken by the IS
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert not unsourced(config) and set(config) == set(agan.SOURCES)
+    assert config["is_max"]["value"] == 1.0 and config["is_max"]["source"].startswith("command line: --is-range")
+    settings = torch.load(tmp_path / agan.STATE_FILE, weights_only=True)["settings"]
+    assert all(config[k]["value"] == (list(v) if isinstance(v, tuple) else v) for k, v in settings.items())
+
+
+# AGAN (Wang and Huan 2019), transcribed from the paper independently of the code: section 4.2 (search)
+# and 4.3 (retraining: the top models "train for 50,000 steps", channels doubled in G and D).
+PAPER_SEARCH = {"update_every": 10, "child_steps": 5000, "channels": 128, "g_batch": 128, "d_batch": 64,
+                "n_critic": 5, "lr": 2e-4, "betas": (0.0, 0.9), "ctrl_lr": 6e-4, "entropy": 1e-4, "hidden": 100,
+                "reward_num": 50000, "is_splits": 10, "is_min": 1.0, "is_max": 11.24}
+PAPER_RETRAIN = {"gf_dim": 256, "df_dim": 256, "steps": 50000, "g_batch": 128, "d_batch": 64, "n_critic": 5,
+                 "lr": 2e-4, "betas": [0.0, 0.9], "lr_schedule": "constant"}
+
+
+def test_paper_preset_is_section_4_2():
+    preset = agan.PRESETS["paper"]
+    assert {k: getattr(preset, k) for k in PAPER_SEARCH} == PAPER_SEARCH
+    assert preset.updates * preset.update_every == 20000  # "an overall sample complexity of 20,000"
+
+
+def test_retraining_an_agan_genotype_uses_256_channels_in_g_and_d(tmp_path):
+    from stylenas.conventional.train import settings_of
+
+    genotype = genotype_of(agan.new_controller(hidden=8)(batch=1, generator=torch.Generator().manual_seed(3)).actions[0],
+                           32)
+    settings = settings_of(TrainConfig("g.json", "mem", str(tmp_path)), 100, 32, genotype)
+    assert {k: settings[k] for k in PAPER_RETRAIN} == PAPER_RETRAIN
+    wider = settings_of(TrainConfig("g.json", "mem", str(tmp_path), gf_dim=64, df_dim=32), 100, 32, genotype)
+    assert (wider["gf_dim"], wider["df_dim"]) == (64, 32)  # --gf-dim / --df-dim
+    G, D = build_networks(genotype, 32, settings["gf_dim"], settings["df_dim"], 128)
+    for net in (G, D):  # every convolution of the module cells at 256 channels
+        assert max(p.shape[0] for p in net.parameters() if p.dim() == 4) == 256
 
 
 SCRIPT = r"""

@@ -33,7 +33,10 @@ from ..losses import d_loss, g_loss
 from ..spaces.agan_modules import OPS_PER_MODULE, SEGMENTS, build_agan, genotype_of
 from ..spread import job_seed, spread_jobs
 from ..train import batch_indices, latents
-from .common import STATE_FILE, SearchError, open_state, start_scored_search
+from ...config_sources import Entry, choice, paper
+from ..sources import OPERATIONAL, TINY, with_changes, write_run_config
+from ..train import RETRAIN_SOURCES as TRAIN_SOURCES
+from .common import STATE_FILE, ScoredSearchConfig, SearchError, open_state, start_scored_search
 
 
 def new_controller(hidden=HIDDEN):
@@ -42,8 +45,10 @@ def new_controller(hidden=HIDDEN):
 
 @dataclass(frozen=True)
 class AGANPreset:
-    updates: int = 2000  # 20,000 children / 10 per update (section 4.2)
+    # the search (section 4.2): 20,000 children, one controller update per 10 rewards
+    updates: int = 2000
     update_every: int = 10
+    # a child (sections 4.1, 4.3): 5000 G steps, 128 channels, hinge, n_critic 5, Adam 2e-4 (0, 0.9)
     child_steps: int = 5000
     channels: int = 128
     latent_dim: int = 128
@@ -52,15 +57,17 @@ class AGANPreset:
     n_critic: int = 5
     lr: float = 2e-4
     betas: tuple = (0.0, 0.9)
+    # the controller (sections 3.1, 4.2: lr 6e-4, entropy 1e-4; the EMA decay is StyleNAS's, the paper gives none)
     ctrl_lr: float = AGAN_LR
     entropy: float = AGAN_ENTROPY
     baseline_decay: float = BASELINE_DECAY
     hidden: int = HIDDEN
+    # the reward (sections 3.3, 4.2): shaped IS of 50,000 samples in 10 splits
     reward_num: int = 50000
     is_splits: int = 10
     is_min: float = R.AGAN_IS_MIN
     is_max: float = R.AGAN_IS_MAX
-    eval_batch: int = 100
+    eval_batch: int = 100  # StyleNAS: samples per forward pass (no effect on the scores)
 
 
 PRESETS = {
@@ -70,20 +77,67 @@ PRESETS = {
 }
 
 
-@dataclass
-class AGANConfig:
-    data: str
-    outdir: str
-    preset: str = "paper"
-    iters: int | None = None  # controller updates
-    reward: str = "is"
-    proxy: bool = False
-    inception: str | None = None
-    resolution: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    resume: bool = False
-    overrides: dict | None = None
+# where every search setting comes from (DIR/config.json; docs/sources.md is rendered from it). There is
+# no public AGAN code: the paper (Wang and Huan 2019) is the only source.
+SOURCES = {
+    "updates": Entry(paper("section 4.2: a sample complexity of 20,000 children, one update per 10 rewards"),
+                     {"tiny": TINY}),
+    "update_every": Entry(paper("section 4.2: the controller is updated whenever 10 rewards are collected"),
+                          {"tiny": TINY}),
+    "child_steps": Entry(paper("section 4.2: each child is trained for 5,000 steps"), {"tiny": TINY}),
+    "channels": Entry(paper("section 4.2: 128 channels in G and D"), {"tiny": TINY}),
+    "latent_dim": Entry(choice("128, as AutoGAN and SNGAN's CIFAR-10 models (the paper gives no latent size)"),
+                        {"tiny": TINY}),
+    "g_batch": Entry(paper("section 4.2: 128 samples per G update"), {"tiny": TINY}),
+    "d_batch": Entry(paper("section 4.2: 64 samples per D update, 64 real samples"), {"tiny": TINY}),
+    "n_critic": Entry(paper("section 4.2: D updated 5 steps per G step"), {"tiny": TINY}),
+    "lr": Entry(paper("section 4.2: Adam, eta 0.0002")),
+    "betas": Entry(paper("section 4.2: beta1 0, beta2 0.9")),
+    "ctrl_lr": Entry(paper("section 4.2: policy gradient with learning rate 0.0006 (Adam: StyleNAS's optimiser, the "
+                           "paper names none)")),
+    "entropy": Entry(paper("section 4.2: entropy temperature 0.0001 compensating the loss")),
+    "baseline_decay": Entry(choice("EMA decay 0.9 of the baseline b of section 3.3 (the paper gives no decay; "
+                                   "AutoGAN's and ENAS's value)")),
+    "hidden": Entry(paper("section 4.2: a two-layer LSTM with 100 units")),
+    "reward_num": Entry(paper("section 4.2: IS of 50,000 samples"), {"tiny": TINY}),
+    "is_splits": Entry(paper("section 4.2: divided into 10 groups"), {"tiny": TINY}),
+    "is_min": Entry(paper("section 4.2: IS_min = 1")),
+    "is_max": Entry(paper("section 4.2: IS_max = 11.24, the IS of the real data; an IS within 0.01 of it or above "
+                          "counts as IS_max - 0.01 (StyleNAS: the shaped reward has a pole at IS_max)")),
+    "eval_batch": Entry(OPERATIONAL, {"tiny": TINY}),
+    "preset": Entry(choice("--preset paper: section 4.2"), {"tiny": TINY}),
+    "proxy": Entry(choice("--proxy scores with a random-weight Inception (CPU tests, demo), labelled proxy")),
+    "resolution": Entry(choice("the largest size stored in --data, or --resolution")),
+    "seed": Entry(choice("--seed, default 0")),
+    "images": Entry(choice("the number of images in --data")),
+    "data": Entry(choice("--data")),
+    "outdir": Entry(OPERATIONAL),
+    "device": Entry(OPERATIONAL),
+    "resume": Entry(OPERATIONAL),
+    "processes": Entry(choice("torchrun processes train the children of an update (same result as one)")),
+}
+OPTIONS = {"reward_num": "--reward-num", "child_steps": "--child-steps", "is_min": "--is-range",
+           "is_max": "--is-range", "updates": "--iters"}
+
+# retraining an AGAN genotype (section 4.3; no public code)
+RETRAIN_SOURCES = with_changes(
+    TRAIN_SOURCES,
+    steps=Entry(paper("section 4.3: top candidates trained for 50,000 steps"), {"tiny": TINY}),
+    gf_dim=Entry(paper("section 4.3: the channels doubled in G (128 -> 256)"), {"tiny": TINY}),
+    df_dim=Entry(paper("section 4.3: the channels doubled in D (128 -> 256)"), {"tiny": TINY}),
+    g_batch=Entry(paper("section 4.2: 128 samples per G update"), {"tiny": TINY}),
+    d_batch=Entry(paper("section 4.2: 64 samples per D update"), {"tiny": TINY}),
+    n_critic=Entry(paper("section 4.2: 5 D steps per G step"), {"tiny": TINY}),
+    lr=Entry(paper("section 4.2: Adam, eta 0.0002")),
+    betas=Entry(paper("section 4.2: beta1 0, beta2 0.9")),
+    lr_schedule=Entry(paper("section 4.2 names Adam's eta and betas and no schedule: a constant rate")),
+    loss=Entry(paper("section 3.2: the hinge loss")),
+    latent_dim=Entry(choice("128, as AutoGAN's (the paper gives no latent size)"), {"tiny": TINY}),
+    ema_decay=Entry(choice("an EMA of G (0.999 per G step) as AutoGAN's retraining; the paper names none")),
+    metric_num=Entry(paper("section 4.2: IS on 50,000 samples"), {"tiny": TINY}),
+)
+
+AGANConfig = ScoredSearchConfig  # the options of run_agan (``iters``: controller updates)
 
 
 def real_batch(dataset, batch, seed, step, device):
@@ -140,6 +194,9 @@ def run_agan(config: AGANConfig, dataset=None, log=lambda line: click.echo(line,
     preset = replace(PRESETS[config.preset], **(config.overrides or {}))
     if config.iters is not None:
         preset = replace(preset, updates=config.iters)
+    if preset.is_max - R.AGAN_IS_MARGIN <= preset.is_min:
+        raise SearchError(f"--is-range {preset.is_min:g},{preset.is_max:g}: IS_max must exceed IS_min by more than "
+                          f"{R.AGAN_IS_MARGIN:g}")
     dist, dataset, resolution, net = start_scored_search(config, dataset, net, "AGAN's generator needs a multiple "
                                                                              "of 8")
     device, outdir = dist.device, Path(config.outdir)
@@ -165,6 +222,11 @@ def run_agan(config: AGANConfig, dataset=None, log=lambda line: click.echo(line,
     runlog = None
     if dist.is_main:
         (outdir / "samples").mkdir(parents=True, exist_ok=True)
+        given = {**(config.overrides or {}), **({"updates": config.iters} if config.iters is not None else {})}
+        write_run_config(outdir, {**settings, "data": str(config.data), "outdir": str(outdir), "device": config.device,
+                                  "resume": config.resume, "processes": dist.world_size},
+                         SOURCES, preset=config.preset,
+                         from_command_line={k: OPTIONS.get(k, f"overrides[{k!r}]") for k in given})
         runlog = RunLog(outdir / "log.jsonl", resume_at=done if config.resume else None, key="update")
         label = "PROXY reward (random-weight Inception; not an IS)" if R.is_proxy(net) else "reward"
         log(f"AGAN search at {resolution}px on {device} x{dist.world_size}: {preset.updates} controller updates of "
@@ -202,11 +264,13 @@ def run_agan(config: AGANConfig, dataset=None, log=lambda line: click.echo(line,
         results = spread_jobs(jobs, evaluate, job_seed(config.seed, 20_000_000 + done), dist,
                               log=log if preset.child_steps >= 100 else None)
         scores = [r["score"] for r in results]
-        try:
-            shaped = [R.shaped_is_reward(s, preset.is_min, preset.is_max) for s in scores]
-        except ValueError as error:
-            raise SearchError(str(error)) from None
+        shaped = [R.shaped_is_reward(s, preset.is_min, preset.is_max) for s in scores]
+        clamped = [R.is_clamped(s, preset.is_max) for s in scores]
         done += 1
+        if dist.is_main and any(clamped):
+            log(f"update {done}: {score_name} " + ", ".join(f"{s:.4g}" for s, c in zip(scores, clamped) if c)
+                + f" at or above IS_max - {R.AGAN_IS_MARGIN:g} = {preset.is_max - R.AGAN_IS_MARGIN:.4g}: reward "
+                  f"clamped to {max(shaped):.4g}")
         if dist.is_main:
             value = baseline.update(shaped)
             loss, advantages = reinforce_loss(rollout, shaped, value, preset.entropy)
@@ -215,10 +279,11 @@ def run_agan(config: AGANConfig, dataset=None, log=lambda line: click.echo(line,
             ctrl_opt.step()
             for arch, score, reward in zip(archs, scores, shaped):
                 best.append({"arch": arch, score_name: score, "reward": reward})
-            best = sorted(best, key=lambda e: -e["reward"])[:5]
+            best = sorted(best, key=lambda e: (-e["reward"], -e[score_name]))[:5]  # clamped rewards tie: by IS
             top = int(np.argmax(shaped))
             runlog.write({"update": done, "archs": [genotype_of(a, resolution).body for a in archs],
-                          score_name: scores, "rewards": shaped, "reward_mean": float(np.mean(shaped)),
+                          score_name: scores, "rewards": shaped, "clamped": clamped,
+                          "reward_mean": float(np.mean(shaped)),
                           "baseline": value, "loss": loss.item(), "entropy": rollout.entropies.mean().item(),
                           "advantages": advantages.tolist(), "seconds": time.perf_counter() - tic,
                           "child_losses": [r["losses"] for r in results]})
