@@ -122,6 +122,13 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
 @click.option("--fid-num", type=click.IntRange(2), default=None, help="dggan: samples a candidate's FID uses [preset].")
 @click.option("--max-grown", type=click.IntRange(0), default=None,
               help="dggan: grown convs per network and resolution at most [preset: 3].")
+@click.option("--n-critic", type=click.IntRange(1), default=None,
+              help="alphagan: D steps per G step in the weight part [5, the authors' code; 1: Algorithm 1].")
+@click.option("--betas", default=None,
+              help="alphagan: Adam betas 'b1,b2' of the weights [0,0.9, the authors' code; 0,0.999: appendix .1.1.1].")
+@click.option("--batches", type=click.Choice(["passes", "uniform"]), default=None,
+              help="alphagan: batches as passes over each half without replacement [passes, the authors' loaders] "
+                   "or drawn anew each time.")
 @click.option("--metrics", default="",
               help="alphagan/degas: comma list of is,fid of the derived architecture at every sample grid.")
 @click.option("--fid-stats", type=click.Path(dir_okay=False), default=None,
@@ -130,7 +137,8 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
               help="alphagan/degas: samples per metric.")
 def search_conventional_command(method, data, outdir, preset, iters, resolution, seed, device, sample_every, resume,
                                 reward, proxy, inception, reward_num, ctrl_batch, baseline, child_steps, is_range, top_k,
-                                sample_p, max_steps, final_iters, fid_num, metrics, fid_stats, metric_num, max_grown):
+                                sample_p, max_steps, final_iters, fid_num, n_critic, betas, batches, metrics, fid_stats,
+                                metric_num, max_grown):
     """Search a conventional generator; writes OUTDIR/genotype.json (retrain it with
     train-conventional --genotype OUTDIR/genotype.json), log.jsonl, alphas.png (autogan/agan:
     rewards.png), samples/ and search-state.pt (for --resume). autogan/agan spread the candidate
@@ -170,12 +178,18 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
         return
     from .searchers.differentiable import SearchConfig, SearchError, run_search
 
+    options = {k: v for k, v in (("n_critic", n_critic), ("betas", _floats(betas, "--betas", 2) if betas else None),
+                                 ("batches", batches)) if v is not None}
+    if options and method != "alphagan":
+        raise click.BadParameter(f"only for --method alphagan, not {method}", param_hint="--" + next(iter(options))
+                                 .replace("_", "-"))
+
     wanted = tuple(m for m in metrics.replace(" ", "").split(",") if m)
     if any(m not in ("is", "fid") for m in wanted):
         raise click.BadParameter(f"expected is and/or fid, got {metrics!r}", param_hint="--metrics")
     config = SearchConfig(method, data, outdir, preset=preset, iters=iters, resolution=resolution, seed=seed,
                           device=device, sample_every=sample_every, resume=resume, metrics=wanted,
-                          fid_stats=fid_stats, metric_num=metric_num, inception=inception)
+                          fid_stats=fid_stats, metric_num=metric_num, inception=inception, options=options)
     try:
         with RunFolder(outdir, enabled=is_main_process()):
             run_search(config)

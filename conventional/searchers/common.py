@@ -3,6 +3,7 @@ start of the searches that score architectures by samples, and seeded streams of
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -43,6 +44,34 @@ def open_state(outdir, resume, settings, keys, map_location="cpu"):
     return state
 
 
+@dataclass
+class ScoredSearchConfig:
+    """The options of a search that scores architectures by their samples (autogan, agan)."""
+    data: str
+    outdir: str
+    preset: str = "paper"
+    iters: int | None = None  # the search's length in its own unit (the preset's by default)
+    reward: str = "is"  # is | fid (autogan)
+    proxy: bool = False  # score with ProxyInception (CPU tests, demo): logged as proxy_is / proxy_fid
+    inception: str | None = None
+    resolution: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    resume: bool = False
+    overrides: dict | None = None  # preset fields replaced (tests, bench)
+
+
+def search_images(config, dataset, why_multiple_of_8):
+    """``(dataset, resolution)``: ``dataset`` (uint8 [3, R, R] items), else the LMDB ``config.data``
+    at ``config.resolution``; R must be a multiple of 8 (``why_multiple_of_8`` ends the error)."""
+    if dataset is None:
+        dataset = open_images(config.data, config.resolution, SearchError)
+    resolution = int(dataset[0].shape[-1])
+    if resolution % 8:
+        raise SearchError(f"{config.data}: {resolution}px images; {why_multiple_of_8}")
+    return dataset, resolution
+
+
 def start_scored_search(config, dataset, net, why_multiple_of_8):
     """The processes, images and reward network of a search that scores architectures by their
     samples (autogan, agan): ``(dist, dataset, resolution, net)``. ``dataset`` (uint8 [3, R, R]
@@ -51,11 +80,7 @@ def start_scored_search(config, dataset, net, why_multiple_of_8):
         dist = init_distributed(config.device)
     except ValueError as error:
         raise SearchError(str(error)) from None
-    if dataset is None:
-        dataset = open_images(config.data, config.resolution, SearchError)
-    resolution = int(dataset[0].shape[-1])
-    if resolution % 8:
-        raise SearchError(f"{config.data}: {resolution}px images; {why_multiple_of_8}")
+    dataset, resolution = search_images(config, dataset, why_multiple_of_8)
     if net is None:
         try:
             net = R.reward_network("proxy" if config.proxy else "inception", config.inception, dist.device,
@@ -63,6 +88,13 @@ def start_scored_search(config, dataset, net, why_multiple_of_8):
         except FileNotFoundError as error:
             raise SearchError(f"{error} (or search with --proxy for a labelled proxy reward)") from None
     return dist, dataset, resolution, net
+
+
+def entropy(weights):
+    """Mean entropy (nats) of the rows of softmax weights; log(number of ops) when uniform (the
+    alphas' log of the differentiable searches)."""
+    p = torch.as_tensor(weights)
+    return float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
 
 
 class HalfStream:

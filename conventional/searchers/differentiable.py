@@ -29,10 +29,11 @@ from ...runs import ProgressLine, StopSignals
 from ...train.runlog import save_image_grid
 from ..networks import build_generator
 from ..ops import DEGAS_NORMAL_OPS, DEGAS_UP_OPS
-from ..train import MetricEvaluator, TrainError, open_images
+from ..train import MetricEvaluator, TrainError
 from .alphagan import PRESET_NAMES as ALPHAGAN_PRESET_NAMES
 from .alphagan import AlphaGANMethod
-from .common import STATE_FILE, SearchError, open_state
+from ..sources import write_run_config
+from .common import STATE_FILE, SearchError, open_state, search_images
 from .degas import DEGAS_PRESETS, DegasMethod
 
 METHODS = ("alphagan", "degas")
@@ -55,8 +56,9 @@ class SearchConfig:
     fid_stats: str | None = None
     metric_num: int = 5000
     inception: str | None = None
+    options: dict | None = None  # the method's own options (alphagan: n_critic, betas, batches)
 
-    STRUCTURAL = ("method", "preset", "resolution", "seed", "images")
+    STRUCTURAL = ("method", "preset", "resolution", "seed", "images", "options")
 
 
 def plot_alphas(history, path, method):
@@ -112,20 +114,16 @@ def derived_network(method, genotype, device, tiny, seed):
 def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(line, err=True)):
     """Run (or resume) a conventional search; returns the derived genotype."""
     if config.method not in METHODS:
-        raise SearchError(f"--method must be one of {', '.join(METHODS)} (autogan, agan and dggan arrive with "
-                          f"their issues), got {config.method!r}")
+        raise SearchError(f"--method must be one of {', '.join(METHODS)} (autogan, agan and dggan have searchers "
+                          f"of their own), got {config.method!r}")
     from ...devices import resolve_device
 
     try:
         device = resolve_device(config.device)
     except ValueError as error:
         raise SearchError(str(error)) from None
-    if dataset is None:
-        dataset = open_images(config.data, config.resolution, SearchError)
-    resolution = int(dataset[0].shape[-1])
-    if resolution % 8:
-        raise SearchError(f"{config.data}: {resolution}px images; the conventional search spaces need a multiple "
-                          f"of 8 (32 for CIFAR-10, 48 for STL-10)")
+    dataset, resolution = search_images(config, dataset, "the conventional search spaces need a multiple of 8 "
+                                                         "(32 for CIFAR-10, 48 for STL-10)")
     preset = config.preset or ("s" if config.method == "alphagan" else ("cifar" if resolution == 32 else "stl"))
     halves = split_halves(len(dataset), config.seed)
     presets = ALPHAGAN_PRESET_NAMES if config.method == "alphagan" else tuple(DEGAS_PRESETS)
@@ -137,10 +135,12 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
     if len(halves[0]) < batch:
         raise SearchError(f"{config.data}: {len(dataset)} images are too few for two halves of at least {batch} "
                           f"images (the batch size) each")
-    method = cls(preset, resolution, halves, dataset, config.seed, device)
+    method = cls(preset, resolution, halves, dataset, config.seed, device,
+                 **({"options": config.options} if config.options else {}))
     iters = config.iters if config.iters is not None else method.iterations
     sample_every = 10 if config.sample_every is None else config.sample_every
-    settings = {**asdict(config), "preset": preset, "resolution": resolution, "images": len(dataset)}
+    settings = {**asdict(config), "preset": preset, "resolution": resolution, "images": len(dataset),
+                "options": getattr(method, "options", config.options)}
     outdir, state_path = Path(config.outdir), Path(config.outdir) / STATE_FILE
     history = []
     state = open_state(outdir, config.resume, settings, SearchConfig.STRUCTURAL, map_location=device)
@@ -160,6 +160,15 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
             raise SearchError(str(error)) from None
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "samples").mkdir(exist_ok=True)
+    if hasattr(method, "config_values"):  # DIR/config.json: every resolved setting with its source
+        values = {**method.config_values(), "iterations": iters, "resolution": resolution, "images": len(dataset),
+                  "seed": config.seed, "metrics": list(config.metrics), "metric_num": config.metric_num,
+                  "fid_stats": config.fid_stats, "inception": config.inception, "data": str(config.data),
+                  "outdir": str(outdir), "device": config.device, "resume": config.resume,
+                  "sample_every": sample_every, "checkpoint_every": config.checkpoint_every}
+        given = {"iterations": "--iters"} if config.iters is not None else {}
+        given.update({k: f"--{k.replace('_', '-')}" for k, v in (config.options or {}).items() if v is not None})
+        write_run_config(outdir, values, method.sources, preset=preset, from_command_line=given)
     source = {"method": config.method, "data": str(config.data), "settings": settings}
     sample_z = torch.randn(16, method.G.latent_dim, generator=torch.Generator().manual_seed(config.seed + 1)).to(device)
 
