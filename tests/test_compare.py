@@ -283,3 +283,34 @@ def test_each_torchrun_process_runs_its_jobs_on_its_own_gpu(monkeypatch):
     assert [process_device(d) for d in ("auto", "cuda", "cpu", "cuda:1")] == ["cuda:3", "cuda:3", "cpu", "cuda:1"]
     monkeypatch.delenv("LOCAL_RANK")
     assert process_device("auto") == "auto"
+
+
+def test_random_search_waits_for_its_searchers_measured_budget(tmp_path):
+    import threading
+
+    from stylenas.compare.families import ConventionalFamily
+    from stylenas.compare.run import Context, job_list
+
+    jobs = job_list(ConventionalFamily, ["random", "autogan", "agan"], [0, 1], ["autogan_a"])
+    kinds = [job.method for job in jobs]
+    # every search precedes every random search, which precede the published rows: a waiting random
+    # search only waits for a search, which never waits
+    assert kinds == ["autogan", "autogan", "agan", "agan", "random", "random", "random", "random", "published",
+                     "published"]
+
+    ctx = Context("data.lmdb", 32, "cpu", BUDGETS["tiny"], None, tmp_path, quiet)
+    ctx.searchers = ["autogan", "agan"]
+    folder = tmp_path / "jobs" / "autogan-s1"
+
+    def finish_the_search():
+        folder.mkdir(parents=True)
+        (folder / "search.json").write_text(json.dumps({"kimg": 0.625}))
+
+    timer = threading.Timer(0.3, finish_the_search)
+    timer.start()
+    assert ctx.searcher_kimg("autogan", 1, poll_seconds=0.05) == 0.625  # waited for the other process's job
+    timer.join()
+    (tmp_path / "jobs" / "agan-s1").mkdir()
+    (tmp_path / "jobs" / "agan-s1" / "result.json").write_text(json.dumps({"status": "failed"}))
+    assert ctx.searcher_kimg("agan", 1) is None  # its search failed: the preset's budget
+    assert ctx.searcher_kimg("dggan", 1) is None  # not in this compare

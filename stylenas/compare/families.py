@@ -91,6 +91,9 @@ class StyleGAN2Family:
                 rows.append((name, lambda path, g=genotype: g.save(path)))
         return rows
 
+    def budget_text(self):
+        return f"{self.budget_kimg():.4g} kimg for every search, random search included"
+
     def budget_kimg(self):
         from ..search import PRESETS
 
@@ -181,8 +184,16 @@ class ConventionalFamily:
         return [(name, lambda path, n=name: replace(load_genotype(n), resolution=self.ctx.resolution).save(path))
                 for name in PUBLISHED]
 
-    def budget_kimg(self):
-        return float(self.ctx.budget.conventional["random_kimg"])
+    def budget_text(self):
+        return ("each searcher runs its preset's schedule and its cost is measured; random search in a "
+                "searcher's space gets that searcher's measured cost with the same seed (else "
+                f"{self.budget_kimg():.4g} kimg)")
+
+    def budget_kimg(self, method=None, seed=None):
+        """A random search's budget: the measured cost of its searcher's run with the same seed (the
+        searchers run their own schedules), else (that search failed) the preset's random_kimg."""
+        measured = None if method is None else self.ctx.searcher_kimg(method, seed)
+        return measured if measured is not None else float(self.ctx.budget.conventional["random_kimg"])
 
     def _options(self):
         inception = ["--inception", self.ctx.inception_path] if self.ctx.inception_path else []
@@ -237,8 +248,8 @@ class ConventionalFamily:
                 return -self.ctx.candidate_is(checkpoint), counter.kimg
             return self.ctx.candidate_fid(checkpoint), counter.kimg
 
-        result = random_search(lambda rng: samplers[space](rng, self.ctx.resolution), evaluate, self.budget_kimg(),
-                               seed, folder, log=self.ctx.log)
+        result = random_search(lambda rng: samplers[space](rng, self.ctx.resolution), evaluate,
+                               self.budget_kimg(method, seed), seed, folder, log=self.ctx.log)
         name = ("-IS" if score_kind == "is" else "FID") + f" of {self.ctx.budget.candidate_fid_num} images after " \
                f"{steps} G steps"
         return SearchOutcome(result["best"]["genotype"], result["kimg"], score=result["best"]["score"],

@@ -93,8 +93,8 @@ def protocol_text(settings, family):
     return "\n".join([
         f"Data: `{settings['data']}` at {settings['resolution']} px; family `{settings['family']}`; "
         f"budget preset `{b['name']}`; seeds {', '.join(map(str, settings['seeds']))}.",
-        f"Search budget: {family.budget_kimg():.4g} kimg of images through G or D per search (every method, "
-        f"random search included); wall seconds and GPU-hours recorded beside it.",
+        f"Search budget (kimg of images through G or D): {family.budget_text()}; wall seconds and GPU-hours "
+        f"recorded beside it.",
         f"Random search: architectures drawn uniformly (seeded) from each searcher's own space, each trained "
         f"{b['candidate_kimg']:g} kimg with the shared recipe and scored by the FID of "
         f"{b['candidate_fid_num']} images; the best is kept; the search stops at the same budget.",

@@ -62,15 +62,14 @@ class Job:
 
 
 def job_list(family_cls, methods, seeds, published):
+    """Searches first, then random searches, then published rows: a random search that waits for its
+    searcher's measured budget (conventional family) only ever waits for a job earlier in the list,
+    which never waits, so no process count can deadlock."""
     searchers = [m for m in methods if m != "random"]
-    jobs = []
-    for method in methods:
-        for seed in seeds:
-            if method == "random":
-                jobs += [Job(f"random-{s}-s{seed}", "random", seed, space=s) for s in searchers or
-                         [family_cls.DEFAULT_METHODS[0]]]
-            else:
-                jobs.append(Job(f"{method}-s{seed}", method, seed))
+    jobs = [Job(f"{method}-s{seed}", method, seed) for method in searchers for seed in seeds]
+    if "random" in methods:
+        jobs += [Job(f"random-{s}-s{seed}", "random", seed, space=s) for s in searchers or
+                 [family_cls.DEFAULT_METHODS[0]] for seed in seeds]
     for name in published:
         jobs += [Job(f"published-{name}-s{seed}", "published", seed, genotype=name) for seed in seeds]
     return jobs
@@ -96,6 +95,7 @@ class Context:
         self._dataset = None
         self.inception_name = "default"
         self.inception_path = None  # the --inception file, handed to searchers that score with it
+        self.searchers = []  # the searchers of this compare's --methods
         self._net = None
 
     @property
@@ -126,6 +126,23 @@ class Context:
 
             self._dataset = LMDBImages(str(self.data), resolution=self.resolution)
         return self._dataset
+
+    def searcher_kimg(self, method, seed, poll_seconds=2.0):
+        """The measured search cost of job ``<method>-s<seed>`` of this compare, once it has finished its
+        search (waiting for it when another process runs it); None when that job failed before."""
+        if method not in self.searchers:  # random search alone: no run of the searcher to measure
+            return None
+        folder = self.outdir / "jobs" / f"{method}-s{seed}"
+        said = False
+        while True:
+            if (folder / "search.json").is_file():
+                return float(_read_json(folder / "search.json")["kimg"])
+            if (folder / "result.json").is_file() and _read_json(folder / "result.json")["status"] != "ok":
+                return None
+            if not said:
+                self.log(f"random search in {method}'s space: waiting for {folder.name}'s search (its budget)")
+                said = True
+            time.sleep(poll_seconds)
 
     def candidate_is(self, checkpoint):
         """The Inception Score of a candidate (AutoGAN's and AGAN's reward), 10 splits."""
@@ -255,6 +272,7 @@ def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="
     ctx = Context(data, dataset.resolution, device, budget_obj, weights, outdir, log)
     ctx.inception_name = str(inception or "default")
     ctx.inception_path = str(inception) if inception else None
+    ctx.searchers = [m for m in methods if m != "random"]
     ctx._dataset = dataset
     fam = family_cls(ctx)
     available = [name for name, _ in fam.published()]
@@ -288,7 +306,7 @@ def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="
 
         mine = jobs[rank::world]
         log(f"compare ({family}, budget {budget_obj.name}): {len(jobs)} jobs, {len(mine)} on process {rank} of "
-            f"{world}; search budget {fam.budget_kimg():.4g} kimg through G and D")
+            f"{world}; {fam.budget_text()}")
         counts = {"done before": 0, "ok": 0, "failed": 0}
         for k, job in enumerate(mine):
             folder = outdir / "jobs" / job.name
