@@ -1,10 +1,8 @@
 """alphaGAN-on-AutoGAN-cells and DEGAS search spaces: supernets vs derived networks, space size,
-pruning, the GLO reconstruction loss."""
-import numpy as np
+pruning (GLO's reconstruction loss: tests/test_degas.py)."""
 import pytest
 import torch
 
-from stylenas.conventional.losses import glo_loss, laplacian_pyramid
 from stylenas.conventional.spaces.alphagan_cells import AlphaGANSuperGenerator, space_size
 from stylenas.conventional.spaces.degas_dag import DegasSuperGenerator, edge_key, kept_edges, layout, prune
 from stylenas.conventional.networks import build_generator
@@ -68,44 +66,3 @@ def test_degas_pruning_rule_on_hand_made_alphas():
     assert nodes["up3"] == [{"from": "n2_2", "op": "deconv_6x6", "residual": False},
                             {"from": "up1", "op": "nearest_conv_1x1", "residual": True}]
     assert nodes["n1_2"] == [{"from": "n1_1", "op": "sep_conv_5x5", "residual": False}]
-
-
-def _np_blur(x):
-    k1 = np.array([1, 4, 6, 4, 1], dtype=np.float64) / 16
-    padded = np.pad(x, ((2, 2), (2, 2)), mode="reflect")
-    out = np.zeros_like(x)
-    for i in range(x.shape[0]):
-        for j in range(x.shape[1]):
-            out[i, j] = sum(k1[a] * k1[b] * padded[i + a, j + b] for a in range(5) for b in range(5))
-    return out
-
-
-def test_laplacian_pyramid_and_glo_loss_by_hand():
-    rng = np.random.default_rng(0)
-    x, y = rng.uniform(-1, 1, (2, 1, 3, 8, 8)), rng.uniform(-1, 1, (2, 1, 3, 8, 8))
-    bands = laplacian_pyramid(torch.from_numpy(x[0]), levels=3)
-
-    def np_pyramid(img):  # one plane, by hand
-        out = []
-        for _ in range(2):
-            down = _np_blur(img)[::2, ::2]
-            up = np.zeros_like(img)
-            up[::2, ::2] = down
-            out.append(img - 4 * _np_blur(up))
-            img = down
-        return out + [img]
-
-    for level, band in enumerate(np_pyramid(x[0, 0, 1])):
-        np.testing.assert_allclose(bands[level][0, 1].numpy(), band, atol=1e-12)
-    # a constant image has no detail: every band but the last is zero
-    flat = laplacian_pyramid(torch.full((1, 3, 8, 8), 0.3, dtype=torch.float64))
-    assert flat[0].abs().max() < 1e-12 and torch.allclose(flat[2], torch.full_like(flat[2], 0.3))
-
-    expected = 0.0
-    for a, b in zip(x[0], y[0]):  # one image of three planes
-        pa = [np_pyramid(a[c]) for c in range(3)]
-        pb = [np_pyramid(b[c]) for c in range(3)]
-        expected += ((a - b) ** 2).sum() + sum(4 ** j * np.abs(pa[c][j] - pb[c][j]).sum() for c in range(3)
-                                              for j in range(3))
-    got = glo_loss(torch.from_numpy(x[0]), torch.from_numpy(y[0]), levels=3)
-    assert float(got) == pytest.approx(expected / (1 * 3 * 64), rel=1e-10)

@@ -2,15 +2,25 @@
 ``conventional.spaces.degas_dag``: GLO (Bojanowski et al.), a latent code per training image
 optimised with the weights by the reconstruction loss ``L2 + Lap1`` (``losses.glo_loss``) on the
 training half, alternating with a step on the alphas (and the codes) on the validation half,
-first-order DARTS. DARTS' CIFAR settings: 50 epochs, batch 64, weights SGD lr 0.025 (cosine to
-0.001), momentum 0.9, weight decay 3e-4, gradient clip 5; alphas Adam betas (0.5, 0.999), weight
-decay 1e-3, lr 3e-1 (CIFAR) / 3e-2 (STL) as DEGAS. ``conventional.searchers.differentiable`` runs it.
+first-order DARTS. ``conventional.searchers.differentiable`` runs it. DARTS' CIFAR settings
+(section 4: "We use the DARTS hyperparameters of CIFAR-10, except for the learning rate that is set
+to 3e-1 for CIFAR-10, and 3e-2 for STL"): 50 epochs, batch 64, weights SGD (cosine to 0.001,
+momentum 0.9, weight decay 3e-4, gradient clip 5), alphas Adam (betas (0.5, 0.999), weight decay
+1e-3).
+
+Which learning rate DEGAS changed is not said. DARTS has two: the weights' SGD lr 0.025 and the
+alphas' Adam lr 3e-4. ``LR_READINGS``: "weights" (the default) sets the weights' lr to 3e-1 / 3e-2
+and keeps DARTS' 3e-4 for the alphas; "alphas" sets the alphas' lr to 3e-1 / 3e-2 and keeps DARTS'
+0.025 for the weights. Under "alphas" Adam moves every alpha by up to 0.3 a step, so the softmax
+weights saturate within the first epoch (390 steps at batch 64 on CIFAR-10's 25k training half):
+``alpha_trajectories`` measures both (``scripts/degas_lr_readings.py``, table in
+docs/conventional.md). ``--lr`` and ``--arch-lr`` set either directly.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -39,24 +49,43 @@ class DegasPreset:
     normal_per_stage: int = 2
 
 
+DARTS_LR, DARTS_ARCH_LR = 0.025, 3e-4  # DARTS train_search.py --learning_rate, --arch_learning_rate
+DEGAS_LR = {"cifar": 3e-1, "stl": 3e-2}  # DEGAS section 4
+# (weights' lr, alphas' lr) of each reading of "the learning rate that is set to 3e-1 / 3e-2"
+LR_READINGS = {"weights": lambda degas_lr: (degas_lr, DARTS_ARCH_LR),
+               "alphas": lambda degas_lr: (DARTS_LR, degas_lr)}
+DEFAULT_READING = "weights"  # the one whose alphas do not saturate in the first epoch
+
 DEGAS_PRESETS = {
-    "cifar": DegasPreset(epochs=50, batch=64, arch_lr=3e-1),
-    "stl": DegasPreset(epochs=50, batch=64, arch_lr=3e-2),
+    "cifar": DegasPreset(epochs=50, batch=64, arch_lr=LR_READINGS[DEFAULT_READING](DEGAS_LR["cifar"])[1],
+                         lr=LR_READINGS[DEFAULT_READING](DEGAS_LR["cifar"])[0]),
+    "stl": DegasPreset(epochs=50, batch=64, arch_lr=LR_READINGS[DEFAULT_READING](DEGAS_LR["stl"])[1],
+                       lr=LR_READINGS[DEFAULT_READING](DEGAS_LR["stl"])[0]),
+    # alphas that move visibly within a few CPU steps
     "tiny": DegasPreset(epochs=6, batch=4, arch_lr=3e-1, steps_per_epoch=2, gf_dim=8, latent_dim=16),
 }
+OPTIONS = ("lr", "arch_lr")  # search-conventional --lr, --arch-lr replace the preset's
 
 
 class DegasMethod:
     """DEGAS: per step, GLO on the weights and codes of a training batch, then first-order
     DARTS on the alphas (and the codes) of a validation batch; one iteration = one epoch."""
 
-    def __init__(self, preset, resolution, halves, dataset, seed, device):
-        """``preset``: a name of DEGAS_PRESETS or a DegasPreset."""
+    def __init__(self, preset, resolution, halves, dataset, seed, device, options=None):
+        """``preset``: a name of DEGAS_PRESETS or a DegasPreset; ``options``: {"lr", "arch_lr"}
+        replacing the preset's (None: keep)."""
         if not isinstance(preset, DegasPreset):
             if preset not in DEGAS_PRESETS:
                 raise SearchError(f"--preset for degas must be one of {', '.join(DEGAS_PRESETS)}, got {preset!r}")
             preset = DEGAS_PRESETS[preset]
-        p = self.preset = preset
+        given = {k: v for k, v in (options or {}).items() if v is not None}
+        unknown = set(given) - set(OPTIONS)
+        if unknown:
+            raise SearchError(f"degas takes the options {', '.join(OPTIONS)}, not {', '.join(sorted(unknown))}")
+        if any(float(v) <= 0 for v in given.values()):
+            raise SearchError(f"--lr and --arch-lr must be positive, got {given}")
+        self.options = {k: float(v) for k, v in given.items()}
+        p = self.preset = replace(preset, **self.options)
         self.device = device
         torch.manual_seed(seed)
         self.G = DegasSuperGenerator(resolution, p.gf_dim, p.latent_dim, p.normal_per_stage).to(device)
@@ -73,7 +102,7 @@ class DegasMethod:
         self.val = HalfStream(dataset, halves[1], p.batch, seed, 1, device, with_index=True)
         self.iterations, self.epochs_done = p.epochs, 0
         self.describe = (f"DEGAS (GLO): {self.steps_per_epoch} steps per epoch, batch {p.batch}, gf {p.gf_dim}, "
-                         f"arch lr {p.arch_lr}")
+                         f"weights lr {p.lr}, arch lr {p.arch_lr}")
 
     def _lr(self):
         p = self.preset  # DARTS' cosine schedule, per epoch
@@ -134,3 +163,31 @@ class DegasMethod:
 
     def arch_snapshot(self):
         return self.G.op_weights()
+
+
+def alpha_trajectories(dataset, steps, record_at, resolution=None, batch=8, seed=0, degas_lr=DEGAS_LR["cifar"],
+                       readings=tuple(LR_READINGS), device="cpu"):
+    """The alphas under each reading of DEGAS' learning rate on a small run (the tiny network,
+    ``steps`` alternating steps at ``batch``, DARTS' other settings): for each reading, at each step
+    of ``record_at``, the mean and the largest over the edges of an edge's strongest softmax weight
+    (1 / number of ops when nothing moved, 1 when saturated). Returns {reading: [{"step", "mean_max",
+    "max_max"}]}."""
+    from ...search.run import split_halves
+
+    resolution = resolution or int(dataset[0].shape[-1])
+    halves = split_halves(len(dataset), seed)
+    out = {}
+    for reading in readings:
+        lr, arch_lr = LR_READINGS[reading](degas_lr)
+        # one "epoch" of ``steps`` steps: the weights' cosine schedule stays at its start, as in epoch 1
+        preset = replace(DEGAS_PRESETS["tiny"], lr=lr, arch_lr=arch_lr, batch=batch, epochs=1, steps_per_epoch=1)
+        method = DegasMethod(preset, resolution, halves, dataset, seed, torch.device(device))
+        rows = []
+        for step in range(1, steps + 1):
+            method.epochs_done = 0
+            method.step()
+            if step in record_at:
+                strongest = [max(w) for w in method.G.op_weights().values()]
+                rows.append({"step": step, "mean_max": sum(strongest) / len(strongest), "max_max": max(strongest)})
+        out[reading] = rows
+    return out

@@ -14,8 +14,10 @@ conv 3x3, tanh). Our reading of the paper's Fig. 2 (the figure is the only descr
   conv 3/5, dilated conv 3/5) or the up ops (bn+relu+deconv k4/k6, bn+relu+nearest+conv 1/3).
 
 The search (``conventional.searchers.degas``) trains ``DegasSuperGenerator``, every edge a
-MixedOp with its alphas. Pruning (two stages): each map keeps its strongest incoming edge; when that edge is residual
-it also keeps its strongest direct edge. The op of a kept edge is the edge's argmax.
+MixedOp with its alphas. Pruning (two stages, on the raw alphas as the paper says: "the operation with
+the largest value of alpha"): each map keeps the incoming edge holding the largest alpha; when that
+edge is residual it also keeps its direct edge with the largest alpha. The op of a kept edge is the
+edge's argmax.
 
 Genotype body (search space ``degas``): ``normal_per_stage`` and ``nodes``, the feature maps in
 forward order, each ``{"name", "kind", "inputs": [{"from", "op", "residual"}]}`` listing its kept
@@ -151,8 +153,7 @@ class DegasSuperGenerator(ArchitectureSplit, DegasBody):
         return {key: torch.softmax(value.detach().float().cpu(), dim=0).tolist() for key, value in self.arch.items()}
 
     def genotype(self, resolution=None, source=None):
-        weights = {key: torch.softmax(value.detach().float().cpu(), dim=0) for key, value in self.arch.items()}
-        nodes = prune(self.layout, weights)
+        nodes = prune(self.layout, {key: value.detach().float().cpu() for key, value in self.arch.items()})
         arch = {key: value.detach().cpu().tolist() for key, value in self.arch.items()}
         return ConventionalGenotype("degas", resolution or self.resolution,
                                     {"nodes": nodes, "normal_per_stage": self.normal_per_stage}, arch,
@@ -181,9 +182,10 @@ def kept_edges(genotype):
 
 
 def prune(maps, weights):
-    """The paper's two-stage pruning. ``weights[edge key]``: softmax weights of the edge's ops.
-    Stage 1 keeps, per map, the incoming edge holding the largest weight; stage 2 adds the
-    strongest direct edge when the stage-1 edge is residual."""
+    """The paper's two-stage pruning (section 3.2, "Pruning phase"). ``weights[edge key]``: the raw
+    alphas of the edge's ops (the paper compares "the largest value of alpha"; a softmax per edge would
+    rank edges otherwise). Stage 1 keeps, per map, the incoming edge holding the largest alpha; stage
+    2 adds the strongest direct edge when the stage-1 edge is residual."""
     nodes = []
     for name, kind, edges in maps:
         ops = DEGAS_UP_OPS if kind == "up" else DEGAS_NORMAL_OPS
