@@ -120,3 +120,18 @@ def test_retraining_an_alphagan_genotype_keeps_the_rate_constant(tmp_path):
     assert "without --lr_decay" in retrain_table(genotype.search_space)["lr_schedule"].source
     stl = settings_of(TrainConfig("alphagan_s", "mem", str(tmp_path)), 100, 48, genotype)
     assert stl["betas"] == [0.5, 0.9] and stl["steps"] == 80000  # the README's STL-10 command
+
+
+def test_every_conventional_table_cites_a_source_and_a_restoring_switch():
+    from stylenas import docs_tables
+    from stylenas.conventional.searchers import agan, autogan
+
+    tables = [autogan.SOURCES, autogan.RETRAIN_SOURCES, agan.SOURCES, agan.RETRAIN_SOURCES, alphagan.SOURCES,
+              alphagan.RETRAIN_SOURCES]
+    for table in tables:
+        for name, entry in table.items():
+            assert entry.source.split(":")[0] in ("paper", "authors' code", "StyleNAS choice"), name
+            assert bool(entry.deviation) == bool(entry.restore), f"{name}: a deviation needs its restoring switch"
+    for name in ("autogan-search", "agan-train", "alphagan-conv-search"):
+        assert name in docs_tables.TABLES
+    assert "--n-critic 1" in docs_tables.generated("alphagan-conv-search")

@@ -19,6 +19,8 @@ G_PARAMS = {
     "alphagan_s": {32: 2_952_707, 48: 3_613_187},
 }
 D_PARAMS = 1_053_824  # AutoGAN's SN discriminator at df 128
+# alphaGAN paper Table 2, "Params (M)" of G, as printed (CIFAR-10 32 px / STL-10 48 px)
+TABLE2_MILLIONS = {"alphagan_l": {32: 8.618, 48: 9.279}, "alphagan_s": {32: 2.953, 48: 3.613}}
 
 
 @pytest.mark.parametrize("name", sorted(G_PARAMS))
@@ -27,10 +29,8 @@ def test_published_parameter_counts(name):
         G, D = build_networks(name, resolution=resolution, init=False)
         assert count_parameters(G) == expected
         assert count_parameters(D) == D_PARAMS
-
-
-def test_table2_rounding():
-    assert round(G_PARAMS["alphagan_l"][32] / 1e6, 3) == 8.618 and round(G_PARAMS["alphagan_s"][48] / 1e6, 3) == 3.613
+        if name in TABLE2_MILLIONS:  # the networks built here, against the paper's table
+            assert round(count_parameters(G) / 1e6, 3) == TABLE2_MILLIONS[name][resolution]
 
 
 @pytest.mark.parametrize("name", sorted(G_PARAMS))

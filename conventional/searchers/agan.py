@@ -130,7 +130,8 @@ RETRAIN_SOURCES = with_changes(
     n_critic=Entry(paper("section 4.2: 5 D steps per G step"), {"tiny": TINY}),
     lr=Entry(paper("section 4.2: Adam, eta 0.0002")),
     betas=Entry(paper("section 4.2: beta1 0, beta2 0.9")),
-    lr_schedule=Entry(paper("section 4.2 names Adam's eta and betas and no schedule: a constant rate")),
+    lr_schedule=Entry(paper("section 4.2 names Adam's eta and betas and no schedule: a constant rate "
+                            "(--lr-schedule linear: a decay to 0)")),
     loss=Entry(paper("section 3.2: the hinge loss")),
     latent_dim=Entry(choice("128, as AutoGAN's (the paper gives no latent size)"), {"tiny": TINY}),
     ema_decay=Entry(choice("an EMA of G (0.999 per G step) as AutoGAN's retraining; the paper names none")),

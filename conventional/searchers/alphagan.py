@@ -97,7 +97,7 @@ SOURCES = {
 # retraining an alphaGAN genotype: the README's train_geno_gan.py commands
 RETRAIN_SOURCES = with_changes(TRAIN_SOURCES, lr_schedule=Entry(code(
     f"{REPO} README lines 41-49: train_geno_gan.py without --lr_decay, so line 157 trains without its "
-    "LinearLrDecay: a constant rate")))
+    "LinearLrDecay: a constant rate (--lr-schedule linear: that decay)")))
 
 
 class PassStream:

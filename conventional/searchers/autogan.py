@@ -177,7 +177,7 @@ OPTIONS = {"reward_num": "--reward-num", "ctrl_batch": "--ctrl-batch", "baseline
 # retraining an AutoGAN genotype: the authors' exps/autogan_cifar10_{a,b,c}.sh
 RETRAIN_SOURCES = with_changes(TRAIN_SOURCES, lr_schedule=Entry(
     code("exps/autogan_cifar10_a.sh passes no --lr_decay, so train.py (line 144) trains without its "
-         "LinearLrDecay: a constant rate"),
+         "LinearLrDecay: a constant rate (--lr-schedule linear: that decay)"),
     deviation=None, restore=None))
 
 
