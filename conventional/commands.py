@@ -136,9 +136,9 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
 @click.option("--metric-num", type=click.IntRange(2), default=5000, show_default=True,
               help="alphagan/degas: samples per metric.")
 def search_conventional_command(method, data, outdir, preset, iters, resolution, seed, device, sample_every, resume,
-                                reward, proxy, inception, reward_num, ctrl_batch, baseline, child_steps, is_range, top_k,
-                                sample_p, max_steps, final_iters, fid_num, n_critic, betas, batches, metrics, fid_stats,
-                                metric_num, max_grown):
+                                reward, proxy, inception, reward_num, ctrl_batch, baseline, child_steps, is_range,
+                                top_k, sample_p, max_steps, final_iters, fid_num, n_critic, betas, batches, metrics,
+                                fid_stats, metric_num, max_grown):
     """Search a conventional generator; writes OUTDIR/genotype.json (retrain it with
     train-conventional --genotype OUTDIR/genotype.json), log.jsonl, alphas.png (autogan/agan:
     rewards.png), samples/ and search-state.pt (for --resume). autogan/agan spread the candidate

@@ -198,8 +198,8 @@ def test_paper_preset_is_section_4_2():
 def test_retraining_an_agan_genotype_uses_256_channels_in_g_and_d(tmp_path):
     from stylenas.conventional.train import settings_of
 
-    genotype = genotype_of(agan.new_controller(hidden=8)(batch=1, generator=torch.Generator().manual_seed(3)).actions[0],
-                           32)
+    arch = agan.new_controller(hidden=8)(batch=1, generator=torch.Generator().manual_seed(3)).actions[0]
+    genotype = genotype_of(arch, 32)
     settings = settings_of(TrainConfig("g.json", "mem", str(tmp_path)), 100, 32, genotype)
     assert {k: settings[k] for k in PAPER_RETRAIN} == PAPER_RETRAIN
     wider = settings_of(TrainConfig("g.json", "mem", str(tmp_path), gf_dim=64, df_dim=32), 100, 32, genotype)
