@@ -258,16 +258,24 @@ class StopSignals:
 
     def _handle(self, signum, frame):
         if self.signum is not None:
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT:  # Ctrl-C again: the user does not want to wait
+                raise KeyboardInterrupt
+            return  # e.g. torchrun passing on the SIGTERM after the terminal's SIGINT: already stopping
         self.signum = signum
         self.log(f"{signal.Signals(signum).name} received: finishing the current step and writing a checkpoint "
                  f"(Ctrl-C again to stop at once, without it)")
 
+    SYNC_EVERY = 4  # under torch.distributed the processes agree every 4th call (one small all-reduce)
+
     def requested(self, dist=None):
-        """Whether to stop now; under torch.distributed every process agrees (any one asked)."""
+        """Whether to stop now; under torch.distributed every process agrees (any one asked), at every
+        ``SYNC_EVERY``-th call, which all processes make at the same steps."""
         if dist is not None and getattr(dist, "active", False):
             import torch
 
+            self.calls = getattr(self, "calls", 0) + 1
+            if self.calls % self.SYNC_EVERY:
+                return False
             flag = torch.tensor([0.0 if self.signum is None else float(self.signum)], device=dist.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
             if flag.item() and self.signum is None:
@@ -338,12 +346,12 @@ class ProgressLine:
     def emit(self):
         click.echo(self.line(), file=self.file)
         self.last = time.perf_counter()
-        self.emitted += 1
+        self.emitted, self.emitted_at = self.emitted + 1, self.done
 
     def __exit__(self, *exc):
         if self.bar is not None:
             self.bar.__exit__(*exc)
-        elif exc[0] is None and self.emitted and self.done > self.start:  # a short loop needs no line
+        elif exc[0] is None and self.emitted and self.emitted_at != self.done:  # a short loop needs no line
             self.emit()
 
 

@@ -219,6 +219,11 @@ def test_a_second_signal_stops_at_once():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    with StopSignals(lines.append) as stop:  # SIGTERM, then the SIGTERM torchrun passes on: keep stopping
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 def test_a_fresh_search_never_appends_to_an_earlier_log(demo, tmp_path):
@@ -322,6 +327,7 @@ def test_generate_refuses_repeated_seeds_and_writes_long_lists_with_progress(dem
 
 def test_long_loops_print_plain_progress_lines_off_a_terminal(demo, tmp_path):
     """stderr is a file here (as in a SLURM log): plain lines, no bar, one per interval (0 s here)."""
+    from helpers import write_weights
     from PIL import Image
 
     src = tmp_path / "src"
@@ -337,6 +343,9 @@ def test_long_loops_print_plain_progress_lines_off_a_terminal(demo, tmp_path):
                  f"demo {tmp_path / 'd.lmdb'}: 2/4 images (50%)"),
         "train": (["train", "--data", demo, "--outdir", tmp_path / "t", *TRAIN, "--kimg", "0.012", "--snap", "0.012"],
                   "kimg 0.004/0.012 (33%)"),
+        "fid": (["fid", demo, demo, "--num", "4", "--num-ref", "4", "--batch", "2", "--resolution", "8",
+                 "--inception", write_weights(tmp_path / "weights"), "--device", "cpu"],
+                "A: Inception features: 2/4 images (50%)"),
     }
     for name, (args, expected) in runs.items():
         with open(tmp_path / f"{name}.log", "w") as log:
@@ -346,6 +355,8 @@ def test_long_loops_print_plain_progress_lines_off_a_terminal(demo, tmp_path):
         assert done.returncode == 0, text
         assert expected in text and "ETA" in text, (name, text)
         assert "\r" not in text and "[####" not in text, name  # no bar redrawn in a log file
+        lines = [line for line in text.splitlines() if " images (" in line or " iterations (" in line]
+        assert len(lines) == len(set(lines)), (name, text)  # no progress line said twice
 
 
 # ---------------------------------------------------------------- OSError: one line naming the path
