@@ -129,6 +129,14 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
 @click.option("--batches", type=click.Choice(["passes", "uniform"]), default=None,
               help="alphagan: batches as passes over each half without replacement [passes, the authors' loaders] "
                    "or drawn anew each time.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=None,
+              help="degas: the weights' SGD learning rate [preset: 3e-1 cifar, 3e-2 stl; DARTS' 0.025 under the "
+                   "other reading of the paper, see docs/conventional.md].")
+@click.option("--arch-lr", type=click.FloatRange(0, min_open=True), default=None,
+              help="degas: the alphas' Adam learning rate [preset: DARTS' 3e-4; the other reading: 3e-1 / 3e-2].")
+@click.option("--rank-by", type=click.Choice(["fid_norm", "fid"]), default=None,
+              help="dggan: rank children by FID over the ProgGAN baseline's at their resolution [fid_norm] or by "
+                   "raw FID (every route then fills a resolution before doubling).")
 @click.option("--metrics", default="",
               help="alphagan/degas: comma list of is,fid of the derived architecture at every sample grid.")
 @click.option("--fid-stats", type=click.Path(dir_okay=False), default=None,
@@ -138,7 +146,7 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
 def search_conventional_command(method, data, outdir, preset, iters, resolution, seed, device, sample_every, resume,
                                 reward, proxy, inception, reward_num, ctrl_batch, baseline, child_steps, is_range,
                                 top_k, sample_p, max_steps, final_iters, fid_num, n_critic, betas, batches, metrics,
-                                fid_stats, metric_num, max_grown):
+                                fid_stats, metric_num, max_grown, lr, arch_lr, rank_by):
     """Search a conventional generator; writes OUTDIR/genotype.json (retrain it with
     train-conventional --genotype OUTDIR/genotype.json), log.jsonl, alphas.png (autogan/agan:
     rewards.png), samples/ and search-state.pt (for --resume). autogan/agan spread the candidate
@@ -168,7 +176,7 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
 
         overrides = {k: v for k, v in (("top_k", top_k), ("p", sample_p), ("child_iters", iters),
                                        ("max_steps", max_steps), ("final_iters", final_iters),
-                                       ("max_grown", max_grown)) if v is not None}
+                                       ("max_grown", max_grown), ("rank_by", rank_by)) if v is not None}
         try:
             with RunFolder(outdir, enabled=is_main_process()):
                 search_from_options(data, outdir, preset or "paper", resolution, seed, device, resume, proxy,
@@ -183,6 +191,11 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
     if options and method != "alphagan":
         raise click.BadParameter(f"only for --method alphagan, not {method}", param_hint="--" + next(iter(options))
                                  .replace("_", "-"))
+    rates = {k: v for k, v in (("lr", lr), ("arch_lr", arch_lr)) if v is not None}
+    if rates and method != "degas":
+        raise click.BadParameter(f"only for --method degas, not {method}", param_hint="--" + next(iter(rates))
+                                 .replace("_", "-"))
+    options.update(rates)
 
     wanted = tuple(m for m in metrics.replace(" ", "").split(",") if m)
     if any(m not in ("is", "fid") for m in wanted):

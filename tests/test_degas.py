@@ -108,3 +108,23 @@ def test_glo_loss_of_a_constant_offset_by_hand(c):
     x = torch.rand(2, 3, 8, 8, dtype=torch.float64) * 2 - 1
     assert glo_loss(x + c, x, levels=3).item() == pytest.approx(c * c + abs(c), rel=1e-10)
     assert glo_loss(x, x, levels=3).item() == 0
+
+
+def test_command_line_rates(tmp_path):
+    from click.testing import CliRunner
+
+    from stylenas.conventional.commands import search_conventional_command
+    from stylenas.datasets import make_demo_data
+
+    make_demo_data(tmp_path / "demo.lmdb", [16], 16, image_format="png")
+    base = ["--data", str(tmp_path / "demo.lmdb"), "--preset", "tiny", "--device", "cpu", "--iters", "1",
+            "--sample-every", "0"]
+    result = CliRunner().invoke(search_conventional_command, ["--method", "degas", "--outdir", str(tmp_path / "d"),
+                                                              "--lr", "0.3", "--arch-lr", "0.0003"] + base)
+    assert result.exit_code == 0, result.output
+    state = torch.load(tmp_path / "d" / "search-state.pt", weights_only=False)
+    assert state["settings"]["options"] == {"lr": 0.3, "arch_lr": 0.0003}
+    assert state["method"]["arch_opt"]["param_groups"][0]["lr"] == 0.0003
+    result = CliRunner().invoke(search_conventional_command, ["--method", "alphagan", "--outdir",
+                                                              str(tmp_path / "a"), "--arch-lr", "0.1"] + base)
+    assert result.exit_code == 2 and "--arch-lr" in result.output
