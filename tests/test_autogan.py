@@ -413,3 +413,28 @@ def test_retraining_keeps_the_learning_rate_constant_as_the_authors_scripts(tmp_
     for name, value in checkpoint["config"].items():  # config.json holds what the trainer ran with
         if name != "genotype_record":
             assert record[name]["value"] == value, name
+
+
+def test_train_conventional_options_reach_the_run_and_its_config(tmp_path):
+    from stylenas.conventional.commands import train_conventional_command
+    from stylenas.datasets import make_demo_data
+
+    make_demo_data(tmp_path / "demo.lmdb", [16], 8, progress=False)
+    out = tmp_path / "train"
+    result = CliRunner().invoke(train_conventional_command, [
+        "--genotype", "autogan_a", "--data", str(tmp_path / "demo.lmdb"), "--outdir", str(out), "--preset", "tiny",
+        "--steps", "2", "--device", "cpu", "--gf-dim", "12", "--df-dim", "10", "--lr-schedule", "linear"])
+    assert result.exit_code == 0, result.output
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert (checkpoint["config"]["gf_dim"], checkpoint["config"]["df_dim"]) == (12, 10)
+    assert checkpoint["G"]["l1.weight"].shape[0] == 12 * 2 * 2  # bottom width 2 at 16 px
+    record = json.loads((out / "config.json").read_text())
+    for name, option in (("gf_dim", "--gf-dim"), ("df_dim", "--df-dim"), ("lr_schedule", "--lr-schedule")):
+        assert record[name]["source"].startswith(f"command line: {option}")
+    assert record["lr_schedule"]["value"] == "linear"
+
+
+def test_alphagan_options_are_refused_for_other_methods(tmp_path):
+    result = CliRunner().invoke(search_conventional_command, [
+        "--method", "degas", "--data", str(tmp_path / "x.lmdb"), "--outdir", str(tmp_path / "o"), "--n-critic", "1"])
+    assert result.exit_code != 0 and "only for --method alphagan" in result.output

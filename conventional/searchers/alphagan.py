@@ -152,6 +152,12 @@ class CriticSearcher(AlphaGANSearcher):
                         g_loss = adv.g_loss(D(G(self.sample_z(n))))
                         self._step(self.g_opt, g_loss, g_loss=g_loss)
                 self.d_steps += 1
+        # spectral norm keeps the last forward's weight as an attribute; after a D step it carries D's graph,
+        # which the test-weight part's deepcopy of D refuses: the same values, detached
+        for module in D.modules():
+            weight = getattr(module, "weight", None)
+            if hasattr(module, "weight_orig") and torch.is_tensor(weight) and weight.grad_fn is not None:
+                module.weight = weight.detach()
         return stats
 
     def state_dict(self):
