@@ -7,7 +7,7 @@ from __future__ import annotations
 import click
 
 from ..io import dump_json
-from ..runs import RunCommand, RunFolder, is_main_process
+from ..runs import RunCommand, RunFolder, StopSignals, is_main_process
 
 
 def _floats(text, what, count):
@@ -75,8 +75,8 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
                          inception=inception, overrides=overrides, init=init, lr_schedule=lr_schedule,
                          gf_dim=gf_dim, df_dim=df_dim)
     try:
-        with RunFolder(outdir, enabled=is_main_process()):  # one run per folder; no folder left if refused
-            run_training(config)
+        with RunFolder(outdir, enabled=is_main_process()), StopSignals() as stop:  # one run per folder
+            run_training(config, stop=stop)
     except (TrainError, ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error))
 

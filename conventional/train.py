@@ -278,10 +278,11 @@ class MetricEvaluator:
 
 
 def run_training(config: TrainConfig, dataset=None, log=lambda line: click.echo(line, err=True), stop_at=None,
-                 evaluator=None):
+                 evaluator=None, stop=None):
     """Train (or resume); returns the final counters. ``dataset`` (items uint8 [3, R, R]) replaces
     the LMDB; ``stop_at`` ends the run after that many G steps as if killed right after a
-    checkpoint (tests of exact resume)."""
+    checkpoint (tests of exact resume); ``stop`` (a ``stylenas.runs.StopSignals``): on SIGINT/SIGTERM
+    the run checkpoints after the current G step and raises ``stylenas.runs.Interrupted``."""
     if config.preset not in PRESETS:
         raise TrainError(f"--preset must be one of {', '.join(PRESETS)}, got {config.preset!r}")
     try:
@@ -410,7 +411,8 @@ def run_training(config: TrainConfig, dataset=None, log=lambda line: click.echo(
         if dist.is_main and (step % s["sample_every"] == 0 or step == s["steps"]):
             with torch.no_grad():
                 save_image_grid(G_ema(fixed_z), outdir / "samples" / f"step{step:06d}.png", nrow=8)
-        if step % s["snap"] == 0 or step == s["steps"] or step == stop_at:
+        stopping = stop is not None and stop.requested(dist) and step < s["steps"]  # a signal: checkpoint, exit
+        if step % s["snap"] == 0 or step == s["steps"] or step == stop_at or stopping:
             metrics = evaluator(G_ema, s["latent_dim"], s["seed"]) if evaluator is not None and dist.is_main else {}
             state = checkpoint_state()  # every rank takes part in gathering the RNG states
             if dist.is_main:
@@ -425,6 +427,8 @@ def run_training(config: TrainConfig, dataset=None, log=lambda line: click.echo(
                 save_checkpoint(state, ckpt_path)
                 plot_series(runlog.records(), ["d_loss", "g_loss"], outdir / "losses.png", x_key="step")
             dist.barrier()
+        if stopping:
+            stop.interrupt(ckpt_path)
         if step == stop_at:
             break
     if runlog is not None:

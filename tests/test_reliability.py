@@ -603,3 +603,28 @@ def test_sigterm_checkpoints_a_conventional_search_and_resume_equals_an_uninterr
         (out / "genotype.json").read_text())["arch_parameters"]
     assert same_nested(a["method"], b["method"]) > 10  # every weight, alpha and optimiser moment
     assert len((out / "log.jsonl").read_text().splitlines()) == 3  # one line per iteration, none twice
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_train_conventional_and_resume_equals_an_uninterrupted_run(tmp_path):
+    data = tmp_path / "d16.lmdb"
+    make_demo_data(data, [16], 32, image_format="png", progress=False)
+    args = ["train-conventional", "--genotype", "alphagan_s", "--data", data, "--preset", "tiny", "--steps", "60",
+            "--snap", "2", "--device", "cpu"]
+    straight = run(*args, "--outdir", tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen(command(*args, "--outdir", out), env=subprocess_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(out / "checkpoint.pt", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 143, stderr
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["counters"]["step"] < 60
+    resumed = rerun(resume_line(stderr))
+    assert resumed.returncode == 0, resumed.stderr
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    b = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert a["counters"] == b["counters"]
+    for net in ("G", "D", "G_ema"):
+        same_tensors(a[net], b[net])
