@@ -28,6 +28,8 @@ RETRAIN_TABLES = {
     "autogan": "stylenas.conventional.searchers.autogan:RETRAIN_SOURCES",
     "agan": "stylenas.conventional.searchers.agan:RETRAIN_SOURCES",
     "alphagan_conv": "stylenas.conventional.searchers.alphagan:RETRAIN_SOURCES",
+    "degas": "stylenas.conventional.searchers.degas:RETRAIN_SOURCES",
+    "dggan": "stylenas.conventional.searchers.dggan:RETRAIN_SOURCES",
 }
 
 

@@ -29,6 +29,10 @@ TABLES = {
     "agan-train": ("stylenas.conventional.searchers.agan:RETRAIN_SOURCES", ("tiny",)),
     "alphagan-conv-search": ("stylenas.conventional.searchers.alphagan:SOURCES", ("tiny",)),
     "alphagan-conv-train": ("stylenas.conventional.searchers.alphagan:RETRAIN_SOURCES", ("tiny",)),
+    "degas-search": ("stylenas.conventional.searchers.degas:SOURCES", ("tiny",)),
+    "degas-train": ("stylenas.conventional.searchers.degas:RETRAIN_SOURCES", ("tiny",)),
+    "dggan-search": ("stylenas.conventional.searchers.dggan:SOURCES", ("small", "tiny")),
+    "dggan-train": ("stylenas.conventional.searchers.dggan:RETRAIN_SOURCES", ("tiny",)),
 }
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

@@ -1,6 +1,7 @@
 """CT-GAN as DEGAS retrains against it (conventional/losses.py, conventional/spaces/ctgan.py), pinned to
 the authors' CIFAR-10 ResNet code, biuyq/CT-GAN CT-GANs/tensorflow_generative_model/CT_gan_cifar_resnet.py
 (``ctgan.py:N``) and its tflib ops. The values below are transcribed from those files, not from ours."""
+import json
 import math
 
 import numpy as np
@@ -104,6 +105,7 @@ def test_critic_initialisation_is_tflibs():
 
 
 def test_degas_genotypes_retrain_under_ctgans_recipe(tmp_path):
+    from stylenas.conventional.sources import unsourced
     from stylenas.conventional.train import settings_of
     from stylenas.conventional.genotypes import load_genotype
     from stylenas.conventional.spaces.degas_dag import DegasSuperGenerator
@@ -120,3 +122,5 @@ def test_degas_genotypes_retrain_under_ctgans_recipe(tmp_path):
     run_training(run, dataset=images(12, 16), log=lambda line: None)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["config"]["loss"] == "ctgan" and "dropouts.0.p" not in state["D"] and "l5.bias" in state["D"]
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert "CT_gan_cifar_resnet.py" in record["loss"]["source"] and not unsourced(record)

@@ -2,6 +2,8 @@
 paper (Doveh and Giryes, /work/shared/papers/degas.txt) and DARTS' CIFAR settings, with values transcribed
 here from those sources: pruning on the raw alphas, the two readings of the learning rate and the
 alphas under each, GLO's reconstruction loss against hand computations."""
+import json
+
 import pytest
 import torch
 
@@ -114,6 +116,7 @@ def test_command_line_rates(tmp_path):
     from click.testing import CliRunner
 
     from stylenas.conventional.commands import search_conventional_command
+    from stylenas.conventional.sources import unsourced
     from stylenas.datasets import make_demo_data
 
     make_demo_data(tmp_path / "demo.lmdb", [16], 16, image_format="png")
@@ -125,6 +128,11 @@ def test_command_line_rates(tmp_path):
     state = torch.load(tmp_path / "d" / "search-state.pt", weights_only=False)
     assert state["settings"]["options"] == {"lr": 0.3, "arch_lr": 0.0003}
     assert state["method"]["arch_opt"]["param_groups"][0]["lr"] == 0.0003
+    record = json.loads((tmp_path / "d" / "config.json").read_text())  # every setting with its source
+    assert not unsourced(record) and record["lr"]["value"] == 0.3
+    assert record["lr"]["source"].startswith("command line: --lr")
+    assert record["arch_lr"]["source"].startswith("command line: --arch-lr")
+    assert "section 4" in degas.SOURCES["lr"].source and "arch_learning_rate" in degas.SOURCES["arch_lr"].source
     result = CliRunner().invoke(search_conventional_command, ["--method", "alphagan", "--outdir",
                                                               str(tmp_path / "a"), "--arch-lr", "0.1"] + base)
     assert result.exit_code == 2 and "--arch-lr" in result.output

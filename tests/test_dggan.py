@@ -510,6 +510,7 @@ def test_cli_search_with_an_inception_weights_file(tmp_path):
 
     from stylenas.conventional.commands import search_conventional_command
     from stylenas.datasets import make_demo_data
+    from stylenas.conventional.sources import unsourced
     from stylenas.metrics import InceptionV3FID
     from helpers import write_weights
 
@@ -525,6 +526,11 @@ def test_cli_search_with_an_inception_weights_file(tmp_path):
     state = json.loads((tmp_path / "search" / dggan_run.STATE_FILE).read_text())
     assert state["settings"]["scorer"] == "fid" and state["settings"]["scorer_samples"] == 2
     assert state["settings"]["inception_sha256"] == dggan_candidates.weights_sha256(InceptionV3FID(weights=weights))
+    record = json.loads((tmp_path / "search" / "config.json").read_text())  # every setting with its source
+    assert record["scorer_samples"] == {"value": 2, "source": record["scorer_samples"]["source"]}
+    assert record["scorer_samples"]["source"].startswith("command line: --fid-num")
+    assert record["top_k"]["value"] == 1 and record["rank_by"]["value"] == "fid_norm"
+    assert not unsourced(record) and record["p"]["source"].startswith("command line: --p")
     result = CliRunner().invoke(search_conventional_command, args + ["--fid-num", "3", "--resume"])
     assert result.exit_code == 1 and "scorer_samples" in result.output and "Traceback" not in result.output
 

@@ -24,10 +24,12 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..losses import glo_loss
-from ..spaces.alphagan_cells import entropy
+from ...config_sources import Entry, choice, code, paper
+from ..losses import CT_FEATURE_WEIGHT, CT_MARGIN, CT_WEIGHT, GP_WEIGHT, glo_loss
 from ..spaces.degas_dag import DegasSuperGenerator
-from .common import HalfStream, SearchError
+from ..sources import OPERATIONAL, TINY, with_changes
+from ..train import RETRAIN_SOURCES as TRAIN_SOURCES
+from .common import HalfStream, SearchError, entropy
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,79 @@ DEGAS_PRESETS = {
 }
 OPTIONS = ("lr", "arch_lr")  # search-conventional --lr, --arch-lr replace the preset's
 
+DARTS_REPO = "quark0/darts cnn/train_search.py"
+# where every search setting comes from (DIR/config.json; docs/sources.md is rendered from it)
+SOURCES = {
+    "preset": Entry(paper("section 4: CIFAR-10 (cifar) and STL (stl) searches"), {"tiny": TINY}),
+    "iterations": Entry(paper(f"section 4: DARTS' CIFAR-10 hyper-parameters: 50 epochs ({DARTS_REPO} --epochs)"),
+                        {"tiny": TINY}),
+    "steps_per_epoch": Entry(choice("one pass over the training half (DARTS' epoch)"), {"tiny": TINY}),
+    "batch": Entry(paper(f"section 4: DARTS' batch 64 ({DARTS_REPO} --batch_size)"), {"tiny": TINY}),
+    "lr": Entry(paper("section 4: 'the learning rate that is set to 3e-1 for CIFAR-10, and 3e-2 for STL', read as "
+                      "the weights' SGD rate (DARTS' 0.025 otherwise)"),
+                {"tiny": choice("tiny preset: DARTS' 0.025")},
+                deviation="the paper does not say which rate; the other reading sets the alphas' rate instead",
+                restore="--lr 0.025 --arch-lr 0.3 (CIFAR-10) / 0.03 (STL)"),
+    "arch_lr": Entry(code(f"{DARTS_REPO} --arch_learning_rate 3e-4 (DARTS' CIFAR-10 value, paper section 4)"),
+                     {"tiny": choice("tiny preset: 3e-1, so that the alphas move visibly in a few CPU steps")},
+                     deviation="under the other reading of section 4 the alphas take 3e-1 / 3e-2; that saturates "
+                               "their softmax within the first epoch (docs/conventional.md)",
+                     restore="--arch-lr 0.3 --lr 0.025"),
+    "lr_min": Entry(code(f"{DARTS_REPO} --learning_rate_min 0.001 (cosine schedule)")),
+    "momentum": Entry(code(f"{DARTS_REPO} --momentum 0.9")),
+    "weight_decay": Entry(code(f"{DARTS_REPO} --weight_decay 3e-4")),
+    "grad_clip": Entry(code(f"{DARTS_REPO} --grad_clip 5")),
+    "arch_betas": Entry(code("quark0/darts cnn/architect.py: Adam betas (0.5, 0.999)")),
+    "arch_weight_decay": Entry(code(f"{DARTS_REPO} --arch_weight_decay 1e-3")),
+    "latent_lr": Entry(choice("the GLO codes move by plain SGD at DARTS' weight rate 0.025 and are projected back "
+                              "onto the unit sphere (GLO; DEGAS does not say)")),
+    "gf_dim": Entry(code(f"{DARTS_REPO} --init_channels 16 (DARTS searches a narrow network)"), {"tiny": TINY}),
+    "latent_dim": Entry(choice("128, as the CT-GAN generator DEGAS retrains in (the paper does not say)"),
+                        {"tiny": TINY}),
+    "normal_per_stage": Entry(choice("two normal feature maps per stage: our reading of Fig. 2")),
+    "loss": Entry(paper("section 3.2: L2 + Lap1, GLO's reconstruction loss (Laplacian pyramid, 3 levels)")),
+    "data_split": Entry(choice("DARTS' two halves of the training set (alternating optimisation, section 3.2), "
+                               "by a permutation drawn from --seed")),
+    "resolution": Entry(choice("the largest size stored in --data, or --resolution")),
+    "images": Entry(choice("the number of images in --data")),
+    "seed": Entry(choice("--seed, default 0")),
+    "metrics": Entry(choice("--metrics: IS / FID of the derived architecture at every sample grid")),
+    "metric_num": Entry(choice("--metric-num samples per metric (5000 by default, a search-time estimate)")),
+    "fid_stats": Entry(choice("--fid-stats: the training set's statistics for --metrics fid")),
+    "inception": Entry(choice("--inception: the FID Inception weights file")),
+    "data": Entry(choice("--data")),
+    "outdir": Entry(OPERATIONAL),
+    "device": Entry(OPERATIONAL),
+    "resume": Entry(OPERATIONAL),
+    "sample_every": Entry(OPERATIONAL),
+    "checkpoint_every": Entry(OPERATIONAL),
+}
+
+
+# retraining a DEGAS genotype: CT-GAN as its authors' CIFAR-10 code runs it
+CTGAN_CODE = "biuyq/CT-GAN CT-GANs/tensorflow_generative_model/CT_gan_cifar_resnet.py"
+RETRAIN_SOURCES = with_changes(
+    TRAIN_SOURCES,
+    loss=Entry(paper("section 3.2 'GAN training': the found generator is trained in CT-GAN's framework with "
+                     f"its discriminator; {CTGAN_CODE} lines 244-293: WGAN-GP (lambda {GP_WEIGHT:g}) + the "
+                     f"consistency term (lambda2 {CT_WEIGHT:g}, M {CT_MARGIN:g}, feature weight {CT_FEATURE_WEIGHT:g}), "
+                     "squared differences, the mean over D_'s features; the critic with dropout 0.2/0.5/0.5 "
+                     "after blocks 2-4, mean pooling, no spectral norm, tflib's initialisation "
+                     "(conventional/spaces/ctgan.py)")),
+    steps=Entry(code(f"{CTGAN_CODE} line 42: ITERS = 100000 G iterations"), {"tiny": TINY}),
+    lr=Entry(code(f"{CTGAN_CODE} line 48: LR = 2e-4")),
+    lr_schedule=Entry(code(f"{CTGAN_CODE} lines 309-310: linear decay to 0 over ITERS")),
+    betas=Entry(code(f"{CTGAN_CODE} lines 333-334: Adam beta1 0, beta2 0.9")),
+    n_critic=Entry(code(f"{CTGAN_CODE} line 50: N_CRITIC = 5"), {"tiny": TINY}),
+    d_batch=Entry(code(f"{CTGAN_CODE} line 40: BATCH_SIZE = 64"), {"tiny": TINY}),
+    g_batch=Entry(code(f"{CTGAN_CODE} line 41: GEN_BS_MULTIPLE = 2 (G batch 128)"), {"tiny": TINY}),
+    df_dim=Entry(code(f"{CTGAN_CODE} line 44: DIM_D = 128"), {"tiny": TINY}),
+    gf_dim=Entry(choice("256, the width of the other retrainings: DEGAS does not give its generator's width"),
+                 {"tiny": TINY}),
+    ema_decay=Entry(choice("an EMA of G (0.999) as the other retrainings; CT-GAN evaluates G itself"),
+                    deviation="CT-GAN keeps no EMA of G; the EMA copy is what snapshots and metrics use"),
+)
+
 
 class DegasMethod:
     """DEGAS: per step, GLO on the weights and codes of a training batch, then first-order
@@ -86,6 +161,7 @@ class DegasMethod:
             raise SearchError(f"--lr and --arch-lr must be positive, got {given}")
         self.options = {k: float(v) for k, v in given.items()}
         p = self.preset = replace(preset, **self.options)
+        self.sources = SOURCES
         self.device = device
         torch.manual_seed(seed)
         self.G = DegasSuperGenerator(resolution, p.gf_dim, p.latent_dim, p.normal_per_stage).to(device)
@@ -145,6 +221,15 @@ class DegasMethod:
     @property
     def done(self):
         return self.epochs_done
+
+    def config_values(self):
+        """The search's resolved settings for config.json (``SOURCES`` names)."""
+        p = self.preset
+        return {"iterations": p.epochs, "steps_per_epoch": self.steps_per_epoch, "batch": p.batch, "lr": p.lr,
+                "arch_lr": p.arch_lr, "lr_min": p.lr_min, "momentum": p.momentum, "weight_decay": p.weight_decay,
+                "grad_clip": p.grad_clip, "arch_betas": list(p.arch_betas), "arch_weight_decay": p.arch_weight_decay,
+                "latent_lr": p.latent_lr, "gf_dim": p.gf_dim, "latent_dim": p.latent_dim,
+                "normal_per_stage": p.normal_per_stage, "loss": "glo: l2 + laplacian l1", "data_split": "halves"}
 
     def state_dict(self):
         return {"G": self.G.state_dict(), "codes": self.codes.detach(), "w_opt": self.w_opt.state_dict(),

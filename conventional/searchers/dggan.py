@@ -33,17 +33,22 @@ candidates; under several machines ``candidates/`` must be on a shared file syst
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
+from ...config_sources import Entry, choice, code, paper
 from ...io import atomic_path
 from ...train.runlog import save_image_grid
+from ..sources import OPERATIONAL, TINY, with_changes, write_run_config
+from ..train import RETRAIN_SOURCES as TRAIN_SOURCES
 from ..spaces.dggan_grown import D0, FILTERS, KERNELS, action_space, allowed, build_grown, proggan_channels
 from ..spread import job_seed, seeded
 from .dggan_candidates import FIDScorer, train_candidate
 from .dggan_run import DGGANRun
 
+# the paper's K and p ("Discussion on Efficiency": K = 20, p = 0.4) and iterations a candidate trains
+# ("Implementation Details": 100k)
 TOP_K = 20
 SAMPLE_P = 0.4
 CHILD_ITERS = 100_000
@@ -63,7 +68,7 @@ class DGGANConfig:
     child_iters: int = CHILD_ITERS
     fade_iters: int | None = None  # None: the first half of a doubled child's iterations
     final_iters: int = CHILD_ITERS
-    batch: int = 16
+    batch: int = 16  # "the same training schedule as ProgGAN": batch 16, Adam 1e-3, betas (0, 0.99)
     lr: float = 1e-3
     betas: tuple = (0.0, 0.99)
     seed: int = 0
@@ -96,6 +101,64 @@ PRESETS = {
 
 SCORE_SAMPLES = {"paper": 10_000, "small": 5_000, "tiny": 16}  # samples a candidate's FID is measured on
 REFERENCE_IMAGES = {"paper": None, "small": 10_000, "tiny": 64}  # training images of the statistics
+
+SMALL = choice("small preset: a single GPU; the paper's own simulation (Fig. 3 right) reaches its FID at K = 8, "
+               "p = 0.2")
+PROGGAN = "tkarras/progressive_growing_of_gans"
+# where every search setting comes from (DIR/config.json; docs/sources.md is rendered from it)
+SOURCES = {
+    "preset": Entry(paper("the CIFAR-10 search (section 'CIFAR-10', 'Implementation Details')"),
+                    {"small": SMALL, "tiny": TINY}),
+    "final_resolution": Entry(paper("'We gradually increase the resolution from d0 = 8 to 32' (CIFAR-10); the "
+                                    "data's size")),
+    "latent_dim": Entry(paper("'CIFAR-10 takes random vectors with size 128 and others ... 512'"), {"tiny": TINY}),
+    "channels": Entry(choice("ProgGAN's nf() with fmap_base 16384, fmap_max 512 (512 up to 32 px, halving "
+                             "above): the paper builds on ProgGAN and gives no widths"), {"small": SMALL, "tiny": TINY}),
+    "top_k": Entry(paper("'Discussion on Efficiency': K = 20"), {"small": SMALL, "tiny": TINY}),
+    "p": Entry(paper("'Discussion on Efficiency': p = 0.4"), {"small": SMALL, "tiny": TINY}),
+    "kernels": Entry(paper("'Action Search Space': filter sizes {3, 7}"), {"tiny": TINY}),
+    "filters": Entry(paper("'Action Search Space': {32, 64, 128, 256, 512, 1024} filters"),
+                     {"small": SMALL, "tiny": TINY}),
+    "max_grown": Entry(choice("3 grown convolutions per network and resolution: the paper's 'maximum number of "
+                              "layers' has no value"), {"small": SMALL, "tiny": TINY}),
+    "max_steps": Entry(choice("no limit: Algorithm 1 runs until nothing can grow (--max-steps cuts it)")),
+    "child_iters": Entry(paper("'Implementation Details': 100k iterations a candidate after weight inheritance"),
+                         {"small": SMALL, "tiny": TINY}),
+    "fade_iters": Entry(choice("the first half of a doubled child's iterations (ProgGAN fades over a phase of "
+                               "its own; the paper gives no length)")),
+    "final_iters": Entry(paper("'we further train the fixed architecture longer': 100k more here (no value "
+                               "given)"), {"small": SMALL, "tiny": TINY}),
+    "batch": Entry(code(f"{PROGGAN}: minibatch 16 at the low resolutions ('We follow the same training schedule "
+                        "as ProgGAN')"), {"tiny": TINY}),
+    "lr": Entry(code(f"{PROGGAN} config.py: G and D Adam learning rate 0.001")),
+    "betas": Entry(code(f"{PROGGAN} config.py: Adam beta1 0.0, beta2 0.99")),
+    "seed": Entry(choice("--seed, default 0: draws, initial weights and batches")),
+    "rank_by": Entry(paper("FID normalised by the per-scale ProgGAN baseline (section 'Analysis', Fig. 3): FID "
+                           "'at each resolution is not comparable'"),
+                     deviation="Algorithm 1 says only 'keep top-K candidates'; ranking raw FIDs keeps every "
+                               "doubled child out while lower-resolution children remain",
+                     restore="--rank-by fid"),
+    "scorer": Entry(paper("FID 'as the feedback criterion' (section 'Datasets and Evaluation Metrics'); "
+                          "proxy_fid under --proxy, never called FID")),
+    "scorer_samples": Entry(choice("10k samples a candidate (the paper does not say; --fid-num)"),
+                            {"small": SMALL, "tiny": TINY}),
+    "scorer_reference_images": Entry(choice("every training image, average-pooled to the candidate's resolution"),
+                                     {"small": SMALL, "tiny": TINY}),
+    "inception_sha256": Entry(choice("the digest of the scorer's weights; a --resume refuses other weights")),
+    "images": Entry(choice("the number of images in --data")),
+    "data": Entry(choice("--data")),
+    "outdir": Entry(OPERATIONAL),
+    "device": Entry(OPERATIONAL),
+    "resume": Entry(OPERATIONAL),
+}
+# retraining a grown genotype: the common recipe under ProgGAN's WGAN-GP loss
+RETRAIN_SOURCES = with_changes(
+    TRAIN_SOURCES,
+    loss=Entry(paper("'Dynamic Growing Overview': the Wasserstein loss with gradient penalty")),
+    latent_dim=Entry(paper("the genotype's own latent size (128 for CIFAR-10, 512 otherwise)")),
+    gf_dim=Entry(choice("unused: a grown G has the genotype's widths")),
+    df_dim=Entry(choice("unused: a grown D has the genotype's widths")),
+)
 
 
 # How the top K are chosen among children of different resolutions. FID is not comparable across
@@ -265,11 +328,26 @@ def search_from_options(data, outdir, preset="paper", resolution=None, seed=0, d
         raise ValueError(f"{data}: {size}px images; DGGAN doubles from {D0} px, so the final resolution must be a "
                          f"power of two (32 for CIFAR-10; resize STL-10 to 32 or 64 with prepare-data)")
     settings = {"latent_dim": 128 if size == 32 else 512, **PRESETS[preset], **(overrides or {})}
-    config = DGGANConfig(final_resolution=size, seed=seed, **settings)
+    try:
+        config = DGGANConfig(final_resolution=size, seed=seed, **settings)
+    except TypeError as error:
+        raise ValueError(f"unknown DGGAN setting: {error}") from None
     # a rank that finished its children waits in the gather for the slowest: paper children train for hours
     dist = init_distributed(device, timeout_minutes=7 * 24 * 60)
     net = reward_network("proxy" if proxy else "inception", weights=inception, device=dist.device)
     scorer = FIDScorer(net, num=fid_num or SCORE_SAMPLES[preset], ref_num=REFERENCE_IMAGES[preset])
+    if dist.is_main:  # DIR/config.json: every resolved setting with its source
+        given = {"top_k": "--top-k", "p": "--p", "child_iters": "--iters", "max_steps": "--max-steps",
+                 "final_iters": "--final-iters", "max_grown": "--max-grown", "rank_by": "--rank-by"}
+        values = {"preset": preset, **{k: (list(v) if isinstance(v, tuple) else v)
+                                      for k, v in asdict(config.resolved()).items()},
+                  "scorer": scorer.label, "scorer_samples": scorer.num, "scorer_reference_images": scorer.ref_num,
+                  "inception_sha256": scorer.weights_sha256, "images": len(dataset), "data": str(data),
+                  "outdir": str(outdir), "device": device, "resume": resume}
+        from_command_line = {k: option for k, option in given.items() if k in (overrides or {})}
+        if fid_num:
+            from_command_line["scorer_samples"] = "--fid-num"
+        write_run_config(outdir, values, SOURCES, preset=preset, from_command_line=from_command_line)
     try:
         return run_dggan(config, outdir, dataset, scorer, device=dist.device, dist=dist,
                          log=log if dist.is_main else (lambda line: None), resume=resume,
