@@ -13,9 +13,9 @@ PACKAGE = "stylenas.conventional"
 SOURCE = Path(__file__).resolve().parents[1] / "conventional"
 MAX_LINES = 500
 
-# commands -> searchers -> (train, rewards, controller, spread) -> networks -> spaces -> (genotypes, ops, losses)
+# commands -> searchers -> (train, rewards, controller, spread) -> networks -> spaces -> (genotypes, ops, ...)
 LAYERS = [
-    {"genotypes", "ops", "losses"},
+    {"genotypes", "ops", "losses", "sources"},  # sources: where each setting comes from (config.json)
     {"spaces"},
     {"networks"},
     {"train", "rewards", "controller", "spread"},
@@ -35,13 +35,14 @@ def module_names():
     return names
 
 
-def imported_modules(name, path, known):
-    """Modules of ``known`` that importing ``name`` (at ``path``) runs: every import statement
-    anywhere in the file, resolved like Python does, plus the packages a deeper module sits in
-    (their __init__ runs first) unless they contain ``name`` (already being imported)."""
+def imported_modules(name, path, known, text=None):
+    """Modules of ``known`` that importing ``name`` (at ``path``, or source ``text``) runs: every
+    import statement anywhere in the file, resolved like Python does, and every module named in a
+    string (``importlib``), plus the packages a deeper module sits in (their __init__ runs first)
+    unless they contain ``name`` (already being imported)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     targets = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(ast.parse(path.read_text() if text is None else text, filename=str(path))):
         if isinstance(node, ast.Import):
             targets += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -53,6 +54,9 @@ def imported_modules(name, path, known):
                 module = node.module
             for alias in node.names:  # `from pkg import sub` imports the submodule pkg.sub
                 targets.append(f"{module}.{alias.name}" if f"{module}.{alias.name}" in known else module)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(PACKAGE + "."):
+            # a module named in a string ("pkg.mod" or "pkg.mod:attr") is imported by name later
+            targets.append(node.value.split(":")[0])
     found = set()
     for target in targets:
         parts = target.split(".")
@@ -111,6 +115,9 @@ def test_the_graph_sees_relative_absolute_and_local_imports():
     # function-local imports (commands imports each searcher when its method is asked for)
     assert f"{PACKAGE}.searchers.dggan" in graph[f"{PACKAGE}.commands"]
     assert f"{PACKAGE}.searchers.differentiable" in graph[f"{PACKAGE}.commands"]
+    # a module named in a string, for importlib
+    assert imported_modules(f"{PACKAGE}.x", SOURCE / "x.py", {f"{PACKAGE}.train"}, f'import importlib\n'
+                            f'importlib.import_module("{PACKAGE}.train")') == {f"{PACKAGE}.train"}
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
@@ -135,8 +142,9 @@ def test_every_import_resolves():
                 base = package.split(".")[:len(package.split(".")) - node.level + 1]
                 module = importlib.import_module(".".join(base + ([node.module] if node.module else [])))
                 missing += [f"{name}:{node.lineno} {module.__name__}.{alias.name}" for alias in node.names
-                            if not hasattr(module, alias.name)
-                            and importlib.util.find_spec(f"{module.__name__}.{alias.name}") is None]
+                            if not hasattr(module, alias.name) and not (
+                                hasattr(module, "__path__")
+                                and importlib.util.find_spec(f"{module.__name__}.{alias.name}") is not None)]
     assert not missing, "unresolved imports: " + ", ".join(missing)
 
 

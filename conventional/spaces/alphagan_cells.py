@@ -18,8 +18,6 @@ cell 1; cell 3: from cell 1 (x4), cell 2). The discrete generator is ``AlphaGANC
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -196,12 +194,3 @@ class AlphaGANSuperGenerator(ArchitectureSplit, CellGenerator):
                 key = ".".join(parts[:4] + parts[6:])
             state[key] = value
         return state
-
-
-def entropy(weights):
-    """Mean entropy (nats) of the rows of softmax weights; log(number of ops) when uniform."""
-    p = torch.as_tensor(weights)
-    return float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
-
-
-MAX_ENTROPY = {"up": math.log(len(ALPHAGAN_UP_OPS)), "normal": math.log(len(ALPHAGAN_NORMAL_OPS))}
