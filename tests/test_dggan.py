@@ -14,7 +14,8 @@ from stylenas.conventional.searchers import dggan, dggan_candidates, dggan_repor
 from stylenas.conventional.searchers.dggan import DGGANConfig, run_dggan
 from stylenas.conventional.searchers.dggan_candidates import FIDScorer, fade_alpha, wgan_gp_d_loss
 from stylenas.conventional.searchers.dggan_run import SearchInterrupted
-from stylenas.conventional.spaces.dggan_grown import Action, action_space, apply_action, base_body, build_grown, grow
+from stylenas.conventional.spaces.dggan_grown import (Action, action_space, apply_action, base_body, build_grown,
+                                                       grow, stage_resolutions)
 from helpers import launch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -38,13 +39,31 @@ def toy_data(n=32, size=16, seed=0):
 
 # ---------------------------------------------------------------------------- growing
 
-def test_action_space_is_the_papers():
+# transcribed from the paper (/work/shared/papers/dggan.txt), section by section
+PAPER = {
+    "kernels": (3, 7),  # "Action Search Space": "filter sizes from {3, 7}"
+    "filters": (32, 64, 128, 256, 512, 1024),  # "Action Search Space": "number of filters from {32, ..., 1024}"
+    "top_k": 20, "p": 0.4,  # "Discussion on Efficiency": "we choose K = 20 and p = 0.4"
+    "child_iters": 100_000,  # "Implementation Details": "train each new candidate with 100k iterations"
+    "d0": 8,  # "Generator and Discriminator Base Architecture": "d0 is 8 in our experiments"
+}
+# ProgGAN's schedule ("We follow the same training schedule as ProgGAN"): tkarras/progressive_growing_of_gans
+# config.py G_opt / D_opt (beta1 0.0, beta2 0.99), learning rate 0.001, minibatch 16 at low resolutions
+PROGGAN = {"lr": 0.001, "betas": (0.0, 0.99), "batch": 16}
+
+
+def test_action_space_and_paper_preset_are_the_papers():
     actions = action_space()
-    assert len(actions) == 2 * 2 * 6 + 1
-    assert {(a.kernel, a.filters) for a in actions if a.kind == "g"} == {(k, f) for k in (3, 7)
-                                                                           for f in (32, 64, 128, 256, 512, 1024)}
+    assert len(actions) == 2 * len(PAPER["kernels"]) * len(PAPER["filters"]) + 1
+    for net in ("g", "d"):
+        assert {(a.kernel, a.filters) for a in actions if a.kind == net} == {
+            (k, f) for k in PAPER["kernels"] for f in PAPER["filters"]}
     assert all(Action.parse(a.name) == a for a in actions)
-    assert (dggan.TOP_K, dggan.SAMPLE_P, dggan.D0) == (20, 0.4, 8)
+    config = DGGANConfig(**dggan.PRESETS["paper"]).resolved()
+    assert (config.kernels, config.filters, config.top_k, config.p, config.child_iters) == (
+        PAPER["kernels"], PAPER["filters"], PAPER["top_k"], PAPER["p"], PAPER["child_iters"])
+    assert (config.lr, config.betas, config.batch) == (PROGGAN["lr"], PROGGAN["betas"], PROGGAN["batch"])
+    assert stage_resolutions(base_body(4, [4]))[0] == PAPER["d0"]
 
 
 def test_base_networks_and_heads():
