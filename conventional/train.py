@@ -127,6 +127,9 @@ def settings_of(config, dataset_len, resolution, genotype):
     loss = config.loss or {"degas": "ctgan", "dggan": "wgan-gp"}.get(genotype.search_space, "hinge")
     if loss not in LOSSES:
         raise TrainError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    if loss == "ctgan" and genotype.search_space in ("agan", "dggan"):  # they bring their own D
+        raise TrainError(f"--loss ctgan trains against CT-GAN's critic; a {genotype.search_space} genotype brings its "
+                         f"own discriminator: use --loss hinge or wgan-gp")
     steps = config.steps or preset["steps"] or (CTGAN_STEPS if loss == "ctgan" else PAPER_STEPS.get(resolution, 50_000))
     betas = tuple(config.betas) if config.betas else ((0.5, 0.9) if resolution == 48 else (0.0, 0.9))
     return {**preset, "steps": steps, "loss": loss, "betas": list(betas), "lr": config.lr, "lr_schedule": lr_schedule,

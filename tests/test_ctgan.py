@@ -124,3 +124,15 @@ def test_degas_genotypes_retrain_under_ctgans_recipe(tmp_path):
     assert state["config"]["loss"] == "ctgan" and "dropouts.0.p" not in state["D"] and "l5.bias" in state["D"]
     record = json.loads((tmp_path / "run" / "config.json").read_text())
     assert "CT_gan_cifar_resnet.py" in record["loss"]["source"] and not unsourced(record)
+
+
+def test_ctgan_loss_refused_for_genotypes_with_their_own_discriminator(tmp_path):
+    from stylenas.conventional.genotypes import ConventionalGenotype
+    from stylenas.conventional.spaces.dggan_grown import base_body
+    from stylenas.conventional.train import TrainError
+
+    path = tmp_path / "dggan.json"
+    ConventionalGenotype("dggan", 8, base_body(4, [4])).save(path)
+    config = TrainConfig(str(path), "mem", str(tmp_path / "x"), preset="tiny", steps=1, loss="ctgan", device="cpu")
+    with pytest.raises(TrainError, match="--loss ctgan"):
+        run_training(config, dataset=images(8, 8), log=lambda line: None)
