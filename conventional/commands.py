@@ -166,8 +166,8 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
                         inception=inception, resolution=resolution, seed=seed, device=device, resume=resume,
                         overrides=overrides)
         try:
-            with RunFolder(outdir, enabled=is_main_process()):
-                run(config)
+            with RunFolder(outdir, enabled=is_main_process()), StopSignals() as stop:
+                run(config, stop=stop)
         except (RLSearchError, ValueError, FileNotFoundError) as error:
             raise click.ClickException(str(error))
         return

@@ -628,3 +628,29 @@ def test_sigterm_checkpoints_train_conventional_and_resume_equals_an_uninterrupt
     assert a["counters"] == b["counters"]
     for net in ("G", "D", "G_ema"):
         same_tensors(a[net], b[net])
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_an_agan_search_and_resume_equals_an_uninterrupted_run(tmp_path):
+    data = tmp_path / "d16.lmdb"
+    make_demo_data(data, [16], 32, image_format="png", progress=False)
+    args = ["search-conventional", "--method", "agan", "--data", data, "--preset", "tiny", "--proxy", "--iters", "6",
+            "--reward-num", "4", "--device", "cpu"]
+    straight = run(*args, "--outdir", tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen(command(*args, "--outdir", out), env=subprocess_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(out / "search-state.pt", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 143, stderr
+    assert torch.load(out / "search-state.pt", weights_only=True)["done"] < 6
+    resumed = rerun(resume_line(stderr))
+    assert resumed.returncode == 0, resumed.stderr
+    a = torch.load(tmp_path / "straight" / "search-state.pt", weights_only=True)
+    b = torch.load(out / "search-state.pt", weights_only=True)
+    assert a["done"] == b["done"] == 6
+    assert same_nested(a["controller"], b["controller"]) > 0 and a["best"] == b["best"]
+    assert json.loads((tmp_path / "straight" / "genotype.json").read_text())["generator"] == json.loads(
+        (out / "genotype.json").read_text())["generator"]

@@ -183,10 +183,12 @@ def train_child(genotype, dataset, preset, seed, device, resolution, log=None):
     return G.eval(), {**stats, "g_loss": loss_g.item() if loss_g is not None else None}
 
 
-def run_agan(config: AGANConfig, dataset=None, log=lambda line: click.echo(line, err=True), stop_at=None, net=None):
+def run_agan(config: AGANConfig, dataset=None, log=lambda line: click.echo(line, err=True), stop_at=None, net=None,
+             stop=None):
     """Search (or resume) into ``config.outdir``; returns the best genotype (rank 0; None
     elsewhere). ``dataset`` replaces the LMDB, ``net`` the reward network; ``stop_at`` ends the
-    run after that many controller updates as if killed after the checkpoint."""
+    run after that many controller updates as if killed after the checkpoint; ``stop`` (a
+    ``stylenas.runs.StopSignals``): after SIGINT/SIGTERM the run ends after the checkpoint of the update."""
     if config.preset not in PRESETS:
         raise SearchError(f"--preset for agan must be one of {', '.join(PRESETS)}, got {config.preset!r}")
     if config.reward != "is":
@@ -298,6 +300,8 @@ def run_agan(config: AGANConfig, dataset=None, log=lambda line: click.echo(line,
                             "best": best}, tmp)
             genotype(best[0]).save(outdir / "genotype.json")
         dist.barrier()
+        if stop is not None and stop.requested(dist) and done < preset.updates:
+            stop.interrupt(state_path)  # SIGINT/SIGTERM: the checkpoint above holds this update
         if done == stop_at:
             dist.close()
             return None

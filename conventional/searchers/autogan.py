@@ -410,10 +410,11 @@ class AutoGANSearch:
 
 
 def run_autogan(config: AutoGANConfig, dataset=None, log=lambda line: click.echo(line, err=True), stop_at=None,
-                net=None):
+                net=None, stop=None):
     """Search (or resume) into ``config.outdir``; returns the genotype (rank 0; None elsewhere).
     ``dataset`` (uint8 [3, R, R] items) replaces the LMDB, ``net`` the reward network, and
-    ``stop_at`` ends the run after that many iterations as if killed after the checkpoint."""
+    ``stop_at`` ends the run after that many iterations as if killed after the checkpoint; ``stop``
+    (a ``stylenas.runs.StopSignals``): after SIGINT/SIGTERM the run ends after the checkpoint of the iteration."""
     if config.preset not in PRESETS:
         raise SearchError(f"--preset for autogan must be one of {', '.join(PRESETS)}, got {config.preset!r}")
     if config.reward not in ("is", "fid"):
@@ -509,6 +510,8 @@ def run_autogan(config: AutoGANConfig, dataset=None, log=lambda line: click.echo
             plot_series([r for r in runlog.records() if "ctrl_step" in r], ["reward_mean", "baseline", "entropy"],
                         outdir / "rewards.png", x_key="ctrl_step", title=search.score_name)
         checkpoint()
+        if stop is not None and stop.requested(dist) and search.counters["iteration"] < preset.iterations:
+            stop.interrupt(state_path)  # SIGINT/SIGTERM: the checkpoint above holds this iteration
         if search.counters["iteration"] == stop_at:
             dist.close()
             return None
@@ -524,4 +527,3 @@ def run_autogan(config: AutoGANConfig, dataset=None, log=lambda line: click.echo
         runlog.close()
     dist.close()
     return genotype if dist.is_main else None
-
