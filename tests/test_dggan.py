@@ -258,6 +258,8 @@ def test_resume_refuses_other_scorer_settings_and_the_state_names_the_score(tmp_
                 "label": "scorer"}[name] in str(error.value)
     resumed = ToySearch(config, tmp_path, toy_data(4, 16), Scorer(), log=lambda line: None, resume=True)
     assert resumed.state["candidates"] == search.state["candidates"]  # scores back under "fid" in memory
+    figure = dggan_reports.plot_fig3(search.state["candidates"], 0, tmp_path / "proxy.png", label="proxy_fid")
+    assert "PROXY" in figure._suptitle.get_text() and "proxy FID" in figure.axes[0].get_ylabel()
 
 
 class ResolutionToy(ToySearch):
