@@ -20,6 +20,16 @@ def _floats(text, what, count):
     return values
 
 
+def retrain_sources(search_space):
+    """The sources table of retraining a genotype of ``search_space``: its method's RETRAIN_SOURCES
+    (None: the trainer's common table)."""
+    from .searchers import agan, alphagan, autogan_sources, degas, dggan
+
+    return {"autogan": autogan_sources.RETRAIN_SOURCES, "agan": agan.RETRAIN_SOURCES,
+            "alphagan_conv": alphagan.RETRAIN_SOURCES, "degas": degas.RETRAIN_SOURCES,
+            "dggan": dggan.RETRAIN_SOURCES}.get(search_space)
+
+
 @click.command("train-conventional", cls=RunCommand)
 @click.option("--genotype", required=True,
               help="A genotype.json of a conventional search, or autogan_a|autogan_b|autogan_c|alphagan_l|alphagan_s.")
@@ -76,7 +86,7 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
                          gf_dim=gf_dim, df_dim=df_dim)
     try:
         with RunFolder(outdir, enabled=is_main_process()), StopSignals() as stop:  # one run per folder
-            run_training(config, stop=stop)
+            run_training(config, stop=stop, sources=retrain_sources)
     except (TrainError, ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error))
 

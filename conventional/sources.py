@@ -2,35 +2,25 @@
 source, through the shared ``stylenas.config_sources`` (the same tables render docs/sources.md:
 ``python -m stylenas.docs_tables``).
 
-Each method keeps its own sources table beside its presets (``searchers.autogan.SOURCES``,
+Each method keeps its own sources table beside its presets (``searchers.autogan_sources.SOURCES``,
 ``searchers.agan.SOURCES``, ``searchers.alphagan.SOURCES``, ...; retraining: ``train.RETRAIN_SOURCES``
-and the methods' ``RETRAIN_SOURCES``) and its command calls ``write_run_config`` with it. A table maps
-each setting's name to an ``Entry`` (flat names, e.g. ``ctrl_betas``, so that ``docs_tables`` renders
-it as is).
+amended by the methods' ``RETRAIN_SOURCES``, which ``commands.retrain_sources`` hands to the trainer,
+as this module sits below every other and names no method) and its command calls
+``write_run_config`` with it. A table maps each setting's name to an ``Entry`` (flat names, e.g.
+``ctrl_betas``, so that ``docs_tables`` renders it as is).
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from ..config_sources import MISSING, sourced, write_config
 
-__all__ = ["CONFIG_FILE", "OPERATIONAL", "TINY", "write_run_config", "retrain_table", "unsourced",
-           "with_changes"]
+__all__ = ["CONFIG_FILE", "OPERATIONAL", "TINY", "write_run_config", "unsourced", "with_changes"]
 
 CONFIG_FILE = "config.json"
 TINY = "StyleNAS choice: tiny preset, sized for CPU tests and make demo"
 OPERATIONAL = "StyleNAS choice: bookkeeping, no effect on the result"
-
-# search space of a genotype -> the module attribute holding its retraining sources table
-RETRAIN_TABLES = {
-    "autogan": "stylenas.conventional.searchers.autogan:RETRAIN_SOURCES",
-    "agan": "stylenas.conventional.searchers.agan:RETRAIN_SOURCES",
-    "alphagan_conv": "stylenas.conventional.searchers.alphagan:RETRAIN_SOURCES",
-    "degas": "stylenas.conventional.searchers.degas:RETRAIN_SOURCES",
-    "dggan": "stylenas.conventional.searchers.dggan:RETRAIN_SOURCES",
-}
 
 
 def write_run_config(outdir, values, table, preset=None, from_command_line=None, forced=None):
@@ -47,18 +37,6 @@ def write_run_config(outdir, values, table, preset=None, from_command_line=None,
 def unsourced(record):
     """Names in a record whose source is missing or empty (the tests refuse any)."""
     return [name for name, item in record.items() if not str(item["source"]).strip() or MISSING in item["source"]]
-
-
-def retrain_table(search_space):
-    """The retraining sources table for genotypes of ``search_space`` (the trainer's common one for
-    a method without its own)."""
-    spec = RETRAIN_TABLES.get(search_space)
-    if spec is None:
-        from .train import RETRAIN_SOURCES
-
-        return RETRAIN_SOURCES
-    module, attr = spec.split(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 def with_changes(table, **changes):

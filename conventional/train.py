@@ -38,7 +38,7 @@ from ..train.runlog import KeepBest, Progress, RunLog, plot_series, save_image_g
 from .genotypes import ConventionalGenotype, load_genotype
 from .losses import LOSSES, d_loss, g_loss
 from .networks import build_generator, build_networks
-from .sources import OPERATIONAL, TINY, retrain_table, write_run_config
+from .sources import OPERATIONAL, TINY, write_run_config
 
 CHECKPOINT = "checkpoint.pt"
 PRESETS = {
@@ -142,7 +142,7 @@ def settings_of(config, dataset_len, resolution, genotype):
 AUTOGAN_SH = "VITA-Group/AutoGAN exps/autogan_cifar10_a.sh"
 ALPHAGAN_README = "yuesongtian/AlphaGAN README.md, the train_geno_gan.py commands (lines 41-49)"
 # sources of the retraining settings, as AutoGAN's and alphaGAN's retraining (which agree); a method's
-# own table (conventional.sources.RETRAIN_TABLES) replaces the entries that differ for it
+# own table (its RETRAIN_SOURCES, given to run_training by commands.retrain_sources) amends it
 RETRAIN_SOURCES = {
     "genotype": Entry(choice("--genotype: a search's genotype.json or a published name")),
     "search_space": Entry(choice("the genotype's search space, which picks the method's defaults and sources")),
@@ -281,11 +281,13 @@ class MetricEvaluator:
 
 
 def run_training(config: TrainConfig, dataset=None, log=lambda line: click.echo(line, err=True), stop_at=None,
-                 evaluator=None, stop=None):
+                 evaluator=None, stop=None, sources=None):
     """Train (or resume); returns the final counters. ``dataset`` (items uint8 [3, R, R]) replaces
     the LMDB; ``stop_at`` ends the run after that many G steps as if killed right after a
     checkpoint (tests of exact resume); ``stop`` (a ``stylenas.runs.StopSignals``): on SIGINT/SIGTERM
-    the run checkpoints after the current G step and raises ``stylenas.runs.Interrupted``."""
+    the run checkpoints after the current G step and raises ``stylenas.runs.Interrupted``;
+    ``sources(search_space)`` gives the method's sources table for config.json (None or a None
+    result: ``RETRAIN_SOURCES``)."""
     if config.preset not in PRESETS:
         raise TrainError(f"--preset must be one of {', '.join(PRESETS)}, got {config.preset!r}")
     try:
@@ -353,7 +355,7 @@ def run_training(config: TrainConfig, dataset=None, log=lambda line: click.echo(
     if dist.is_main:
         (outdir / "samples").mkdir(parents=True, exist_ok=True)
         write_run_config(outdir, run_values(config, s, genotype, dist.world_size),
-                         retrain_table(genotype.search_space), preset=config.preset,
+                         (sources and sources(genotype.search_space)) or RETRAIN_SOURCES, preset=config.preset,
                          from_command_line=given_options(config))
         log(f"training {genotype.search_space} genotype ({_describe(config.genotype)}) at {resolution}px on {device} "
             f"x{dist.world_size}: {s['steps']} G steps, {s['loss']} loss, G batch {s['g_batch']}, D batch "

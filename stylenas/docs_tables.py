@@ -23,8 +23,8 @@ from .config_sources import markdown_table
 TABLES = {
     "stylegan2-search": ("stylenas.search.sources", ("tiny",)),
     "stylegan2-train": ("stylenas.train.sources", ("paper", "tiny")),
-    "autogan-search": ("stylenas.conventional.searchers.autogan:SOURCES", ("tiny",)),
-    "autogan-train": ("stylenas.conventional.searchers.autogan:RETRAIN_SOURCES", ("tiny",)),
+    "autogan-search": ("stylenas.conventional.searchers.autogan_sources:SOURCES", ("tiny",)),
+    "autogan-train": ("stylenas.conventional.searchers.autogan_sources:RETRAIN_SOURCES", ("tiny",)),
     "agan-search": ("stylenas.conventional.searchers.agan:SOURCES", ("tiny",)),
     "agan-train": ("stylenas.conventional.searchers.agan:RETRAIN_SOURCES", ("tiny",)),
     "alphagan-conv-search": ("stylenas.conventional.searchers.alphagan:SOURCES", ("tiny",)),

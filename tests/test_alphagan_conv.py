@@ -9,7 +9,8 @@ import torch
 from stylenas.conventional.searchers import alphagan
 from stylenas.conventional.searchers.alphagan import AlphaGANMethod, CriticSearcher, PassStream
 from stylenas.conventional.searchers.differentiable import SearchConfig, run_search
-from stylenas.conventional.sources import retrain_table, unsourced
+from stylenas.conventional.commands import retrain_sources
+from stylenas.conventional.sources import unsourced
 from stylenas.conventional.spaces.alphagan_cells import AlphaGANSuperGenerator
 from stylenas.conventional.spaces.discriminators import Discriminator
 from stylenas.conventional.train import TrainConfig, settings_of
@@ -117,16 +118,16 @@ def test_retraining_an_alphagan_genotype_keeps_the_rate_constant(tmp_path):
     genotype = load_genotype("alphagan_s")
     settings = settings_of(TrainConfig("alphagan_s", "mem", str(tmp_path)), 100, 32, genotype)
     assert settings["lr_schedule"] == "constant" and (settings["gf_dim"], settings["df_dim"]) == (256, 128)
-    assert "without --lr_decay" in retrain_table(genotype.search_space)["lr_schedule"].source
+    assert "without --lr_decay" in retrain_sources(genotype.search_space)["lr_schedule"].source
     stl = settings_of(TrainConfig("alphagan_s", "mem", str(tmp_path)), 100, 48, genotype)
     assert stl["betas"] == [0.5, 0.9] and stl["steps"] == 80000  # the README's STL-10 command
 
 
 def test_every_conventional_table_cites_a_source_and_a_restoring_switch():
     from stylenas import docs_tables
-    from stylenas.conventional.searchers import agan, autogan
+    from stylenas.conventional.searchers import agan, autogan_sources
 
-    tables = [autogan.SOURCES, autogan.RETRAIN_SOURCES, agan.SOURCES, agan.RETRAIN_SOURCES, alphagan.SOURCES,
+    tables = [autogan_sources.SOURCES, autogan_sources.RETRAIN_SOURCES, agan.SOURCES, agan.RETRAIN_SOURCES, alphagan.SOURCES,
               alphagan.RETRAIN_SOURCES]
     for table in tables:
         for name, entry in table.items():

@@ -14,7 +14,7 @@ from stylenas.conventional.searchers import autogan
 from stylenas.conventional.searchers.autogan import (AutoGANConfig, LossWindows, SearchError, recalibrate_batchnorm,
                                                      run_autogan)
 from stylenas.conventional.spaces.autogan_cells import SharedGenerator, decode, space_size
-from stylenas.conventional.commands import search_conventional_command
+from stylenas.conventional.commands import retrain_sources, search_conventional_command
 from stylenas.conventional.genotypes import PUBLISHED, load_genotype
 from stylenas.conventional.spaces.autogan_cells import autogan_code, autogan_from_code
 from stylenas.conventional.networks import build_generator
@@ -396,7 +396,7 @@ def test_retraining_keeps_the_learning_rate_constant_as_the_authors_scripts(tmp_
     decays the rate; --lr-schedule linear is their LinearLrDecay to 0 over the D steps."""
     out = tmp_path / "train"
     run_training(TrainConfig("autogan_a", "mem", str(out), preset="tiny", steps=3, device="cpu", lr=3e-4,
-                             lr_schedule=schedule), dataset=images(n=8), log=quiet)
+                             lr_schedule=schedule), dataset=images(n=8), log=quiet, sources=retrain_sources)
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     d_steps = checkpoint["counters"]["d_step"]
     assert d_steps == 3 * 2  # tiny: n_critic 2

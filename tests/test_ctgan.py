@@ -119,7 +119,9 @@ def test_degas_genotypes_retrain_under_ctgans_recipe(tmp_path):
     _, D = build_networks(str(path), 16, 4, 8, 8, discriminator="ctgan")
     assert isinstance(D, CTGANDiscriminator)
     run = TrainConfig(str(path), "mem", str(tmp_path / "run"), preset="tiny", steps=2, device="cpu")
-    run_training(run, dataset=images(12, 16), log=lambda line: None)
+    from stylenas.conventional.commands import retrain_sources  # the method's table, as train-conventional
+
+    run_training(run, dataset=images(12, 16), log=lambda line: None, sources=retrain_sources)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["config"]["loss"] == "ctgan" and "dropouts.0.p" not in state["D"] and "l5.bias" in state["D"]
     record = json.loads((tmp_path / "run" / "config.json").read_text())
