@@ -321,6 +321,8 @@ class ProgressLine:
             self.bar = click.progressbar(length=max(self.total - self.start, 0), label=self.label, file=self.file,
                                          item_show_func=lambda item: item)
             self.bar.__enter__()
+        elif self.total > self.start:
+            click.echo(self.label, file=self.file)  # what a bar shows off a terminal: the loop has begun
         self.t0 = self.last = time.perf_counter()
         return self
 
