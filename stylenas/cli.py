@@ -25,6 +25,7 @@ COMMANDS = {
     "train-conventional": "stylenas.conventional.commands:train_conventional_command",
     "search-conventional": "stylenas.conventional.commands:search_conventional_command",
     "bench-conventional": "stylenas.conventional.commands:bench_conventional_command",
+    "degas-lr-readings": "stylenas.conventional.commands:degas_lr_readings_command",
     "compare": "stylenas.compare.commands:compare_command",
     "gpu-check": "stylenas.gpucheck:gpu_check_command",
 }
