@@ -147,7 +147,7 @@ def same_tensors(a, b):
 
 @pytest.mark.slow
 def test_sigterm_checkpoints_train_and_resume_equals_an_uninterrupted_run(demo, tmp_path):
-    args = ["--data", demo, *TRAIN, "--kimg", "0.2", "--snap", "0.008"]
+    args = ["--data", demo, *TRAIN, "--kimg", "0.24", "--snap", "0.04"]  # 60 steps, a snapshot every 10
     straight = run("train", *args, "--outdir", tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr
     out = tmp_path / "stopped"
@@ -155,16 +155,14 @@ def test_sigterm_checkpoints_train_and_resume_equals_an_uninterrupted_run(demo, 
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_for(out / "checkpoint.pt", proc)
     # a second run into the busy folder fails at once, naming the folder and the running process
-    second = run("train", *args, "--outdir", out)
-    assert second.returncode == 1
-    assert f"Error: {out}: another run is writing this folder (pid {proc.pid}: " in second.stderr
-    assert "Traceback" not in second.stderr
+    line = one_error_line(invoke("train", *args, "--outdir", out))  # in this process: quick to start
+    assert line.startswith(f"Error: {out}: another run is writing this folder (pid {proc.pid}: ")
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 143, stderr
     assert "SIGTERM received" in stderr and "Traceback" not in stderr
     state = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert 0.008 <= state["counters"]["kimg"] < 0.2  # stopped between snapshots, with a checkpoint of that step
+    assert 0.04 <= state["counters"]["kimg"] < 0.24  # stopped before the end, with a checkpoint of that step
     # a SIGKILL during a checkpoint write leaves a temporary file: the next run under the lock removes it
     stale = out / ".checkpoint.pt.k1ll3d.pt.tmp"
     stale.write_bytes(b"x" * 1000)
@@ -187,8 +185,7 @@ def test_sigterm_checkpoints_the_search_and_resume_equals_an_uninterrupted_run(d
     proc = subprocess.Popen(command("search", *args, "--outdir", out), env=subprocess_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_for(out / "search-state.pt", proc)
-    second = run("search", *args, "--outdir", out)
-    assert second.returncode == 1 and f"(pid {proc.pid}: " in second.stderr, second.stderr
+    assert f"(pid {proc.pid}: " in one_error_line(invoke("search", *args, "--outdir", out))
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 143, stderr
