@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 
 # pytest exits with 5 when it collects no tests: that is a failure, not a pass.
 test: $(STAMP)
-	$(PY) -m pytest -q tests; rc=$$?; \
+	$(PY) -m pytest -q --durations=30 tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # The whole pipeline on demo data, on the CPU in a few minutes. Each step is a command a
