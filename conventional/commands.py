@@ -162,6 +162,11 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
     rewards.png), samples/ and search-state.pt (for --resume). autogan/agan spread the candidate
     rewards over the processes of torchrun --nproc_per_node N. dggan: also candidates.csv,
     fig3.png, final.pt and dggan-state.json; its children are trained on all torchrun processes."""
+    given = dict(reward_num=reward_num, ctrl_batch=ctrl_batch, baseline=baseline, child_steps=child_steps,
+                 is_range=is_range, top_k=top_k, p=sample_p, max_steps=max_steps, final_iters=final_iters,
+                 fid_num=fid_num, max_grown=max_grown, rank_by=rank_by, n_critic=n_critic, betas=betas,
+                 batches=batches, lr=lr, arch_lr=arch_lr, fid_stats=fid_stats, metrics=metrics or None)
+    _refuse_options_of_other_methods(method, given)
     if method in ("autogan", "agan"):
         if method == "autogan":
             from .searchers.autogan import AutoGANConfig as Config, SearchError as RLSearchError, run_autogan as run
@@ -198,14 +203,7 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
 
     options = {k: v for k, v in (("n_critic", n_critic), ("betas", _floats(betas, "--betas", 2) if betas else None),
                                  ("batches", batches)) if v is not None}
-    if options and method != "alphagan":
-        raise click.BadParameter(f"only for --method alphagan, not {method}", param_hint="--" + next(iter(options))
-                                 .replace("_", "-"))
-    rates = {k: v for k, v in (("lr", lr), ("arch_lr", arch_lr)) if v is not None}
-    if rates and method != "degas":
-        raise click.BadParameter(f"only for --method degas, not {method}", param_hint="--" + next(iter(rates))
-                                 .replace("_", "-"))
-    options.update(rates)
+    options.update({k: v for k, v in (("lr", lr), ("arch_lr", arch_lr)) if v is not None})
 
     wanted = tuple(m for m in metrics.replace(" ", "").split(",") if m)
     if any(m not in ("is", "fid") for m in wanted):
@@ -218,6 +216,26 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
             run_search(config)
     except (SearchError, ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error))
+
+
+# Which methods read each method-specific option; any other method refuses it before any work, rather
+# than ignoring it or failing deep inside a preset.
+OPTION_METHODS = {
+    "reward_num": ("autogan", "agan"), "ctrl_batch": ("autogan",), "baseline": ("autogan",),
+    "child_steps": ("agan",), "is_range": ("agan",),
+    "top_k": ("dggan",), "p": ("dggan",), "max_steps": ("dggan",), "final_iters": ("dggan",),
+    "fid_num": ("dggan",), "max_grown": ("dggan",), "rank_by": ("dggan",),
+    "n_critic": ("alphagan",), "betas": ("alphagan",), "batches": ("alphagan",),
+    "lr": ("degas",), "arch_lr": ("degas",),
+    "fid_stats": ("alphagan", "degas"), "metrics": ("alphagan", "degas"),
+}
+
+
+def _refuse_options_of_other_methods(method, given):
+    for name, value in given.items():
+        if value is not None and method not in OPTION_METHODS[name]:
+            raise click.BadParameter(f"only for --method {' / '.join(OPTION_METHODS[name])}, not {method}",
+                                     param_hint="--" + name.replace("_", "-"))
 
 
 @click.command("bench-conventional")

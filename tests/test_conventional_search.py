@@ -115,3 +115,17 @@ def test_derived_network_metrics_and_bn_recalibration(tmp_path, monkeypatch):
     assert len(seen) == 2 and type(seen[0]).__name__ == "DegasGenerator" and not seen[0].training
     norms = [m for m in seen[0].modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and all(int(m.num_batches_tracked) == 2 for m in norms)  # recalibrated on 2 batches
+
+
+@pytest.mark.parametrize("method, option", [("agan", ["--ctrl-batch", "1"]), ("alphagan", ["--top-k", "2"]),
+                                            ("dggan", ["--reward-num", "10"]), ("autogan", ["--is-range", "1,9"]),
+                                            ("degas", ["--n-critic", "2"]), ("agan", ["--metrics", "is"])])
+def test_an_option_of_another_method_is_refused_before_anything_is_written(tmp_path, method, option):
+    """Every method-specific option names the methods that read it; another method refuses it in one
+    line (before, agan --ctrl-batch 1 failed with a TypeError from inside its preset)."""
+    out = tmp_path / "out"
+    result = CliRunner().invoke(search_conventional_command, ["--method", method, "--data", str(tmp_path / "none.lmdb"),
+                                                              "--outdir", str(out), "--preset", "tiny", *option])
+    assert result.exit_code == 2, result.output
+    assert option[0] in result.output and f"not {method}" in result.output
+    assert not out.exists()
