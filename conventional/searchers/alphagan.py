@@ -32,11 +32,11 @@ from ...search.alphagan import PRESETS as ALPHAGAN_PRESETS
 from ...search.alphagan import AlphaGANSearcher, frozen
 from ..networks import init_weights
 from ..ops import ALPHAGAN_NORMAL_OPS, ALPHAGAN_UP_OPS
-from ..sources import OPERATIONAL, TINY, with_changes
+from ..sources import TINY, with_changes
 from ..spaces.alphagan_cells import AlphaGANSuperGenerator
 from ..spaces.discriminators import Discriminator
 from ..train import RETRAIN_SOURCES as TRAIN_SOURCES
-from .common import HalfStream, SearchError, entropy
+from .common import DIFFERENTIABLE_RUN_SOURCES, HalfStream, SearchError, entropy
 
 PRESET_NAMES = ("s", "l", "tiny")
 # network sizes: the papers' (search at gf 256 / df 128, alphaGAN section 5) and tiny ones
@@ -79,19 +79,7 @@ SOURCES = {
     "latent_dim": Entry(paper("appendix .1.1.1: noise dimension 128"), {"tiny": TINY}),
     "data_split": Entry(paper("appendix .1.1.1: the training set split in two halves (25k / 25k), here by a "
                               "permutation drawn from --seed")),
-    "resolution": Entry(choice("the largest size stored in --data, or --resolution")),
-    "images": Entry(choice("the number of images in --data")),
-    "seed": Entry(choice("--seed, default 0")),
-    "metrics": Entry(choice("--metrics: IS / FID of the derived architecture at every sample grid")),
-    "metric_num": Entry(choice("--metric-num samples per metric (5000 by default, a search-time estimate)")),
-    "fid_stats": Entry(choice("--fid-stats: the training set's statistics for --metrics fid")),
-    "inception": Entry(choice("--inception: the FID Inception weights file")),
-    "data": Entry(choice("--data")),
-    "outdir": Entry(OPERATIONAL),
-    "device": Entry(OPERATIONAL),
-    "resume": Entry(OPERATIONAL),
-    "sample_every": Entry(OPERATIONAL),
-    "checkpoint_every": Entry(OPERATIONAL),
+    **DIFFERENTIABLE_RUN_SOURCES,
 }
 
 # retraining an alphaGAN genotype: the README's train_geno_gan.py commands

@@ -27,9 +27,9 @@ import torch
 from ...config_sources import Entry, choice, code, paper
 from ..losses import CT_FEATURE_WEIGHT, CT_MARGIN, CT_WEIGHT, GP_WEIGHT, glo_loss
 from ..spaces.degas_dag import DegasSuperGenerator
-from ..sources import OPERATIONAL, TINY, with_changes
+from ..sources import TINY, with_changes
 from ..train import RETRAIN_SOURCES as TRAIN_SOURCES
-from .common import HalfStream, SearchError, entropy
+from .common import DIFFERENTIABLE_RUN_SOURCES, HalfStream, SearchError, entropy
 
 
 @dataclass(frozen=True)
@@ -101,19 +101,7 @@ SOURCES = {
     "loss": Entry(paper("section 3.2: L2 + Lap1, GLO's reconstruction loss (Laplacian pyramid, 3 levels)")),
     "data_split": Entry(choice("DARTS' two halves of the training set (alternating optimisation, section 3.2), "
                                "by a permutation drawn from --seed")),
-    "resolution": Entry(choice("the largest size stored in --data, or --resolution")),
-    "images": Entry(choice("the number of images in --data")),
-    "seed": Entry(choice("--seed, default 0")),
-    "metrics": Entry(choice("--metrics: IS / FID of the derived architecture at every sample grid")),
-    "metric_num": Entry(choice("--metric-num samples per metric (5000 by default, a search-time estimate)")),
-    "fid_stats": Entry(choice("--fid-stats: the training set's statistics for --metrics fid")),
-    "inception": Entry(choice("--inception: the FID Inception weights file")),
-    "data": Entry(choice("--data")),
-    "outdir": Entry(OPERATIONAL),
-    "device": Entry(OPERATIONAL),
-    "resume": Entry(OPERATIONAL),
-    "sample_every": Entry(OPERATIONAL),
-    "checkpoint_every": Entry(OPERATIONAL),
+    **DIFFERENTIABLE_RUN_SOURCES,
 }
 
 
