@@ -193,9 +193,10 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
                                        ("max_steps", max_steps), ("final_iters", final_iters),
                                        ("max_grown", max_grown), ("rank_by", rank_by)) if v is not None}
         try:
-            with RunFolder(outdir, enabled=is_main_process()):
+            with RunFolder(outdir, enabled=is_main_process()), StopSignals() as stop:
                 search_from_options(data, outdir, preset or "paper", resolution, seed, device, resume, proxy,
-                                    inception, overrides, fid_num, log=lambda line: click.echo(line, err=True))
+                                    inception, overrides, fid_num, log=lambda line: click.echo(line, err=True),
+                                    stop=stop)
         except (ValueError, FileNotFoundError) as error:
             raise click.ClickException(str(error))
         return

@@ -510,6 +510,44 @@ def test_workers_die_when_the_main_process_is_killed(demo, tmp_path):
         assert survivors == [], f"{len(survivors)} worker(s) outlived their killed parent"
 
 
+def without_timings(state):
+    """A dggan-state.json without the seconds each candidate took (the only field two runs may differ in)."""
+    return {**state, "candidates": [{k: v for k, v in r.items() if k != "seconds"} for r in state["candidates"]]}
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_dggan_search_after_the_current_child_and_resume_equals_an_uninterrupted_run(tmp_path):
+    """p = 1, K = 1: 1 + 5 + 3 candidates in 3 steps; SIGTERM once the first child of step 1 is on disk."""
+    data = tmp_path / "d16.lmdb"
+    make_demo_data(data, [16], 24, image_format="png", progress=False)
+    args = ["search-conventional", "--method", "dggan", "--data", data, "--preset", "tiny", "--proxy", "--device",
+            "cpu", "--iters", "2", "--max-steps", "2", "--final-iters", "2", "--top-k", "1", "--p", "1",
+            "--max-grown", "1"]
+    straight = run(*args, "--outdir", tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen(command(*args, "--outdir", out), env=subprocess_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(out / "candidates" / "c00001.pt", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 143, stderr
+    assert "SIGTERM received" in stderr and "Traceback" not in stderr
+    stopped = json.loads((out / "dggan-state.json").read_text())
+    assert stopped["step"] < 2 and stopped["final"] is None  # stopped inside the search
+    resumed = rerun(resume_line(stderr))
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads((tmp_path / "straight" / "dggan-state.json").read_text())
+    b = json.loads((out / "dggan-state.json").read_text())
+    assert len(a["candidates"]) == 9 and without_timings(a) == without_timings(b)
+    assert json.loads((tmp_path / "straight" / "genotype.json").read_text()) == json.loads(
+        (out / "genotype.json").read_text())
+    final_a, final_b = (torch.load(d / "final.pt", weights_only=True) for d in (tmp_path / "straight", out))
+    for net in ("G", "D"):
+        same_tensors(final_a[net], final_b[net])
+    assert len((out / "log.jsonl").read_text().splitlines()) == 9
+
+
 # ---------------------------------------------------------------- elastic restarts under torchrun
 
 @pytest.mark.slow

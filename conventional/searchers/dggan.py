@@ -227,10 +227,13 @@ class DGGANSearch(DGGANRun):
             return f"the final resolution {c.final_resolution}px and {c.max_grown} grown layers per network"
         return None
 
-    def run(self, stop_after=None):
-        """Run (or continue) the search and the final training; returns the final record."""
-        self._stop_after = stop_after
+    def run(self, stop_after=None, stop=None):
+        """Run (or continue) the search and the final training; returns the final record. ``stop``
+        (a ``stylenas.runs.StopSignals``): after SIGINT/SIGTERM the search ends after the current
+        child (``DGGANRun.check_stop``)."""
+        self._stop_after, self.stop = stop_after, stop
         while True:
+            self.check_stop()  # a signal during the scoring of the last child stops before the next step
             if self.state["step"] >= 0 and self.stop_reason():
                 break
             # the state on disk holds whole steps only: a step cut by a kill is drawn again with
@@ -277,8 +280,9 @@ class DGGANSearch(DGGANRun):
 
 
 def run_dggan(config: DGGANConfig, outdir, dataset, scorer, device="cpu", dist=None, log=print, resume=False,
-              stop_after=None, source=None):
-    """Search (or resume) and train the best longer; returns the search object (its ``state``)."""
+              stop_after=None, source=None, stop=None):
+    """Search (or resume) and train the best longer; returns the search object (its ``state``).
+    ``stop``: a ``stylenas.runs.StopSignals`` (see ``DGGANSearch.run``)."""
     resolution = int(dataset[0].shape[-1])
     if config.final_resolution < D0 or config.final_resolution & (config.final_resolution - 1):
         raise ValueError(f"the final resolution must be a power of two from {D0} px, got {config.final_resolution}")
@@ -302,14 +306,14 @@ def run_dggan(config: DGGANConfig, outdir, dataset, scorer, device="cpu", dist=N
         log(f"DGGAN search to {config.final_resolution}px on {device}: K={search.config.top_k}, "
             f"p={search.config.p}, {len(search.actions)} actions, {search.config.child_iters} iterations a child, "
             f"scored by {scorer.label}")
-    search.run(stop_after=stop_after)
+    search.run(stop_after=stop_after, stop=stop)
     return search
 
 
 # ---------------------------------------------------------------------------- command line
 
 def search_from_options(data, outdir, preset="paper", resolution=None, seed=0, device="auto", resume=False,
-                        proxy=False, inception=None, overrides=None, fid_num=None, log=print):
+                        proxy=False, inception=None, overrides=None, fid_num=None, log=print, stop=None):
     """``search-conventional --method dggan``: the LMDB's images (``resolution``: which stored size)
     are the final resolution; ``overrides`` replace DGGANConfig fields of the preset (e.g.
     ``top_k``, ``p``, ``child_iters``, ``max_steps``, ``final_iters``)."""
@@ -351,6 +355,6 @@ def search_from_options(data, outdir, preset="paper", resolution=None, seed=0, d
     try:
         return run_dggan(config, outdir, dataset, scorer, device=dist.device, dist=dist,
                          log=log if dist.is_main else (lambda line: None), resume=resume,
-                         source={"data": str(data), "preset": preset})
+                         source={"data": str(data), "preset": preset}, stop=stop)
     finally:
         dist.close()

@@ -63,6 +63,7 @@ class DGGANRun:
         self.state_path, self.weights = self.outdir / STATE_FILE, self.outdir / "candidates"
         self.trained = 0  # candidates trained by this process in this call (resume tests count them)
         self._stop_after = None
+        self.stop = None  # a stylenas.runs.StopSignals: after SIGINT/SIGTERM stop after the current child
         settings = self.settings()
         if resume:
             if not self.state_path.is_file():
@@ -107,6 +108,14 @@ class DGGANRun:
         """dggan-state.json (atomically), scores under the scorer's name."""
         with atomic_path(self.state_path) as tmp:
             tmp.write_text(json.dumps(relabel(self.state, "fid", self.scorer.label)))
+
+    def check_stop(self):
+        """After SIGINT/SIGTERM: raise ``Interrupted`` with the resume command. The state holds whole
+        steps and every finished child's weights are on disk, so a resume draws the cut step again
+        and retrains only the children not finished. Each process reads its own flag (no collective:
+        the processes' children differ); torchrun passes the signal to all of them."""
+        if self.stop is not None and self.stop.requested():
+            self.stop.interrupt(self.state_path)
 
     def _barrier(self):
         if self.dist is not None:
@@ -176,6 +185,7 @@ class DGGANRun:
                 self.trained += 1
                 if self._stop_after is not None and self.trained >= self._stop_after:
                     raise SearchInterrupted(f"stopped after {self.trained} trained candidates")
+                self.check_stop()
                 G, D = build_grown(body)
                 G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
             G, D = G.to(self.device), D.to(self.device)
