@@ -97,6 +97,48 @@ def test_nvlabs_variant_lr_multiplier_no_noise_no_clamp(one_thread):
 
 
 @torch.no_grad()
+def test_nvlabs_two_layer_mapping_network_cfg_auto(tmp_path, one_thread):
+    """--cfg auto / cifar (map 2): our mapping network gets 2 layers, the stylegan2 genotype reads
+    the last W; the original's images, truncation, style mixing, G and D; generate takes it."""
+    from stylenas.train.commands import generate_command
+
+    source = DATA / "network-map2.pkl"
+    reference = np.load(DATA / "nvlabs_map2_reference.npz")
+    z, z2 = tensor(reference, "z"), tensor(reference, "z2")
+    out = tmp_path / "imported.pt"
+    result = CliRunner().invoke(import_command, [str(source), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    G, info = load_generator(out)
+    assert info["config"]["mapping_layers"] == 2 and len(G.mapping.fcs) == 2 and info["resolution"] == 8
+    assert torch.allclose(G(z, noise_mode="const"), tensor(reference, "images"), atol=ATOL)
+    assert torch.allclose(G(z, truncation_psi=float(reference["trunc"]), noise_mode="const"),
+                          tensor(reference, "images_trunc"), atol=ATOL)
+    slots = mixed_slots(G, z, z2, int(reference["cutoff"]))
+    assert torch.allclose(G.synthesis(slots, noise_mode="const"), tensor(reference, "images_mixed"), atol=ATOL)
+    state = torch.load(out, weights_only=True)
+    assert torch.allclose(generator(state, "G")(z, noise_mode="const"), tensor(reference, "images_G"), atol=ATOL)
+    assert torch.allclose(discriminator(state)(tensor(reference, "images")), tensor(reference, "logits"), atol=ATOL)
+    for ckpt, folder in ((source, "pkl"), (out, "pt")):
+        result = CliRunner().invoke(generate_command, ["--ckpt", str(ckpt), "--seeds", "0-1", "--outdir",
+                                                       str(tmp_path / folder), "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+    for name in ("seed0000.png", "seed0001.png"):
+        image = np.asarray(Image.open(tmp_path / "pt" / name))
+        assert image.shape == (8, 8, 3) and np.array_equal(image, np.asarray(Image.open(tmp_path / "pkl" / name)))
+
+
+def test_other_mapping_depths_take_only_the_last_w():
+    """W_1..W_7 exist only in an 8-layer mapping network: a genotype reading one is refused there."""
+    from stylenas.nn import Generator
+
+    assert Generator(8, z_dim=4, w_dim=4, channel_base=64, channel_max=8, mapping_layers=2).synthesis.w_indices \
+        == [1] * 5  # the genotype's W_8 (index 7) is the last W
+    with pytest.raises(ValueError, match="b8.conv1 reads W_3, but the mapping network has 2 layers"):
+        Generator(8, z_dim=4, w_dim=4, channel_base=64, channel_max=8, mapping_layers=2,
+                  w_indices={"b8.conv1": 2})
+
+
+@torch.no_grad()
 def test_rosinality_checkpoint_gives_the_original_images(one_thread):
     reference = np.load(DATA / "rosinality_reference.npz")
     z, z2 = tensor(reference, "z"), tensor(reference, "z2")
@@ -266,7 +308,8 @@ def test_unrepresentable_rosinality_networks_are_refused(tmp_path):
 
     for change, message in ((swagan, "'swagan' checkpoint"),
                             (blur, r"convs.0.conv.blur.kernel is not the \[1, 3, 3, 1\]"),
-                            (mapping, "mapping network has 7 layers"), (extra, "d has layer convs.1.skip.1.bias"),
+                            (mapping, r"g has 8 mapping layers, g_ema 7 \(n_mlp\)"),
+                            (extra, "d has layer convs.1.skip.1.bias"),
                             (missing, "not a network of the expected layout .KeyError: 'to_rgb1.bias'")):
         with pytest.raises(ImportNetworkError, match=message):
             import_network(bad_rosinality(tmp_path, change))
@@ -405,6 +448,11 @@ def test_train_init_names_the_first_mismatching_layer(lmdb16, tmp_path):
     assert f"--init {PKL} (G): layer mapping.w_avg is [8, 16], the network being built has [8, 32]" \
         in result.output, result.output
     assert not (tmp_path / "a" / "checkpoint.pt").exists()
+    map2 = DATA / "network-map2.pkl"
+    result = CliRunner().invoke(train_command, [*common, "--genotype", "stylegan2", "--outdir", str(tmp_path / "c"),
+                                                "--init", str(map2)])
+    assert result.exit_code == 1
+    assert f"--init {map2}: its mapping network has 2 layers, the training's 8" in result.output, result.output
     genotype = tmp_path / "nearest.json"
     from stylenas.search.genotype import Genotype
 

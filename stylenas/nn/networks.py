@@ -122,9 +122,10 @@ class SynthesisNetwork(nn.Module):
 
     def __init__(self, resolution, ops=None, w_indices=None, w_dim=512, img_channels=3, channel_base=32768,
                  channel_max=512, channel_mult=1.0, conv_clamp=None, torgb_w="tied", num_fp16_res=0,
-                 fp16_dtype=torch.bfloat16):
+                 fp16_dtype=torch.bfloat16, mapping_layers=NUM_WS):
         super().__init__()
         self.resolution, self.w_dim, self.img_channels = resolution, w_dim, img_channels
+        self.mapping_layers = mapping_layers
         self.fp16_resolution, self.fp16_dtype = reduced_precision_from(resolution, num_fp16_res), fp16_dtype
         self.layout = synthesis_layout(resolution)
         self.torgb_w = torgb_w
@@ -157,7 +158,9 @@ class SynthesisNetwork(nn.Module):
         self.w_indices = self.resolve_w_indices(w_indices)  # per style layer, 0-based: W_{i + 1}
 
     def resolve_w_indices(self, w_indices):
-        """The W index of every style layer: the one given for its slot, else W_8."""
+        """The W index of every style layer: the one given for its slot, else W_8. With a mapping
+        network of another depth (imported NVlabs/rosinality networks) only W_8, read as "the last
+        W", is allowed: W_1..W_7 are the outputs of an 8-layer network."""
         per_slot = {}
         for (name, _), slot in zip(self.layout, self.w_slots):
             if name not in w_indices:
@@ -165,11 +168,16 @@ class SynthesisNetwork(nn.Module):
             index = w_indices[name]
             if not (isinstance(index, int) and not isinstance(index, bool) and 0 <= index < NUM_WS):
                 raise ValueError(f"{name}: W index must be in 0..{NUM_WS - 1} (W_1..W_{NUM_WS}), got {index!r}")
+            if self.mapping_layers != NUM_WS and index != NUM_WS - 1:
+                raise ValueError(f"{name} reads W_{index + 1}, but the mapping network has {self.mapping_layers} "
+                                 f"layers, not {NUM_WS}: only genotypes that read the last W everywhere (the "
+                                 f"stylegan2 genotype) can use another mapping depth")
+            index = self.mapping_layers - 1 if index == NUM_WS - 1 else index
             other, other_index = per_slot.setdefault(slot, (name, index))
             if other_index != index:
                 raise ValueError(f"{other} and {name} read one latent (torgb_w={self.torgb_w!r}), so their W "
                                  f"indices must agree; got {other_index} and {index}")
-        return [per_slot.get(slot, (None, NUM_WS - 1))[1] for slot in self.w_slots]
+        return [per_slot.get(slot, (None, self.mapping_layers - 1))[1] for slot in self.w_slots]
 
     # The supernet overrides these hooks to put mixed layers and mixed latents in place of
     # discrete ones.
@@ -180,7 +188,7 @@ class SynthesisNetwork(nn.Module):
         return ToRGB(in_channels, img_channels, w_dim, conv_clamp)
 
     def select_w(self, index, ws):
-        """The latent of style layer `index` from its mapping outputs ws [N, 8, w_dim]."""
+        """The latent of style layer `index` from its mapping outputs ws [N, mapping_layers, w_dim]."""
         return ws[:, self.w_indices[index]]
 
     def layer_kwargs(self, index):
@@ -226,11 +234,13 @@ class SynthesisNetwork(nn.Module):
 class Generator(nn.Module):
     """Mapping network + synthesis network."""
 
-    def __init__(self, resolution, z_dim=512, w_dim=512, mapping_lr_mul=0.01, **synthesis_kwargs):
+    def __init__(self, resolution, z_dim=512, w_dim=512, mapping_lr_mul=0.01, mapping_layers=NUM_WS,
+                 **synthesis_kwargs):
         super().__init__()
         self.z_dim, self.w_dim, self.resolution = z_dim, w_dim, resolution
-        self.mapping = MappingNetwork(z_dim, w_dim, NUM_WS, lr_mul=mapping_lr_mul)
-        self.synthesis = self.make_synthesis(resolution, w_dim=w_dim, **synthesis_kwargs)
+        self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers, lr_mul=mapping_lr_mul)
+        self.synthesis = self.make_synthesis(resolution, w_dim=w_dim, mapping_layers=mapping_layers,
+                                             **synthesis_kwargs)
 
     def make_synthesis(self, resolution, **kwargs):
         return SynthesisNetwork(resolution, **kwargs)

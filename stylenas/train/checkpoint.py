@@ -178,6 +178,11 @@ def init_networks(path, genotype, networks):
     missing = [name for name in networks if name not in state]
     if missing:
         raise CheckpointError(f"{where}: has no {', '.join(missing)} network")
+    depth = (state.get("config") or {}).get("mapping_layers", 8)
+    generator = networks.get("G_ema", networks.get("G"))
+    if generator is not None and depth != len(generator.mapping.fcs):
+        raise CheckpointError(f"{where}: its mapping network has {depth} layers, the training's "
+                              f"{len(generator.mapping.fcs)} (StyleNAS trains with 8: W_1..W_8)")
     saved = state.get("genotype") or {}
     if saved.get("resolution") != genotype.resolution:
         raise CheckpointError(f"{where}: a {saved.get('resolution')} px network, the training is at "

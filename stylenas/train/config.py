@@ -188,5 +188,6 @@ def check_config(config):
     positive("ada_kimg")
     if config.augpipe not in AUGPIPE_NAMES:
         raise ValueError(f"--augpipe must be one of {', '.join(AUGPIPE_NAMES)}, got {config.augpipe!r}")
-    if config.mapping_layers != 8:
-        raise ValueError("the mapping network has 8 layers (W_1..W_8 are the genotypes' latent choices)")
+    if isinstance(config.mapping_layers, bool) or not isinstance(config.mapping_layers, int) \
+            or config.mapping_layers < 1:
+        raise ValueError(f"mapping_layers must be a positive integer, got {config.mapping_layers!r}")

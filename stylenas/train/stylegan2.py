@@ -73,7 +73,7 @@ def build_networks(genotype: Genotype, config: TrainConfig):
     channels = dict(channel_base=config.channel_base, channel_max=config.channel_max, channel_mult=1.0,
                     num_fp16_res=config.fp16_res, fp16_dtype=PRECISIONS[config.precision])
     G = Generator(config.resolution, z_dim=config.z_dim, w_dim=config.w_dim, conv_clamp=config.conv_clamp,
-                  **channels, **genotype.synthesis_kwargs())
+                  mapping_layers=config.mapping_layers, **channels, **genotype.synthesis_kwargs())
     D = Discriminator(config.resolution, mbstd_group_size=config.mbstd_group, conv_clamp=config.conv_clamp, **channels)
     return G, D
 

@@ -1,5 +1,5 @@
 """What every import shares: the converted networks (``Converted``), building our checkpoint from
-them, and the running means of W_1..W_8 that the foreign code does not keep."""
+them, and the running means of W_1..W_n that the foreign code does not keep."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from ..checkpoint import CheckpointError, copy_matching
 
-W_AVG_SAMPLES = 10_000  # latents behind the estimated means of W_1..W_7
+W_AVG_SAMPLES = 10_000  # latents behind the estimated means of every W_i but the last
 W_AVG_SEED = 0
 
 
@@ -30,6 +30,7 @@ class Converted:
     conv_clamp: float | None
     mbstd_group: int
     G_ema: dict
+    mapping_layers: int = 8  # their mapping depth: ours has the same (only W_last is read)
     G: dict | None = None
     D: dict | None = None
     w_avg_ema: torch.Tensor | None = None  # their running mean of the last W (NVlabs' w_avg)
@@ -41,7 +42,7 @@ class Converted:
 
 @torch.no_grad()
 def estimate_w_avg(mapping, last=None, num=W_AVG_SAMPLES, seed=W_AVG_SEED):
-    """Mean of every W_i over ``num`` latents of a fixed seed; W_8's is replaced by ``last`` when the
+    """Mean of every W_i over ``num`` latents of a fixed seed; the last W's is replaced by ``last`` when the
     original kept one (StyleGAN2 truncates toward the mean of the last W only; ours keeps one per
     W_i because a genotype may read any)."""
     generator = torch.Generator().manual_seed(seed)
@@ -61,7 +62,8 @@ def imported_config(converted):
 
     config = resolve_config("auto", converted.resolution, z_dim=converted.z_dim, w_dim=converted.w_dim,
                             channel_base=converted.channel_base, channel_max=converted.channel_max,
-                            mbstd_group=converted.mbstd_group, fp16_res=0)
+                            mbstd_group=converted.mbstd_group, fp16_res=0,
+                            mapping_layers=converted.mapping_layers)
     return dataclasses.replace(config, cfg="import", conv_clamp=converted.conv_clamp)
 
 
@@ -95,6 +97,6 @@ def build_checkpoint(converted, source, sha256):
             "counters": {"step": 0, "nimg": 0, "kimg": None, **converted.counters},
             "imported": {"format": converted.format, "source": str(source), "sha256": sha256,
                          "original_fp16_res": converted.fp16_res,
-                         "w_avg": f"W_8: the original's running mean where it kept one; the other W_i (and W_8 "
+                         "w_avg": f"last W: the original's running mean where it kept one; the other W_i (and the last "
                                   f"otherwise): means over {W_AVG_SAMPLES} latents of seed {W_AVG_SEED}",
                          **details}}

@@ -5,7 +5,8 @@ Our layer names follow NVlabs' where they can (``b{res}.conv0``, ``conv1``, ``to
 checked against what our networks compute, from the pickled layer attributes (not the embedded
 source, which is never run): a construct we cannot represent is refused, never approximated.
 
-Representable: unconditional (c_dim 0), 3 channels, 8 mapping layers of w_dim features with lrelu,
+Representable: unconditional (c_dim 0), 3 channels, any number of mapping layers (8 for
+``--cfg stylegan2``/``paper*``, 2 for ``auto``/``cifar``) of w_dim features with lrelu,
 the "skip" generator with 3x3 modulated convs, lrelu, the [1, 3, 3, 1] filter (with or without
 noise inputs), the "resnet" discriminator with one minibatch-stddev channel; any resolution,
 channel_base/channel_max, conv_clamp, fp16 setting (we compute in float32), mapping lr multiplier
@@ -117,9 +118,8 @@ def _generator(source, record, what):
         _fail(source, f"{what} makes {img_channels}-channel images; StyleNAS networks make RGB (3)")
     mapping = record.children().get("mapping")
     num_layers = int(_attr(mapping, "num_layers", -1)) if mapping is not None else -1
-    if num_layers != 8:
-        _fail(source, f"{what}'s mapping network has {num_layers} layers; the stylegan2 genotype needs 8 "
-                      f"(W_1..W_8; NVlabs' --cfg auto and cifar use --map 2, which cannot be represented)")
+    if num_layers < 1:
+        _fail(source, f"{what} has no mapping network layers (num_layers {num_layers}); expected 1 or more")
     clamps, lr_mul, _ = _layer_attributes(source, record, what)
     if len(clamps) > 1:
         _fail(source, f"{what} mixes conv_clamp values {sorted(map(str, clamps))}; StyleNAS uses one")
@@ -141,7 +141,7 @@ def _generator(source, record, what):
         "w_dim": int(_attr(record, "w_dim")),
         "channel_base": int(synthesis_kwargs.get("channel_base", 32768)),
         "channel_max": int(synthesis_kwargs.get("channel_max", 512)),
-        "conv_clamp": next(iter(clamps)) if clamps else None,
+        "conv_clamp": next(iter(clamps)) if clamps else None, "mapping_layers": num_layers,
     }
 
 

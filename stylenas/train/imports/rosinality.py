@@ -3,7 +3,7 @@
 A checkpoint of its ``train.py`` is ``{"g", "d", "g_ema", "g_optim", "d_optim", "args", "ada_aug_p"}``
 (``convert_weight.py`` writes ``{"g_ema", "latent_avg"}`` and optionally "g", "d"). Its layout
 against ours, all mapped exactly:
-  - mapping: ``style.{1..8}`` (``style.0`` is the pixel norm), stored weights / lr_mlp as ours (its
+  - mapping: ``style.{1..n_mlp}`` (``style.0`` is the pixel norm), stored weights / lr_mlp as ours (its
     lr_mlp 0.01 unless the args say otherwise; the weights are rescaled to our 0.01);
   - ``input.input`` [1, C, 4, 4] is our const; ``conv1``/``to_rgb1`` are b4's conv1/torgb;
     ``convs.{2k}``/``convs.{2k+1}``/``to_rgbs.{k}`` are b(2^(k+3))'s conv0/conv1/torgb;
@@ -17,7 +17,7 @@ against ours, all mapped exactly:
   - D: ``convs.0`` the 1x1 fromrgb, ``convs.{j}`` residual blocks (blur then stride-2 conv, sum / sqrt 2),
     minibatch stddev over groups of 4, ``final_conv``, ``final_linear.{0,1}``.
 The blur kernels are buffers in the state dict: anything but [1, 3, 3, 1] is refused, as are the
-SWAGAN architecture and mapping depths other than 8.
+SWAGAN architecture. Any mapping depth (``--n_mlp``) is kept: our mapping network gets as many layers.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ def _generator(source, state, what, lr_mlp):
     if "input.input" not in state or "conv1.conv.weight" not in state:
         _fail(source, f"{what} is not a rosinality StyleGAN2 generator state dict")
     mapping = sorted(int(m.group(1)) for key in state if (m := re.fullmatch(r"style\.(\d+)\.weight", key)))
-    if len(mapping) != 8:
-        _fail(source, f"{what}'s mapping network has {len(mapping)} layers (n_mlp); the stylegan2 genotype needs 8")
+    if not mapping:
+        _fail(source, f"{what} has no mapping network layers (style.1.weight...; n_mlp 0)")
     num_blocks = len([key for key in state if re.fullmatch(r"to_rgbs\.\d+\.conv\.weight", key)])
     resolution = 4 * 2 ** num_blocks
     out, channels = {}, {4: state["input.input"].shape[1]}
@@ -156,6 +156,12 @@ def convert(source, data):
     if D is not None and D[f"blocks.b{resolution}.fromrgb.weight"].shape[0] != channels[resolution]:
         _fail(source, "d and g_ema have different channel counts; StyleNAS builds both from one rule")
     w_dim = G_ema["mapping.fcs.0.weight"].shape[0]
+    def depth(state):
+        return len([key for key in state if re.fullmatch(r"mapping\.fcs\.\d+\.weight", key)])
+
+    mapping_layers = depth(G_ema)
+    if G is not None and depth(G) != mapping_layers:
+        _fail(source, f"g has {depth(G)} mapping layers, g_ema {mapping_layers} (n_mlp); StyleNAS builds both alike")
     latent_avg = data.get("latent_avg")
     details = {"args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, type(None)))}
                if args is not None else None}
@@ -167,6 +173,7 @@ def convert(source, data):
     z_dim = G_ema["mapping.fcs.0.weight"].shape[1]
     return Converted(format="rosinality", resolution=resolution, z_dim=z_dim, w_dim=w_dim, counters=counters,
                      channel_base=channel_base, channel_max=channel_max, conv_clamp=None, mbstd_group=4,
+                     mapping_layers=mapping_layers,
                      G_ema=G_ema, G=G, D=D,
                      w_avg_ema=latent_avg.reshape([-1]) if torch.is_tensor(latent_avg) else None,
                      details=details)

@@ -13,6 +13,8 @@ Writes into this folder (CPU, float32, deterministic):
   network-conditional.pkl     the same with c_dim 2 (G_ema only): the importer must refuse it
   network-variant.pkl         an 8 px G_ema with mapping lr_multiplier 0.1, use_noise False, no conv_clamp,
   nvlabs_variant_reference.npz  and its images (psi 0.5)
+  network-map2.pkl            an 8 px G / D / G_ema snapshot with a 2-layer mapping network (--cfg auto, cifar)
+  nvlabs_map2_reference.npz   its latents, images (psi 1, psi 0.7, style mixing), G images, D logits
   nvlabs_reference.npz        latents and the original code's images (noise_mode const, float32 via
                               force_fp32, as our import computes): psi 1, psi 0.7, style mixing, G, D logits
   tiny.pt                     a 16 px rosinality checkpoint, keys and args as its train.py saves them
@@ -141,6 +143,36 @@ def nvlabs(checkout):
     with torch.no_grad():
         images_variant = variant(z, None, truncation_psi=0.5, noise_mode="const", force_fp32=True)
     np.savez(HERE / "nvlabs_variant_reference.npz", z=z.numpy(), trunc=0.5, images=images_variant.numpy())
+
+    # --cfg auto / cifar: a 2-layer mapping network (train.py: mapping_kwargs.num_layers = spec.map), 8 px
+    g, (G_kwargs, D_kwargs, common) = torch.Generator().manual_seed(10), kwargs()
+    G_kwargs.mapping_kwargs.num_layers = 2
+    common = dict(common, img_resolution=8)
+    torch.manual_seed(10)
+    G = dnnlib.util.construct_class_by_name(**G_kwargs, **common).train().requires_grad_(False)
+    D = dnnlib.util.construct_class_by_name(**D_kwargs, **common).train().requires_grad_(False)
+    perturb(G, g)
+    perturb(D, g)
+    G_ema = copy.deepcopy(G).eval()
+    perturb(G_ema, g, scale=0.02)
+    for net in (G, G_ema):
+        with torch.no_grad():
+            net.mapping.w_avg.copy_(net.mapping(latents(7, 64), None).mean(dim=[0, 1]) + 0.05)
+    snapshot(HERE / "network-map2.pkl", [("G", G), ("D", D), ("G_ema", G_ema), ("augment_pipe", None)],
+             training_set_kwargs)
+    z, z2, cutoff = latents(11), latents(12), 2
+    with torch.no_grad():
+        G.eval(), D.eval()
+        images = G_ema(z, None, noise_mode="const", force_fp32=True)
+        images_trunc = G_ema(z, None, truncation_psi=0.7, noise_mode="const", force_fp32=True)
+        ws = G_ema.mapping(z, None)
+        ws[:, cutoff:] = G_ema.mapping(z2, None)[:, cutoff:]
+        images_mixed = G_ema.synthesis(ws, noise_mode="const", force_fp32=True)
+        images_G = G(z, None, noise_mode="const", force_fp32=True)
+        logits = D(images, None, force_fp32=True)
+    np.savez(HERE / "nvlabs_map2_reference.npz", z=z.numpy(), z2=z2.numpy(), cutoff=cutoff, images=images.numpy(),
+             images_trunc=images_trunc.numpy(), trunc=0.7, images_mixed=images_mixed.numpy(),
+             images_G=images_G.numpy(), logits=logits.numpy())
     sys.path.remove(str(checkout))
 
 
