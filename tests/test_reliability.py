@@ -581,6 +581,43 @@ def test_torchrun_restarts_a_killed_worker_and_the_run_ends_as_an_uninterrupted_
         same_tensors(a[net], b[net])
 
 
+@pytest.mark.slow
+def test_torchrun_restarts_a_killed_agan_worker_and_the_search_ends_as_an_uninterrupted_one(tmp_path):
+    """The same for a conventional search: 2 gloo processes spread AGAN's children; one is SIGKILLed
+    after the first controller update's state: the restarted group resumes from search-state.pt."""
+    data = tmp_path / "d16.lmdb"
+    make_demo_data(data, [16], 32, image_format="png", progress=False)
+    args = [str(a) for a in ["--method", "agan", "--data", data, "--preset", "tiny", "--proxy", "--iters", "3",
+                             "--reward-num", "4", "--device", "cpu"]]
+
+    def torchrun(out, restarts):
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                "--max-restarts", str(restarts), str(ROOT / "scripts" / "search_conventional.py"), *args,
+                "--outdir", str(out)]
+
+    straight = subprocess.run(torchrun(tmp_path / "straight", 0), capture_output=True, text=True,
+                              env=subprocess_env(), timeout=600)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    out = tmp_path / "killed"
+    agent = subprocess.Popen(torchrun(out, 1), env=subprocess_env(), text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    wait_for(out / "search-state.pt", agent)
+    workers = children(agent.pid)
+    assert len(workers) == 2, workers
+    os.kill(workers[-1], signal.SIGKILL)
+    _, stderr = agent.communicate(timeout=600)
+    assert agent.returncode == 0, stderr[-3000:]
+    assert f"resumed {out} after " in stderr  # the restarted group continued from the state
+    a = torch.load(tmp_path / "straight" / "search-state.pt", weights_only=True)
+    b = torch.load(out / "search-state.pt", weights_only=True)
+    assert a["done"] == b["done"] == 3
+    assert same_nested(a["controller"], b["controller"]) > 0 and a["best"] == b["best"]
+    assert same_nested(a["ctrl_opt"], b["ctrl_opt"]) > 0 and a["baseline"] == b["baseline"]
+    assert json.loads((tmp_path / "straight" / "genotype.json").read_text()) == json.loads(
+        (out / "genotype.json").read_text())
+    assert len((out / "log.jsonl").read_text().splitlines()) == 3  # one line per update, none twice
+
+
 # ---------------------------------------------------------------- the conventional commands
 
 @pytest.mark.slow

@@ -36,7 +36,8 @@ from ..train import batch_indices, latents
 from ...config_sources import Entry, choice, paper
 from ..sources import OPERATIONAL, TINY, with_changes, write_run_config
 from ..train import RETRAIN_SOURCES as TRAIN_SOURCES
-from .common import STATE_FILE, ScoredSearchConfig, SearchError, open_state, start_scored_search
+from .common import STATE_FILE, ScoredSearchConfig, SearchError, open_state, resume_after_restart, \
+    start_scored_search
 
 
 def new_controller(hidden=HIDDEN):
@@ -200,6 +201,7 @@ def run_agan(config: AGANConfig, dataset=None, log=lambda line: click.echo(line,
     if preset.is_max - R.AGAN_IS_MARGIN <= preset.is_min:
         raise SearchError(f"--is-range {preset.is_min:g},{preset.is_max:g}: IS_max must exceed IS_min by more than "
                           f"{R.AGAN_IS_MARGIN:g}")
+    config = resume_after_restart(config)  # torchrun restarted the group after a failure
     dist, dataset, resolution, net = start_scored_search(config, dataset, net, "AGAN's generator needs a multiple "
                                                                              "of 8")
     device, outdir = dist.device, Path(config.outdir)

@@ -61,7 +61,8 @@ from ..train import batch_indices, latents
 from .autogan_shared import LossWindows, recalibrate_batchnorm
 from ..sources import write_run_config
 from .autogan_sources import OPTIONS, SOURCES
-from .common import STATE_FILE, ScoredSearchConfig, SearchError, open_state, start_scored_search
+from .common import STATE_FILE, ScoredSearchConfig, SearchError, open_state, resume_after_restart, \
+    start_scored_search
 
 
 @dataclass(frozen=True)
@@ -356,6 +357,7 @@ def run_autogan(config: AutoGANConfig, dataset=None, log=lambda line: click.echo
     if preset.iterations <= preset.grow_at[1]:
         raise SearchError(f"AutoGAN needs more than {preset.grow_at[1]} iterations to reach cell 3 (stages grow at "
                           f"iterations {preset.grow_at[0]} and {preset.grow_at[1]}), got {preset.iterations}")
+    config = resume_after_restart(config)  # torchrun restarted the group after a failure
     dist, dataset, resolution, net = start_scored_search(config, dataset, net, "AutoGAN's three cells need a "
                                                                              "multiple of 8")
     device, outdir = dist.device, Path(config.outdir)

@@ -3,12 +3,13 @@ start of the searches that score architectures by samples, and seeded streams of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from ...config_sources import Entry, choice
+from ...runs import restarted_by_torchrun
 from ...train.distributed import init_distributed
 from .. import rewards as R
 from ..sources import OPERATIONAL
@@ -79,6 +80,15 @@ class ScoredSearchConfig:
     device: str = "auto"
     resume: bool = False
     overrides: dict | None = None  # preset fields replaced (tests, bench)
+
+
+def resume_after_restart(config):
+    """``config`` with ``resume`` set when torchrun restarted the group after a process failed
+    (``--max-restarts``) and the search had written its state: the new workers, started with the
+    first command line, continue from the last state as if ``--resume`` had been given."""
+    if restarted_by_torchrun() and not config.resume and (Path(config.outdir) / STATE_FILE).is_file():
+        return replace(config, resume=True)
+    return config
 
 
 def search_images(config, dataset, why_multiple_of_8):
