@@ -127,6 +127,20 @@ def test_nvlabs_two_layer_mapping_network_cfg_auto(tmp_path, one_thread):
         assert image.shape == (8, 8, 3) and np.array_equal(image, np.asarray(Image.open(tmp_path / "pkl" / name)))
 
 
+@torch.no_grad()
+def test_rosinality_n_mlp_2(one_thread):
+    """--n_mlp 2 in convert_weight.py's layout: 2 mapping layers, truncation toward its latent_avg."""
+    reference = np.load(DATA / "rosinality_n_mlp2_reference.npz")
+    noise = [tensor(reference, name) for name in sorted((k for k in reference if k.startswith("noise")),
+                                                        key=lambda k: int(k[5:]))]
+    G, info = load_generator(DATA / "tiny-n_mlp2.pt")
+    assert info["config"]["mapping_layers"] == 2 and info["resolution"] == 8
+    z, noise = tensor(reference, "z"), per_layer_noise(G, noise)
+    assert torch.allclose(G.synthesis(G.mapping(z), noise=noise), tensor(reference, "images"), atol=ATOL)
+    ws = G.mapping(z, truncation_psi=float(reference["trunc"]))
+    assert torch.allclose(G.synthesis(ws, noise=noise), tensor(reference, "images_trunc"), atol=ATOL)
+
+
 def test_other_mapping_depths_take_only_the_last_w():
     """W_1..W_7 exist only in an 8-layer mapping network: a genotype reading one is refused there."""
     from stylenas.nn import Generator

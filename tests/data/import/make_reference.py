@@ -20,6 +20,8 @@ Writes into this folder (CPU, float32, deterministic):
   tiny.pt                     a 16 px rosinality checkpoint, keys and args as its train.py saves them
   rosinality_reference.npz    latents, explicit noise inputs and the original code's images (explicit
                               noise, its noise buffers, style mixing, g), D logits
+  tiny-n_mlp2.pt              an 8 px g_ema with a 2-layer mapping network (--n_mlp 2) and latent_avg,
+  rosinality_n_mlp2_reference.npz  as convert_weight.py saves them; its images (psi 1 and 0.7)
 
 Tiny networks: channel_base 128, channel_max 16 (16 channels at 4 and 8 px, 8 at 16 px), z = w = 16.
 Every parameter and buffer gets a random offset after construction (biases and noise strengths start
@@ -237,6 +239,22 @@ def rosinality(checkout):
              **{f"noise{i}": n.numpy() for i, n in enumerate(noise)}, images=images.numpy(),
              images_const=images_const.numpy(), images_mixed=images_mixed.numpy(), images_g=images_g.numpy(),
              logits=logits.numpy())
+
+    # --n_mlp 2, 8 px, convert_weight.py's layout (g_ema and latent_avg): truncation toward latent_avg
+    torch.manual_seed(20)
+    g = torch.Generator().manual_seed(21)
+    g_ema = model.Generator(8, args.latent, 2, channel_multiplier=args.channel_multiplier).eval()
+    perturb(g_ema, g)
+    latent_avg = g_ema.mean_latent(64)[0] + 0.05
+    torch.save({"g_ema": g_ema.state_dict(), "latent_avg": latent_avg}, HERE / "tiny-n_mlp2.pt")
+    z = latents(22)
+    noise = [torch.randn([BATCH, 1, 2 ** ((i + 5) // 2), 2 ** ((i + 5) // 2)], generator=noise_generator)
+             for i in range(g_ema.num_layers)]
+    with torch.no_grad():
+        images, _ = g_ema([z], noise=noise)
+        images_trunc, _ = g_ema([z], truncation=0.7, truncation_latent=latent_avg, noise=noise)
+    np.savez(HERE / "rosinality_n_mlp2_reference.npz", z=z.numpy(), **{f"noise{i}": n.numpy() for i, n in enumerate(noise)},
+             images=images.numpy(), images_trunc=images_trunc.numpy(), trunc=0.7)
     sys.path.remove(str(checkout))
 
 
