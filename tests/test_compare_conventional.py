@@ -80,6 +80,9 @@ def test_tiny_conventional_compare(tmp_path):
             inception=write_weights(tmp_path / "w"), log=quiet, published=["autogan_a"])
     rows = {r["method"]: r for r in json.loads((out / "leaderboard.json").read_text())}
     assert set(rows) == {"autogan", "random-autogan", "autogan_a"}
+    protocol = (out / "leaderboard.md").read_text().split("## Methods")[0]  # this family's recipe, not StyleGAN2's
+    assert "`stylenas train-conventional --loss hinge --preset tiny --steps 4`" in protocol
+    assert "stylenas train --cfg" not in protocol and "2 G steps" in protocol
     assert all(r["status"] == "ok" for r in rows.values()), rows
     assert rows["autogan"]["search_kimg"] > 0 and rows["autogan_a"]["search_kimg"] == 0
     genotype = json.loads((out / "jobs" / "autogan-s0" / "search" / "genotype.json").read_text())

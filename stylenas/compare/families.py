@@ -94,6 +94,15 @@ class StyleGAN2Family:
     def budget_text(self):
         return f"{self.budget_kimg():.4g} kimg for every search, random search included"
 
+    def recipe_text(self):
+        """The random-search candidates' and every row's retraining recipe, for the protocol."""
+        b = self.ctx.budget
+        return (f"Random search: architectures drawn uniformly (seeded) from the searcher's own space, each "
+                f"trained {b.candidate_kimg:g} kimg with the shared recipe and scored by the FID of "
+                f"{b.candidate_fid_num} images; the best is kept; the search stops at the same budget.\n"
+                f"Retraining (every row): `stylenas train --cfg {b.retrain_cfg} --kimg {b.retrain_kimg:g}` with "
+                f"the row's seed.")
+
     def budget_kimg(self):
         from ..search import PRESETS
 
@@ -188,6 +197,17 @@ class ConventionalFamily:
         return ("each searcher runs its preset's schedule and its cost is measured; random search in a "
                 "searcher's space gets that searcher's measured cost with the same seed (else "
                 f"{self.budget_kimg():.4g} kimg)")
+
+    def recipe_text(self):
+        """The random-search candidates' and every row's retraining recipe, for the protocol."""
+        b = self.ctx.budget
+        retrain = " ".join(map(str, b.conventional["retrain"]))
+        return (f"Random search: architectures drawn uniformly (seeded) from each searcher's own space, each "
+                f"trained {b.conventional['candidate_steps']} G steps with the shared recipe and scored by the "
+                f"searcher's own reward where a single network has one (AutoGAN, AGAN: the Inception Score), else "
+                f"by the FID, of {b.candidate_fid_num} images; the best is kept; the search stops at its "
+                f"searcher's measured cost.\n"
+                f"Retraining (every row): `stylenas train-conventional --loss hinge {retrain}` with the row's seed.")
 
     def budget_kimg(self, method=None, seed=None):
         """A random search's budget: the measured cost of its searcher's run with the same seed (the

@@ -95,11 +95,7 @@ def protocol_text(settings, family):
         f"budget preset `{b['name']}`; seeds {', '.join(map(str, settings['seeds']))}.",
         f"Search budget (kimg of images through G or D): {family.budget_text()}; wall seconds and GPU-hours "
         f"recorded beside it.",
-        f"Random search: architectures drawn uniformly (seeded) from each searcher's own space, each trained "
-        f"{b['candidate_kimg']:g} kimg with the shared recipe and scored by the FID of "
-        f"{b['candidate_fid_num']} images; the best is kept; the search stops at the same budget.",
-        f"Retraining (every row): `stylenas train --cfg {b['retrain_cfg']} --kimg {b['retrain_kimg']:g}` with the "
-        f"row's seed.",
+        family.recipe_text(),
         f"Evaluation (every row): G_ema, {e['num']} generated images (seeds 0..{e['num'] - 1}) against the first "
         f"{e['num_ref']} images of the data: FID, IS (10 splits), KID (unbiased, cubic kernel) as `stylenas fid` "
         f"computes them; precision and recall (k = 3), density and coverage (k = 5) on the same Inception "
