@@ -28,7 +28,7 @@ except ImportError:  # Windows has no flock: leftovers are then reported, never 
 import lmdb
 
 from ..io import folder_mode
-from ..runs import RunFolder
+from ..runs import RunFolder, forget_lock_fd, hold_lock_fd
 from .errors import DatasetError
 
 LENGTH_KEY = b"length"
@@ -42,22 +42,6 @@ def record_key(size, index):
 
 
 WRITER_LOCK = "writer.lock"  # inside a temporary folder, locked (flock) by its writer while it lives
-
-# The lock fds of this process's writers. A forked child (a prepare_data worker) closes its copies,
-# so a child that outlives its killed parent does not keep the dead writer's lock held.
-_LOCK_FDS = set()
-
-
-def _close_inherited_locks():
-    for fd in _LOCK_FDS:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    _LOCK_FDS.clear()
-
-
-os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 def temp_prefix(path):
@@ -181,13 +165,13 @@ class LMDBWriter:
             return
         staging = self.tmp / f"{WRITER_LOCK}.new"
         self.lock_fd = os.open(staging, os.O_RDWR | os.O_CREAT, 0o644)
-        _LOCK_FDS.add(self.lock_fd)
+        hold_lock_fd(self.lock_fd)
         fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
         os.replace(staging, self.tmp / WRITER_LOCK)
 
     def _unlock(self):
         if self.lock_fd is not None:
-            _LOCK_FDS.discard(self.lock_fd)
+            forget_lock_fd(self.lock_fd)
             os.close(self.lock_fd)
             self.lock_fd = None
 

@@ -39,7 +39,9 @@ LOCK_FILE = ".lock"
 # The complete resume files a run folder can hold, newest kind first; named when the disk fills.
 STATE_FILES = ("checkpoint.pt", "search-state.pt")
 
-_LOCK_FDS = set()  # lock fds of this process; a forked child closes its copies (see store.py)
+# Lock fds of this process (run folders, LMDB writers). A forked child (a prepare-data worker) closes its
+# copies, so a child that outlives its killed parent does not keep the dead run's lock held.
+_LOCK_FDS = set()
 _active = []  # RunFolders held by this process, innermost last (the error boundary asks them)
 _released = []  # the ones released while the current command ran (an error passes their release)
 
@@ -56,6 +58,15 @@ def _close_inherited_locks():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
+def hold_lock_fd(fd):
+    """Count ``fd`` among the locks a forked child closes."""
+    _LOCK_FDS.add(fd)
+
+
+def forget_lock_fd(fd):
+    _LOCK_FDS.discard(fd)
 
 
 class RunError(RuntimeError):
