@@ -29,7 +29,7 @@ import torch
 
 from ...config_sources import Entry, choice, code, paper
 from ...search.alphagan import PRESETS as ALPHAGAN_PRESETS
-from ...search.alphagan import AlphaGANSearcher, frozen
+from ...search.alphagan import AlphaGANSearcher
 from ..networks import init_weights
 from ..ops import ALPHAGAN_NORMAL_OPS, ALPHAGAN_UP_OPS
 from ..sources import TINY, with_changes
@@ -126,23 +126,16 @@ class CriticSearcher(AlphaGANSearcher):
         super().__init__(*args, **kwargs)
         self.n_critic, self.d_steps = int(n_critic), 0
 
+    def g_step_due(self):
+        due = self.d_steps % self.n_critic == 0  # counted over the whole search, as functions.py does
+        self.d_steps += 1
+        return due
+
     def weight_part(self, train):
-        G, D, adv, n = self.G, self.D, self.adv, self.preset.batch
-        with self._metered() as stats, frozen(G.arch_parameters()):
-            for _ in range(self.preset.T):
-                real = next(train)
-                with torch.no_grad():
-                    fake = G(self.sample_z(real.shape[0]))
-                d_loss = adv.d_loss(D(real), D(fake))
-                self._step(self.d_opt, d_loss, d_loss=d_loss)
-                if self.d_steps % self.n_critic == 0:
-                    with frozen(D):
-                        g_loss = adv.g_loss(D(G(self.sample_z(n))))
-                        self._step(self.g_opt, g_loss, g_loss=g_loss)
-                self.d_steps += 1
+        stats = super().weight_part(train)
         # spectral norm keeps the last forward's weight as an attribute; after a D step it carries D's graph,
         # which the test-weight part's deepcopy of D refuses: the same values, detached
-        for module in D.modules():
+        for module in self.D.modules():
             weight = getattr(module, "weight", None)
             if hasattr(module, "weight_orig") and torch.is_tensor(weight) and weight.grad_fn is not None:
                 module.weight = weight.detach()

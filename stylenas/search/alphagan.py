@@ -245,10 +245,15 @@ class AlphaGANSearcher:
                     fake = G(self.sample_z(n))
                 d_loss = adv.d_loss(D(real), D(fake))
                 self._step(self.d_opt, d_loss, d_loss=d_loss)
-                with frozen(D):
-                    g_loss = adv.g_loss(D(G(self.sample_z(n))))
-                    self._step(self.g_opt, g_loss, g_loss=g_loss)
+                if self.g_step_due():
+                    with frozen(D):
+                        g_loss = adv.g_loss(D(G(self.sample_z(n))))
+                        self._step(self.g_opt, g_loss, g_loss=g_loss)
         return stats
+
+    def g_step_due(self):
+        """Whether a G step follows the D step just taken: always, in Algorithm 1."""
+        return True
 
     # --------------------------------------------------------------- Algorithm 2
     def test_weight_part(self, val):
