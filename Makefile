@@ -78,12 +78,15 @@ demo: $(STAMP)
 		--outdir $(DEMO_OUT)/conv-dggan --preset tiny --proxy --p 1 --top-k 1 --max-steps 1
 	@echo "== compare: alphaGAN vs random search in its space vs the original StyleGAN2, same budget, one retraining and evaluation (tiny, 2 seeds) =="
 	rm -rf $(DEMO_OUT)/compare
+	@# it prints leaderboard.md at the end; without the weights file, on labelled PROXY features (--proxy)
 	@if $(PY) -c "from stylenas.metrics.inception import find_weights; find_weights(download=False)" 2>/dev/null; then \
-		OMP_NUM_THREADS=1 $(PY) scripts/compare.py --data $(DEMO_OUT)/demo.lmdb --resolution 32 --outdir $(DEMO_OUT)/compare \
-			--family stylegan2 --methods alphagan,random --seeds 0,1 --budget tiny --device cpu; \
+		features=""; \
 	else \
-		echo "skipped: pt_inception-2015-12-05-6726825d.pth is not on this machine (see README, Metrics)"; \
-	fi
+		echo "pt_inception-2015-12-05-6726825d.pth is not on this machine (see README, Metrics): scoring on PROXY features (a seeded random-weight Inception; not FID)"; \
+		features="--proxy"; \
+	fi; \
+	set -x; OMP_NUM_THREADS=1 $(PY) scripts/compare.py --data $(DEMO_OUT)/demo.lmdb --resolution 32 --outdir $(DEMO_OUT)/compare \
+		--family stylegan2 --methods alphagan,random --seeds 0,1 --budget tiny --device cpu $$features
 
 # On a machine with one GPU, in a few minutes: CUDA tests, kernel self-checks, the benchmarks, 20 alphaGAN
 # iterations and 0.5 kimg of retraining at 256 px; one JSON + a snippet for docs/benchmarks.md.

@@ -314,3 +314,78 @@ def test_random_search_waits_for_its_searchers_measured_budget(tmp_path):
     (tmp_path / "jobs" / "agan-s1" / "result.json").write_text(json.dumps({"status": "failed"}))
     assert ctx.searcher_kimg("agan", 1) is None  # its search failed: the preset's budget
     assert ctx.searcher_kimg("dggan", 1) is None  # not in this compare
+
+
+PROXY_FEATURES_SCRIPT = """
+import sys
+import torch
+from stylenas.compare.evaluate import proxy_network
+from stylenas.datasets import LMDBImages
+from stylenas.metrics import extract_features
+torch.set_num_threads(1)
+images = torch.utils.data.Subset(LMDBImages(sys.argv[1]), range(int(sys.argv[2])))
+_, features, _ = extract_features(proxy_network("cpu"), images, keep_features=True)
+torch.save(features, sys.argv[3])
+"""
+
+
+@pytest.mark.slow
+def test_proxy_compare_without_weights_is_labelled_everywhere(tiny, tmp_path, monkeypatch):
+    """`make demo` on a machine without pytorch-fid's weights: --proxy scores every row (random-search
+    candidates included) on a seeded random-weight Inception, and every output says so; the proxy
+    network gives bit-identical features in another process; a resume may not switch networks."""
+    import matplotlib.pyplot as plt
+
+    from stylenas.compare.families import CompareError
+    from stylenas.compare.run import compare
+    from stylenas.metrics import InceptionWeightsError, find_weights
+
+    monkeypatch.delenv("STYLENAS_INCEPTION", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))  # no cached weights file either
+    with pytest.raises(InceptionWeightsError):
+        find_weights(download=False)
+    out = tmp_path / "proxy"
+
+    def run(**kwargs):
+        return compare(tiny["data"], out, methods=["random"], seeds=[0], budget=TEST_BUDGET, family="stylegan2",
+                       device="cpu", log=quiet, published=["stylegan2"], **kwargs)
+
+    with pytest.raises(CompareError, match="--proxy"):  # without weights the error names the way out
+        run()
+    assert not (out / "compare.json").exists()
+    with pytest.raises(CompareError, match="not both"):
+        run(proxy=True, inception=tiny["weights"])
+    titles = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: (titles.append(fig.axes[0].get_title()), close(fig)))
+    run(proxy=True)
+    board = _leaderboard(out)
+    assert set(board) == {"random-alphagan", "stylegan2"}
+    assert all(r["status"] == "ok" and r["features"] == "proxy" and r["fid"] > 0 for r in board.values())
+    with open(out / "leaderboard.csv") as file:
+        assert {row["features"] for row in csv.DictReader(file)} == {"proxy"}
+    assert json.loads((out / "compare.json").read_text())["features"] == "proxy"
+    text = (out / "leaderboard.md").read_text()
+    assert text.startswith("# Leaderboard (PROXY features: not FID)") and "**PROXY FEATURES**" in text
+    assert "| FID |" not in text and text.count("| FID (proxy features) |") == 2  # both tables
+    assert "random-weight" in titles[0] and "not comparable" in titles[0]
+    # the random search's candidates were scored by the same proxy: its best score is a candidate's
+    candidates = (out / "jobs" / "random-alphagan-s0" / "search" / "candidates.jsonl").read_text().splitlines()
+    assert board["random-alphagan"]["search_score"] == min(json.loads(line)["score"] for line in candidates)
+
+    # another process builds the proxy network and gets the reference features bit for bit
+    saved = torch.load(out / "reference-features.pt", weights_only=True)["features"]
+    script = tmp_path / "proxy_features.py"
+    script.write_text(PROXY_FEATURES_SCRIPT)
+    launch(script, tiny["data"], len(saved), tmp_path / "again.pt", env={**os.environ, "OMP_NUM_THREADS": "1"})
+    again = torch.load(tmp_path / "again.pt", weights_only=True)
+    assert saved.shape == (TEST_BUDGET.eval_num_ref, 2048) and torch.equal(again, saved)
+
+    # a resume must not mix feature networks; with the same one it reruns nothing
+    with pytest.raises(CompareError, match="features='proxy' \\(now 'inception'\\)"):
+        run(resume=True, inception=tiny["weights"])
+    finished = {name: json.loads((out / "jobs" / name / "result.json").read_text())["finished_at"]
+                for name in ("random-alphagan-s0", "published-stylegan2-s0")}
+    run(resume=True, proxy=True)
+    assert finished == {name: json.loads((out / "jobs" / name / "result.json").read_text())["finished_at"]
+                        for name in finished}

@@ -31,7 +31,10 @@ def _seeds(text):
 @click.option("--resume", is_flag=True, help="Continue the compare in OUTDIR (finished jobs are kept).")
 @click.option("--device", default="auto", show_default=True, help="cuda, cuda:N, cpu or auto (torchrun: per process).")
 @click.option("--inception", type=click.Path(dir_okay=False), default=None, help="FID Inception weights file.")
-def compare_command(data, outdir, methods, seeds, budget, family, published, resolution, resume, device, inception):
+@click.option("--proxy", is_flag=True, help="Without the weights file: score every row on PROXY features (a seeded "
+              "random-weight Inception; every output is labelled proxy; not comparable to published FID).")
+def compare_command(data, outdir, methods, seeds, budget, family, published, resolution, resume, device, inception,
+                    proxy):
     """Every searcher on the same data and budget, its genotype retrained and scored by one recipe:
     writes OUTDIR/leaderboard.{md,csv,json,png}. Under `torchrun --nproc_per_node N` the N processes
     share the jobs."""
@@ -43,7 +46,7 @@ def compare_command(data, outdir, methods, seeds, budget, family, published, res
     try:
         rows = compare(data, outdir, methods=method_list, seeds=_seeds(seeds), budget=budget, family=family,
                        resume=resume, device=device, inception=inception, resolution=resolution,
-                       published=published_list)
+                       published=published_list, proxy=proxy)
     except CompareError as error:
         raise click.ClickException(str(error)) from None
     if rows is not None:

@@ -20,8 +20,28 @@ REFERENCE_FILE = "reference-features.pt"
 IS_SPLITS = 10
 
 
+# What scores the rows (``--proxy`` picks the second): the name recorded in compare.json and in every
+# row's ``features``, and the words the leaderboard's protocol uses for it.
+FEATURES = {
+    "inception": "pytorch-fid's FID Inception (TF Inception v3 of 2015-12-05)",
+    "proxy": "a seeded random-weight FID Inception, a PROXY (seed 0, 75 px input: "
+             "stylenas.conventional.rewards.ProxyInception, the searchers' --proxy network); "
+             "its numbers are not comparable to published FID, IS or KID",
+}
+
+
 def inception_network(weights, device):
     return InceptionV3FID(weights=weights).to(device)
+
+
+def proxy_network(device):
+    """The labelled stand-in for machines without pytorch-fid's weights file: the FID Inception with
+    weights drawn from seed 0 (bit-identical in every process) and 75 px inputs, the network the
+    conventional searchers' ``--proxy`` scores with. Its numbers rank the rows of one leaderboard by a
+    fixed random feature map; they are no FID."""
+    from ..conventional.rewards import ProxyInception
+
+    return ProxyInception(seed=0).to(device)
 
 
 def reference_features(outdir, dataset, data_key, num_ref, net, log):

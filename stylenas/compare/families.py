@@ -181,6 +181,9 @@ class ConventionalFamily:
     # Score (higher is better: the random search minimises -IS); the others get FID (DGGAN's own; the
     # duality gap of alphaGAN and DEGAS's objective need a supernet, which a candidate is not)
     SCORES = {"autogan": "is", "agan": "is"}
+    # the searchers that score candidates with the FID Inception; `stylenas compare --proxy` hands them
+    # `--proxy` (the `tiny` preset always does); alphaGAN and DEGAS search without it
+    PROXY_REWARD = ("autogan", "agan", "dggan")
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -225,6 +228,9 @@ class ConventionalFamily:
 
         args = ["--method", method, "--outdir", folder, "--seed", seed, *self._options(),
                 *self.ctx.budget.conventional["search"][method]]
+        # without a weights file (--proxy) their rewards are proxies too, labelled so in their logs
+        if method in self.PROXY_REWARD and self.ctx.features == "proxy" and "--proxy" not in args:
+            args.append("--proxy")
         with count_images() as counter:
             run_command(search_conventional_command, args, f"{method} search")
         score, score_name = self._search_score(method, Path(folder))

@@ -3,7 +3,10 @@
 - ``leaderboard.json``: a list of rows, one per job (run), each with ``method`` (a searcher,
   ``random-<searcher>`` or a published genotype), ``seed``, ``status``, ``fid``, ``is``, ``kid``,
   ``precision``, ``recall``, ``density``, ``coverage``, ``params``, ``search_kimg``, ``search_seconds``
-  (and ``search_gpu_hours``, ``search_score``, ...); a failed job has ``error`` instead of numbers.
+  (and ``search_gpu_hours``, ``search_score``, ...) and ``features``: ``inception`` (pytorch-fid's
+  weights) or ``proxy`` (``--proxy``: a seeded random-weight Inception; then every feature-based number
+  is a proxy, and the markdown, the plot and the protocol say so); a failed job has ``error``
+  instead of numbers.
 - ``leaderboard.csv``: the same rows.
 - ``summary.json``: per method, mean and standard deviation (ddof 1, over seeds) of every number,
   the rank against random search in its space, and Kendall's tau.
@@ -33,8 +36,12 @@ from ..io import atomic_path
 
 METRICS = ("fid", "is", "kid", "precision", "recall", "density", "coverage", "params", "search_kimg",
            "search_seconds")
-COLUMNS = ("method", "seed", "status", *METRICS, "search_gpu_hours", "search_score", "search_score_name",
-           "candidates", "retrain_seconds", "job", "kind", "genotype", "error")
+COLUMNS = ("method", "seed", "status", *METRICS, "features", "search_gpu_hours", "search_score",
+           "search_score_name", "candidates", "retrain_seconds", "job", "kind", "genotype", "error")
+PROXY_WARNING = ("**PROXY FEATURES**: every FID, IS, KID, precision, recall, density and coverage here is computed "
+                 "on a seeded random-weight Inception (`stylenas compare --proxy`, no weights file), not on "
+                 "pytorch-fid's weights. The numbers order the rows of this leaderboard only; they are not "
+                 "comparable to any published FID.")
 
 
 def _mean_std(values):
@@ -88,9 +95,23 @@ def _fmt(value, std=None, digits=4):
     return text + (f" ± {std:.2g}" if std is not None else "")
 
 
+def is_proxy(settings):
+    return settings.get("features", "inception") == "proxy"
+
+
+def metric_headers(settings):
+    """Column names of the seven feature-based metrics (FID ... coverage): proxies say so."""
+    if is_proxy(settings):
+        return ("FID (proxy features)", "IS (proxy)", "KID (proxy)", "precision (proxy)", "recall (proxy)",
+                "density (proxy)", "coverage (proxy)")
+    return ("FID", "IS", "KID", "precision", "recall", "density", "coverage")
+
+
 def protocol_text(settings, family):
+    from .evaluate import FEATURES
+
     b, e = settings["budget"], settings["eval"]
-    return "\n".join([
+    return "\n".join([*([PROXY_WARNING] if is_proxy(settings) else []),
         f"Data: `{settings['data']}` at {settings['resolution']} px; family `{settings['family']}`; "
         f"budget preset `{b['name']}`; seeds {', '.join(map(str, settings['seeds']))}.",
         f"Search budget (kimg of images through G or D): {family.budget_text()}; wall seconds and GPU-hours "
@@ -100,13 +121,15 @@ def protocol_text(settings, family):
         f"{e['num_ref']} images of the data: FID, IS (10 splits), KID (unbiased, cubic kernel) as `stylenas fid` "
         f"computes them; precision and recall (k = 3), density and coverage (k = 5) on the same Inception "
         f"pool features; params of G. Mean ± std over seeds.",
+        f"Feature network: {FEATURES[settings.get('features', 'inception')]}.",
     ])
 
 
 def _markdown(results, summary, settings, family):
-    lines = ["# Leaderboard", "", "## Protocol", "", protocol_text(settings, family), "", "## Methods", "",
-             "| method | runs | FID | IS | KID | precision | recall | density | coverage | params | search kimg | "
-             "search s | vs random | Kendall tau |",
+    names = " | ".join(metric_headers(settings))
+    title = "# Leaderboard (PROXY features: not FID)" if is_proxy(settings) else "# Leaderboard"
+    lines = [title, "", "## Protocol", "", protocol_text(settings, family), "", "## Methods", "",
+             f"| method | runs | {names} | params | search kimg | search s | vs random | Kendall tau |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for method, s in summary.items():
         runs = f"{s['runs'] - s['failed']}/{s['runs']}"
@@ -115,8 +138,8 @@ def _markdown(results, summary, settings, family):
         cells = [_fmt(s[k], s[f"{k}_std"]) for k in METRICS[:7]]
         cells += [_fmt(s["params"], digits=6), _fmt(s["search_kimg"]), _fmt(s["search_seconds"], digits=3)]
         lines.append(f"| {method} | {runs} | " + " | ".join(cells) + f" | {vs} | {_fmt(s['kendall_tau'], digits=3)} |")
-    lines += ["", "## Runs", "", "| method | seed | status | FID | IS | KID | precision | recall | density | "
-              "coverage | params | search kimg | search s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "## Runs", "", f"| method | seed | status | {names} | params | search kimg | search s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if r["status"] == "ok":
             cells = [_fmt(r[k]) for k in METRICS[:7]] + [str(r["params"]), _fmt(r["search_kimg"]),
@@ -127,7 +150,7 @@ def _markdown(results, summary, settings, family):
     return "\n".join(lines) + "\n"
 
 
-def _plot(results, summary, path):
+def _plot(results, summary, path, proxy=False):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -144,7 +167,12 @@ def _plot(results, summary, path):
         ax.errorbar([s["search_kimg"]], [s["fid"]], xerr=[s["search_kimg_std"] or 0], yerr=[s["fid_std"] or 0],
                     color=colour, marker="D", capsize=4, label=method)
     ax.set_xlabel("search cost (kimg of images through G and D)")
-    ax.set_ylabel("FID of the retrained generator (lower is better)")
+    if proxy:
+        ax.set_ylabel("proxy FID of the retrained generator (lower is better)")
+        ax.set_title("PROXY features (seeded random-weight Inception): not comparable to published FID",
+                     fontsize=9)
+    else:
+        ax.set_ylabel("FID of the retrained generator (lower is better)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -156,7 +184,8 @@ def _plot(results, summary, path):
 def write_leaderboard(outdir, results, settings, family):
     """Write every leaderboard file; returns the rows."""
     outdir = Path(outdir)
-    rows = [{key: r.get(key) for key in COLUMNS} for r in results]
+    features = settings.get("features", "inception")  # one per compare folder (--resume refuses a change)
+    rows = [{key: features if key == "features" else r.get(key) for key in COLUMNS} for r in results]
     summary = summarise(results)
     texts = {"leaderboard.json": json.dumps(rows, indent=1) + "\n",
              "summary.json": json.dumps({"settings": settings, "methods": summary}, indent=1) + "\n",
@@ -169,5 +198,5 @@ def write_leaderboard(outdir, results, settings, family):
     for name, text in texts.items():
         with atomic_path(outdir / name) as tmp:
             tmp.write_text(text)
-    _plot(results, summary, outdir / "leaderboard.png")
+    _plot(results, summary, outdir / "leaderboard.png", proxy=is_proxy(settings))
     return rows

@@ -95,6 +95,7 @@ class Context:
         self._dataset = None
         self.inception_name = "default"
         self.inception_path = None  # the --inception file, handed to searchers that score with it
+        self.features = "inception"  # or "proxy" (--proxy): what scores every row (evaluate.FEATURES)
         self.searchers = []  # the searchers of this compare's --methods
         self._net = None
 
@@ -116,7 +117,8 @@ class Context:
     @property
     def net(self):
         if self._net is None:
-            self._net = ev.inception_network(self.inception, self.torch_device)
+            self._net = (ev.proxy_network(self.torch_device) if self.features == "proxy"
+                         else ev.inception_network(self.inception, self.torch_device))
         return self._net
 
     @property
@@ -207,7 +209,8 @@ def run_job(job, family, ctx, folder):
         _write_json(retrain_record, retrain)
     scores = ev.score_checkpoint(retrain["checkpoint"], ctx.reference, ctx.budget.eval_num, ctx.net)
     return {"status": "ok", "job": job.name, "method": job.row, "kind": job.method, "seed": job.seed, **scores,
-            "params": ev.parameter_count(retrain["checkpoint"]), "search_kimg": search["kimg"],
+            "features": ctx.features, "params": ev.parameter_count(retrain["checkpoint"]),
+            "search_kimg": search["kimg"],
             "search_seconds": search["seconds"], "search_gpu_hours": search["gpu_hours"],
             "search_score": search["score"], "search_score_name": search["score_name"],
             "candidates": search["candidates"], "retrain_seconds": retrain["seconds"],
@@ -227,17 +230,18 @@ def _wait_for_every_process():
         dist.destroy_process_group()
 
 
-def settings_of(data, resolution, family, methods, seeds, budget, eval_counts):
+def settings_of(data, resolution, family, methods, seeds, budget, eval_counts, features="inception"):
     return {"data": str(Path(data).resolve()), "resolution": resolution, "family": family, "methods": list(methods),
-            "seeds": list(seeds), "budget": budget.to_dict(), "eval": eval_counts}
+            "seeds": list(seeds), "budget": budget.to_dict(), "eval": eval_counts, "features": features}
 
 
 def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="conventional", resume=False,
-            device="auto", inception=None, resolution=None, log=None, published=None):
+            device="auto", inception=None, resolution=None, log=None, published=None, proxy=False):
     """Run (or resume) a compare; returns the leaderboard rows on rank 0 (None on the others).
 
     `published`: the names of the published genotypes that are rows (default: every one the family
-    has at this resolution; [] for none)."""
+    has at this resolution; [] for none). `proxy`: score every row with the labelled proxy network
+    (``evaluate.proxy_network``) instead of pytorch-fid's weights, which it then does not need."""
     log = log or (lambda line: click.echo(line, err=True))
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     device = process_device(device)
@@ -264,13 +268,17 @@ def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="
         dataset = LMDBImages(str(data), resolution=resolution)
     except DatasetError as error:
         raise CompareError(f"--data: {error}") from None
-    try:
-        weights = find_weights(inception, download=False)  # loaded once, shared by every evaluation
+    if proxy and inception:
+        raise CompareError("--proxy scores with a random-weight network: give it or --inception PATH, not both")
+    try:  # loaded once, shared by every evaluation
+        weights = None if proxy else find_weights(inception, download=False)
     except InceptionWeightsError as error:
-        raise CompareError(f"--inception: {error}") from None
+        raise CompareError(f"--inception: {error} (or compare with --proxy: labelled proxy features, no FID)") \
+            from None
     outdir = Path(outdir)
     ctx = Context(data, dataset.resolution, device, budget_obj, weights, outdir, log)
-    ctx.inception_name = str(inception or "default")
+    ctx.features = "proxy" if proxy else "inception"
+    ctx.inception_name = "proxy" if proxy else str(inception or "default")
     ctx.inception_path = str(inception) if inception else None
     ctx.searchers = [m for m in methods if m != "random"]
     ctx._dataset = dataset
@@ -284,7 +292,8 @@ def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="
                            f"{dataset.resolution} px (choose from {', '.join(available) or 'none'})")
     jobs = job_list(family_cls, methods, seeds, published)
     settings = settings_of(data, dataset.resolution, family, methods, seeds, budget_obj,
-                           {"num": budget_obj.eval_num, "num_ref": budget_obj.eval_num_ref or len(dataset)})
+                           {"num": budget_obj.eval_num, "num_ref": budget_obj.eval_num_ref or len(dataset)},
+                           ctx.features)
     settings_path = outdir / "compare.json"
     if rank > 0 and not resume:
         pass  # rank 0 checks a fresh folder and writes compare.json (maybe already, before this process looks)
@@ -293,7 +302,9 @@ def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="
             raise CompareError(f"{outdir} already holds a compare ({settings_path.name}); use --resume or another "
                                f"--outdir")
         saved = _read_json(settings_path)
-        changed = [k for k in ("data", "resolution", "family", "budget", "eval") if saved.get(k) != settings.get(k)]
+        saved.setdefault("features", "inception")  # folders from before --proxy existed
+        changed = [k for k in ("data", "resolution", "family", "budget", "eval", "features")
+                   if saved.get(k) != settings.get(k)]
         if changed:
             raise CompareError(f"--resume: {settings_path} was started with other settings: " + ", ".join(
                 f"{k}={saved.get(k)!r} (now {settings.get(k)!r})" for k in changed))
@@ -306,7 +317,7 @@ def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="
 
         mine = jobs[rank::world]
         log(f"compare ({family}, budget {budget_obj.name}): {len(jobs)} jobs, {len(mine)} on process {rank} of "
-            f"{world}; {fam.budget_text()}")
+            f"{world}; {fam.budget_text()}" + (f"; every score on {ev.FEATURES['proxy']}" if proxy else ""))
         counts = {"done before": 0, "ok": 0, "failed": 0}
         for k, job in enumerate(mine):
             folder = outdir / "jobs" / job.name
@@ -336,7 +347,8 @@ def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="
             with open(outdir / "log.jsonl", "a") as log_file:  # one short append per job: whole lines
                 log_file.write(json.dumps({"rank": rank, **{k: result.get(k) for k in (
                     "job", "status", "fid", "search_kimg", "seconds", "finished_at", "error")}}) + "\n")
-            line = (f"FID {result['fid']:.4g}, {result['search_kimg']:.3g} kimg" if result["status"] == "ok"
+            fid_name = "proxy FID" if ctx.features == "proxy" else "FID"
+            line = (f"{fid_name} {result['fid']:.4g}, {result['search_kimg']:.3g} kimg" if result["status"] == "ok"
                     else f"FAILED: {result['error']}")
             log(f"[{k + 1}/{len(mine)}] {job.name}: {line} ({result['seconds']:.1f} s)")
         log(f"process {rank}: {counts['ok']} jobs finished, {counts['failed']} failed, {counts['done before']} kept")
