@@ -1,6 +1,7 @@
 """stylenas compare --family conventional: the measured budget unit on a hand-counted loop, the
-samplers of AutoGAN's and alphaGAN's spaces, and a tiny compare with a searcher, random search in
-its space and a published genotype."""
+samplers of every space, a tiny compare with a searcher, random search in its space and a published
+genotype, and one with every searcher, random search in each one's space and every published genotype."""
+import csv
 import json
 from collections import Counter
 from dataclasses import replace
@@ -137,3 +138,67 @@ def test_degas_sampler_is_uniform_over_derivable_inputs():
     assert len(DEGAS_UP_OPS) == 4
     assert abs(picks[()] / 1800 - 4 / 36) < 0.03
     assert abs(picks[("up1",)] / 1800 - 16 / 36) < 0.04 and abs(picks[("up2",)] / 1800 - 16 / 36) < 0.04
+
+
+SEARCHERS = ("alphagan", "degas", "autogan", "agan", "dggan")
+
+
+@pytest.mark.slow
+def test_tiny_compare_with_every_searcher_random_search_and_every_published_genotype(tmp_path):
+    """The issue's "done when": every conventional searcher, random search in each one's space and the
+    five published genotypes, one seed, write the leaderboard files with every row finished. Scored on
+    the proxy features (`--proxy`, as `make demo` without the weights file) to keep it CI-sized; the
+    tiny preset's searchers score with the proxy anyway."""
+    from stylenas.compare.run import compare
+    from stylenas.conventional import PUBLISHED
+    from stylenas.datasets.demo import make_demo_data
+
+    data = tmp_path / "demo.lmdb"
+    make_demo_data(data, sizes=[16], num=32, progress=False)
+    budget = replace(BUDGETS["tiny"], name="test", candidate_fid_num=6, eval_num=6, eval_num_ref=6)
+    out = tmp_path / "cmp"
+    compare(data, out, methods=[*SEARCHERS, "random"], seeds=[0], budget=budget, family="conventional", device="cpu",
+            log=quiet, proxy=True)
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "summary.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "leaderboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = json.loads((out / "leaderboard.json").read_text())
+    board = {r["method"]: r for r in rows}
+    expected = {*SEARCHERS, *(f"random-{m}" for m in SEARCHERS), *PUBLISHED}
+    assert len(rows) == len(expected) == 15 and set(board) == expected
+    assert all(r["status"] == "ok" and r["seed"] == 0 and r["features"] == "proxy" for r in rows), \
+        [(r["method"], r.get("error")) for r in rows if r["status"] != "ok"]
+    with open(out / "leaderboard.csv") as file:
+        assert {r["method"] for r in csv.DictReader(file)} == expected
+    markdown = (out / "leaderboard.md").read_text()
+    assert all(f"| {method} |" in markdown for method in expected)
+    for row in rows:
+        assert row["fid"] > 0 and 0 <= row["precision"] <= 1 and 0 <= row["coverage"] <= 1 and row["params"] > 0
+    spaces = {"alphagan": "alphagan_conv", "degas": "degas", "autogan": "autogan", "agan": "agan", "dggan": "dggan"}
+    for method in SEARCHERS:
+        searched, drawn = board[method], board[f"random-{method}"]
+        assert searched["search_kimg"] > 0 and searched["candidates"] == 1
+        # random search in the searcher's own space, at the searcher's measured cost: it stopped before
+        # the next candidate would pass it
+        for row in (searched, drawn):
+            assert json.loads(open(row["genotype"]).read())["search_space"] == spaces[method], row["job"]
+        candidates = [json.loads(line) for line in
+                      (out / "jobs" / f"random-{method}-s0" / "search" / "candidates.jsonl").read_text().splitlines()]
+        assert drawn["candidates"] == len(candidates) >= 1
+        assert drawn["search_kimg"] == pytest.approx(sum(c["kimg"] for c in candidates))
+        assert 0 < drawn["search_kimg"] <= searched["search_kimg"] + 1e-9, method
+        assert drawn["search_kimg"] + candidates[-1]["kimg"] > searched["search_kimg"], method
+        assert drawn["search_score"] == min(c["score"] for c in candidates)
+        assert drawn["search_score_name"].startswith("-IS" if method in ("autogan", "agan") else "FID")
+    # the searchers' own scores of what they returned (for Kendall's tau); DGGAN keeps none
+    assert [board[m]["search_score"] is not None for m in SEARCHERS] == [True, True, True, True, False]
+    for name in PUBLISHED:
+        assert board[name]["search_kimg"] == 0 and board[name]["candidates"] == 0 and board[name]["search_score"] is None
+    summary = json.loads((out / "summary.json").read_text())["methods"]
+    assert all(summary[m]["rank_vs_random"] in (1, 2) for m in SEARCHERS)
+    # one recipe for all 15 rows: the same loss, steps, batches and seed at the data's resolution
+    configs = [torch.load(out / "jobs" / r["job"] / "retrain" / "checkpoint.pt", weights_only=True)["config"]
+               for r in rows]
+    recipes = {json.dumps({k: c[k] for k in ("loss", "steps", "g_batch", "d_batch", "seed", "resolution")})
+               for c in configs}
+    assert len(recipes) == 1 and '"loss": "hinge"' in recipes.pop()

@@ -40,7 +40,9 @@ BUDGETS = {
     "tiny": Budget("tiny", search_preset="tiny", search_iters=2, candidate_kimg=0.016, candidate_fid_num=12,
                    retrain_cfg="tiny", retrain_kimg=0.032, eval_num=12, eval_num_ref=12, conventional={
                        "search": {"alphagan": ["--preset", "tiny", "--iters", "2", "--sample-every", "0"],
-                                  "degas": ["--preset", "tiny", "--iters", "1", "--sample-every", "0"],
+                                  # 10 epochs of 16 images: at least one random candidate's cost
+                                  # (0.144 kimg), so random search in DEGAS's space keeps to its budget
+                                  "degas": ["--preset", "tiny", "--iters", "10", "--sample-every", "0"],
                                   "autogan": ["--preset", "tiny", "--proxy"], "agan": ["--preset", "tiny", "--proxy"],
                                   "dggan": ["--preset", "tiny", "--proxy", "--p", "1", "--top-k", "1",
                                             "--max-steps", "1"]},
