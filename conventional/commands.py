@@ -123,8 +123,9 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
 @click.option("--child-steps", type=click.IntRange(1), default=None, help="agan: G steps of each child [preset: 5000].")
 @click.option("--is-range", default=None, help="agan: 'IS_min,IS_max' of the shaped reward [1,11.24].")
 @click.option("--top-k", type=click.IntRange(1), default=None, help="dggan: parents kept per step (K) [preset: 20].")
-@click.option("--p", "sample_p", type=click.FloatRange(0, 1, min_open=True), default=None,
-              help="dggan: probability of each (parent, action) child [preset: 0.4].")
+@click.option("--p", "--sample-p", "sample_p", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="dggan: probability of each (parent, action) child [preset: 0.4]. Under torchrun write "
+              "--sample-p: torchrun's parser refuses --p.")
 @click.option("--max-steps", type=click.IntRange(0), default=None,
               help="dggan: growing steps at most [default: until nothing can grow].")
 @click.option("--final-iters", type=click.IntRange(0), default=None,

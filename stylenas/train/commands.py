@@ -43,8 +43,8 @@ from .config import AUG_MODES, AUGPIPE_NAMES, CFG_NAMES
 @click.option("--seed", type=int, help="Random seed (default 0).")
 @click.option("--aug", type=click.Choice(AUG_MODES), help="Discriminator augmentation: ada (p adapts; default of "
               "NVlabs' presets), fixed (p = --p) or noaug (default of --cfg paper and tiny).")
-@click.option("--p", "augment_p", type=float, help="Augmentation probability: the fixed p (--aug fixed), or ADA's "
-              "initial p.")
+@click.option("--p", "--aug-p", "augment_p", type=float, help="Augmentation probability: the fixed p (--aug fixed), "
+              "or ADA's initial p. Under torchrun write --aug-p: torchrun's parser refuses --p.")
 @click.option("--target", "ada_target", type=float, help="ADA target of the mean sign of D's real logits "
               "(default 0.6).")
 @click.option("--ada-kimg", type=float, help="ADA speed: kimg for p to move by 1 (default 500).")

@@ -6,6 +6,8 @@ API:
   a GPU, gloo on the CPU) and gives each process ``cuda:LOCAL_RANK`` (or the CPU). Without torchrun
   it is one process: rank 0 of 1, nothing initialised. Multi-node launches use torchrun's own
   rendezvous (``--nnodes``, ``--rdzv-endpoint``); nothing here needs to know.
+- ``join_process_group(backend, timeout)``: the process group from torchrun's environment, so
+  that a group restarted by ``--max-restarts`` does not meet its dead predecessor's addresses.
 - ``Dist``: ``rank``, ``world_size``, ``local_rank``, ``device``, ``backend``; ``is_main`` (only
   rank 0 writes files), ``barrier()``, ``all_reduce_mean(tensor)`` (in place),
   ``all_reduce_mean_differentiable(tensor)`` (out of place, with a backward),
@@ -134,5 +136,28 @@ def init_distributed(device="auto", timeout_minutes=30):
         torch.cuda.set_device(wanted)
     backend = "nccl" if wanted.type == "cuda" else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_minutes))
+        join_process_group(backend, datetime.timedelta(minutes=timeout_minutes))
     return Dist(rank, world_size, local_rank, wanted, backend)
+
+
+def join_process_group(backend, timeout):
+    """``init_process_group`` from torchrun's environment, each elastic restart under its own keys.
+
+    torchrun (since PyTorch 2.5) hands its workers the agent's own TCP store, which outlives a
+    restart of the group (``--max-restarts``), and the workers write their addresses into it under
+    fixed keys: a restarted gloo group reads a dead worker's address and fails with "connection
+    refused" (pytorch/pytorch#135712). With one agent its restart count is the same in every worker,
+    so it names the keys of each attempt. Several agents count restarts apart from each other;
+    there torchrun's own opt-out, ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``, gives each attempt a
+    new store.
+    """
+    if (os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+            and os.environ.get("GROUP_WORLD_SIZE", "1") == "1"):
+        rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        agent_store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                                    is_master=False, timeout=timeout)
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        store = dist.PrefixStore(f"stylenas/attempt_{attempt}", agent_store)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
+    else:
+        dist.init_process_group(backend, timeout=timeout)
