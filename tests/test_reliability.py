@@ -767,3 +767,31 @@ def test_sigterm_checkpoints_an_agan_search_and_resume_equals_an_uninterrupted_r
     assert same_nested(a["controller"], b["controller"]) > 0 and a["best"] == b["best"]
     assert json.loads((tmp_path / "straight" / "genotype.json").read_text())["generator"] == json.loads(
         (out / "genotype.json").read_text())["generator"]
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_an_autogan_search_and_resume_equals_an_uninterrupted_run(tmp_path):
+    """AutoGAN's shared-G/controller loop stops after the iteration it is in, with its state on disk."""
+    data = tmp_path / "d16.lmdb"
+    make_demo_data(data, [16], 32, image_format="png", progress=False)
+    args = ["search-conventional", "--method", "autogan", "--data", data, "--preset", "tiny", "--proxy", "--iters",
+            "5", "--device", "cpu"]
+    straight = run(*args, "--outdir", tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen(command(*args, "--outdir", out), env=subprocess_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(out / "search-state.pt", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 143, stderr
+    assert "SIGTERM received" in stderr and "Traceback" not in stderr
+    assert torch.load(out / "search-state.pt", weights_only=True)["search"]["counters"]["iteration"] < 5
+    resumed = rerun(resume_line(stderr))
+    assert resumed.returncode == 0, resumed.stderr
+    a = torch.load(tmp_path / "straight" / "search-state.pt", weights_only=True)
+    b = torch.load(out / "search-state.pt", weights_only=True)
+    assert a["search"]["counters"]["iteration"] == 5
+    assert same_nested(a["search"], b["search"]) > 0
+    assert json.loads((tmp_path / "straight" / "genotype.json").read_text()) == json.loads(
+        (out / "genotype.json").read_text())
