@@ -333,22 +333,29 @@ torch.save(features, sys.argv[3])
 def test_proxy_compare_without_weights_is_labelled_everywhere(tiny, tmp_path, monkeypatch):
     """`make demo` on a machine without pytorch-fid's weights: --proxy scores every row (random-search
     candidates included) on a seeded random-weight Inception, and every output says so; the proxy
-    network gives bit-identical features in another process; a resume may not switch networks."""
+    network gives bit-identical features in another process; a resume may not switch networks. At
+    128 px, so that the published rows are the original StyleGAN2 and the paper's Table 9 CelebA
+    genotype, retrained and scored like the others."""
     import matplotlib.pyplot as plt
 
     from stylenas.compare.families import CompareError
     from stylenas.compare.run import compare
+    from stylenas.datasets.demo import make_demo_data
     from stylenas.metrics import InceptionWeightsError, find_weights
+    from stylenas.search import load_genotype
+    from stylenas.search.genotype import Genotype
 
     monkeypatch.delenv("STYLENAS_INCEPTION", raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))  # no cached weights file either
     with pytest.raises(InceptionWeightsError):
         find_weights(download=False)
     out = tmp_path / "proxy"
+    data = tmp_path / "demo128.lmdb"
+    make_demo_data(data, sizes=[128], num=8, progress=False)
 
     def run(**kwargs):
-        return compare(tiny["data"], out, methods=["random"], seeds=[0], budget=TEST_BUDGET, family="stylegan2",
-                       device="cpu", log=quiet, published=["stylegan2"], **kwargs)
+        return compare(data, out, methods=["random"], seeds=[0], budget=TEST_BUDGET, family="stylegan2",
+                       device="cpu", log=quiet, **kwargs)
 
     with pytest.raises(CompareError, match="--proxy"):  # without weights the error names the way out
         run()
@@ -360,7 +367,10 @@ def test_proxy_compare_without_weights_is_labelled_everywhere(tiny, tmp_path, mo
     monkeypatch.setattr(plt, "close", lambda fig=None: (titles.append(fig.axes[0].get_title()), close(fig)))
     run(proxy=True)
     board = _leaderboard(out)
-    assert set(board) == {"random-alphagan", "stylegan2"}
+    assert set(board) == {"random-alphagan", "stylegan2", "alphagan_celeba128"}
+    assert board["stylegan2"]["search_kimg"] == board["alphagan_celeba128"]["search_kimg"] == 0
+    table9 = Genotype.load(out / "jobs" / "published-alphagan_celeba128-s0" / "search" / "genotype.json")
+    assert table9.layers == load_genotype("alphagan_celeba128").layers and table9.resolution == 128
     assert all(r["status"] == "ok" and r["features"] == "proxy" and r["fid"] > 0 for r in board.values())
     with open(out / "leaderboard.csv") as file:
         assert {row["features"] for row in csv.DictReader(file)} == {"proxy"}
@@ -377,7 +387,7 @@ def test_proxy_compare_without_weights_is_labelled_everywhere(tiny, tmp_path, mo
     saved = torch.load(out / "reference-features.pt", weights_only=True)["features"]
     script = tmp_path / "proxy_features.py"
     script.write_text(PROXY_FEATURES_SCRIPT)
-    launch(script, tiny["data"], len(saved), tmp_path / "again.pt", env={**os.environ, "OMP_NUM_THREADS": "1"})
+    launch(script, data, len(saved), tmp_path / "again.pt", env={**os.environ, "OMP_NUM_THREADS": "1"})
     again = torch.load(tmp_path / "again.pt", weights_only=True)
     assert saved.shape == (TEST_BUDGET.eval_num_ref, 2048) and torch.equal(again, saved)
 
@@ -385,7 +395,7 @@ def test_proxy_compare_without_weights_is_labelled_everywhere(tiny, tmp_path, mo
     with pytest.raises(CompareError, match="features='proxy' \\(now 'inception'\\)"):
         run(resume=True, inception=tiny["weights"])
     finished = {name: json.loads((out / "jobs" / name / "result.json").read_text())["finished_at"]
-                for name in ("random-alphagan-s0", "published-stylegan2-s0")}
+                for name in ("random-alphagan-s0", "published-stylegan2-s0", "published-alphagan_celeba128-s0")}
     run(resume=True, proxy=True)
     assert finished == {name: json.loads((out / "jobs" / name / "result.json").read_text())["finished_at"]
                         for name in finished}
