@@ -202,3 +202,31 @@ def test_tiny_compare_with_every_searcher_random_search_and_every_published_geno
     recipes = {json.dumps({k: c[k] for k in ("loss", "steps", "g_batch", "d_batch", "seed", "resolution")})
                for c in configs}
     assert len(recipes) == 1 and '"loss": "hinge"' in recipes.pop()
+
+
+@pytest.mark.parametrize("features", ["proxy", "inception"])
+def test_compare_proxy_hands_proxy_to_the_searchers_that_score_with_inception(features, tmp_path, monkeypatch):
+    """Under --proxy there is no weights file: AutoGAN, AGAN and DGGAN (which score candidates with the
+    Inception) get their own --proxy at any budget; alphaGAN and DEGAS, which use no Inception, do not."""
+    from types import SimpleNamespace
+
+    from stylenas.compare import families
+
+    given = {}
+
+    def command_line(command, args, what):
+        args = [str(a) for a in args]
+        given[args[args.index("--method") + 1]] = args
+        folder = tmp_path / args[args.index("--method") + 1]
+        folder.mkdir()
+        (folder / "genotype.json").write_text(json.dumps({"source": {}}))
+
+    monkeypatch.setattr(families, "run_command", command_line)
+    ctx = SimpleNamespace(data="x.lmdb", resolution=32, device="cpu", budget=BUDGETS["paper"], features=features,
+                          inception_path=None if features == "proxy" else "w.pth")
+    family = families.ConventionalFamily(ctx)
+    for method in SEARCHERS:
+        family.search(method, 0, tmp_path / method)
+    proxied = {method for method, args in given.items() if "--proxy" in args}
+    assert proxied == ({"autogan", "agan", "dggan"} if features == "proxy" else set())
+    assert all(("--inception" in args) == (features == "inception") for args in given.values())
