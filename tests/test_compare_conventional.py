@@ -193,7 +193,8 @@ def test_tiny_compare_with_every_searcher_random_search_and_every_published_geno
     # the searchers' own scores of what they returned (for Kendall's tau); DGGAN keeps none
     assert [board[m]["search_score"] is not None for m in SEARCHERS] == [True, True, True, True, False]
     for name in PUBLISHED:
-        assert board[name]["search_kimg"] == 0 and board[name]["candidates"] == 0 and board[name]["search_score"] is None
+        row = board[name]
+        assert row["search_kimg"] == 0 and row["candidates"] == 0 and row["search_score"] is None, name
     summary = json.loads((out / "summary.json").read_text())["methods"]
     assert all(summary[m]["rank_vs_random"] in (1, 2) for m in SEARCHERS)
     # one recipe for all 15 rows: the same loss, steps, batches and seed at the data's resolution

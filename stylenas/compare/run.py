@@ -3,7 +3,8 @@ shared evaluation, resumable, spread over torchrun processes, failures recorded.
 
 Folder layout::
 
-    DIR/compare.json                 the settings (a --resume must give the same ones)
+    DIR/compare.json                 the settings (a --resume must give the same ones, the feature
+                                     network included: "features" is "inception" or "proxy")
     DIR/reference-features.pt        the reference's Inception features (evaluate.py)
     DIR/jobs/<name>/search/          the method's search folder (genotype.json, logs)
     DIR/jobs/<name>/search.json      the search's outcome, written when the search finished
@@ -210,8 +211,7 @@ def run_job(job, family, ctx, folder):
     scores = ev.score_checkpoint(retrain["checkpoint"], ctx.reference, ctx.budget.eval_num, ctx.net)
     return {"status": "ok", "job": job.name, "method": job.row, "kind": job.method, "seed": job.seed, **scores,
             "features": ctx.features, "params": ev.parameter_count(retrain["checkpoint"]),
-            "search_kimg": search["kimg"],
-            "search_seconds": search["seconds"], "search_gpu_hours": search["gpu_hours"],
+            "search_kimg": search["kimg"], "search_seconds": search["seconds"], "search_gpu_hours": search["gpu_hours"],
             "search_score": search["score"], "search_score_name": search["score_name"],
             "candidates": search["candidates"], "retrain_seconds": retrain["seconds"],
             "genotype": search["genotype"], "checkpoint": retrain["checkpoint"]}
