@@ -13,6 +13,7 @@ codes, stream positions, RNG: ``--resume`` continues exactly).
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from .common import STATE_FILE, SearchError, open_state, search_images
 from .degas import DEGAS_PRESETS, DegasMethod
 
 METHODS = ("alphagan", "degas")
+PLOT_SECONDS = 30  # alphas.png is redrawn at most this often during a search
 
 
 @dataclass
@@ -175,13 +177,18 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
     def genotype():
         return method.G.genotype(source={**source, "iterations": method.done})
 
-    def checkpoint():
+    plotted = [-math.inf]  # when alphas.png was last drawn
+
+    def checkpoint(final=False):
         with atomic_path(state_path) as tmp:
             torch.save({"settings": settings, "method": method.state_dict(), "history": history,
                         "rng": capture_rng()}, tmp)
         genotype().save(outdir / "genotype.json")
-        if history:
+        # drawing takes seconds: on a fast search (tiny presets, DEGAS's epochs) at most every
+        # PLOT_SECONDS, always at the end and when stopped
+        if history and (final or time.monotonic() - plotted[0] >= PLOT_SECONDS):
             plot_alphas(history, outdir / "alphas.png", config.method)
+            plotted[0] = time.monotonic()
 
     log(f"searching {config.method} at {resolution}px on {device}: {iters} iterations; {method.describe}; "
         f"{len(halves[0])} training / {len(halves[1])} validation images")
@@ -209,12 +216,12 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
             log_file.flush()
             stopping = stop.requested() and k < iters  # SIGINT/SIGTERM: checkpoint, then exit
             if k % config.checkpoint_every == 0 or k == iters or stopping:
-                checkpoint()
+                checkpoint(final=k == iters or stopping)
             bar.update(1)
             if stopping:
                 stop.interrupt(state_path)
     if method.done == start:
-        checkpoint()
+        checkpoint(final=True)
     result = genotype()
     log(f"genotype written to {outdir / 'genotype.json'}: {json.dumps(result.body)}")
     return result
