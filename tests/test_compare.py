@@ -236,6 +236,12 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path):
     assert "--seeds" in run("--seeds", "0,x")
     assert not (tmp_path / "c").exists()
 
+    from stylenas.runs import RunFolder
+
+    with RunFolder(tmp_path / "c"):  # another compare is writing the folder
+        assert f"{tmp_path / 'c'}: another run is writing this folder (pid {os.getpid()}: " in run()
+        assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [".lock"]  # the refused one wrote nothing
+
 
 def test_a_signal_stops_the_compare_instead_of_failing_the_job(tiny, tmp_path, monkeypatch):
     import click

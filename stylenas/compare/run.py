@@ -223,7 +223,9 @@ def _wait_for_every_process():
 
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
+    from ..train.distributed import join_process_group
+
+    join_process_group("gloo", datetime.timedelta(days=7))
     try:
         dist.barrier()
     finally:
