@@ -205,6 +205,35 @@ def test_sigterm_checkpoints_the_search_and_resume_equals_an_uninterrupted_run(d
     assert iterations == list(range(1, 13))  # one line per iteration, none twice
 
 
+@pytest.mark.slow
+def test_the_stylegan2_search_refuses_several_processes_and_continues_after_a_torchrun_restart(demo, tmp_path):
+    """The search is one process: under torchrun with 2 it says so before writing anything. A process
+    torchrun starts again (TORCHELASTIC_RESTART_COUNT > 0, the first command line) continues from the
+    state a SIGKILLed attempt left and ends as an uninterrupted run."""
+    args = ["--data", demo, "--resolution", "16", *SEARCH, "--iters", "6", "--checkpoint-every", "2"]
+    refused = run("search", *args, "--outdir", tmp_path / "many", WORLD_SIZE="2", RANK="0")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "the StyleGAN2 search runs in one process" in refused.stderr and "torchrun started 2" in refused.stderr
+    assert not (tmp_path / "many").exists()
+    straight = run("search", *args, "--outdir", tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(command("search", *args, "--outdir", out), env=subprocess_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(out / "search-state.pt", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=300)
+    assert torch.load(out / "search-state.pt", weights_only=True)["searcher"] is not None
+    again = run("search", *args, "--outdir", out, TORCHELASTIC_RESTART_COUNT="1")  # no --resume
+    assert again.returncode == 0, again.stderr
+    assert f"resumed {out} at iteration" in again.stderr
+    a = torch.load(tmp_path / "straight" / "search-state.pt", weights_only=True)
+    b = torch.load(out / "search-state.pt", weights_only=True)
+    assert a["train_step"] == b["train_step"] and a["val_step"] == b["val_step"]
+    for key in ("G", "D"):
+        same_tensors(a["searcher"][key], b["searcher"][key])
+
+
 def test_a_second_signal_stops_at_once():
     from stylenas.runs import StopSignals
 

@@ -32,7 +32,7 @@ from ..nn.layers import NORMAL_OPS, UP_OPS
 from ..nn.networks import TORGB_W, Discriminator, check_resolution
 from ..devices import resolve_device
 from ..io import save_torch
-from ..runs import ProgressLine, RunFolder, StopSignals
+from ..runs import ProgressLine, RunFolder, StopSignals, restarted_by_torchrun
 from ..plots import plot_series, save_image_atomic, save_line_panels
 from .alphagan import PRESETS, AlphaGANSearcher, NonFiniteError
 from .genotype import space_size
@@ -228,6 +228,10 @@ def run_search(config: SearchConfig, dataset=None, log=lambda line: click.echo(l
 
 
 def _run_search(config, dataset, log, folder):
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes > 1:  # each process would run the whole search into the same folder
+        raise SearchError(f"the StyleGAN2 search runs in one process (alphaGAN searches on one GPU), but torchrun "
+                          f"started {processes}: run it with python, or torchrun --nproc_per_node 1")
     if config.preset not in STYLEGAN2_PRESETS:
         raise SearchError(f"--preset must be one of {', '.join(STYLEGAN2_PRESETS)} for the StyleGAN2 search, got "
                           f"{config.preset!r} (s and l are alphaGAN's CIFAR-10 settings: search_conventional.py)")
@@ -289,6 +293,8 @@ def _run_search(config, dataset, log, folder):
     positions, history = (0, 0), []
 
     folder.acquire()  # every option is checked: from here on this run owns the folder
+    if restarted_by_torchrun() and not config.resume and state_path.is_file():
+        config = replace(config, resume=True)  # torchrun restarted the process: continue from the state
     if config.resume:
         state = load_state(state_path, device)
         saved = {"torgb_w": "free", **state["settings"]}  # states from before the option were untied
