@@ -200,6 +200,13 @@ def test_tiny_compare_failure_resume_and_two_processes(tiny, monkeypatch):
     assert (jobs / "alphagan-s0" / "search.json").stat().st_mtime_ns == search_mtime  # search not rerun
     assert resumed["stylegan2"]["status"] == "ok"
     assert resumed["alphagan"]["fid"] == pytest.approx(board["alphagan"]["fid"], rel=1e-4)  # same retraining
+    # torchrun restarting the group (--max-restarts) starts the first command line again: it resumes
+    (jobs / "published-stylegan2-s0" / "result.json").unlink()
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    _run(tiny, out)  # no resume=True
+    monkeypatch.delenv("TORCHELASTIC_RESTART_COUNT")
+    assert json.loads((jobs / "random-alphagan-s0" / "result.json").read_text())["finished_at"] == finished
+    assert (jobs / "published-stylegan2-s0" / "result.json").is_file()
 
     # two torchrun processes share the jobs (one each: random search in alphaGAN's space, and the
     # published StyleGAN2) and give the rows of one process
