@@ -148,6 +148,10 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
 @click.option("--rank-by", type=click.Choice(["fid_norm", "fid"]), default=None,
               help="dggan: rank children by FID over the ProgGAN baseline's at their resolution [fid_norm] or by "
                    "raw FID (every route then fills a resolution before doubling).")
+@click.option("--base-net", type=click.Choice(["gan_zoo", "proggan"]), default=None,
+              help="dggan: base networks as pytorch_GAN_zoo, the PyTorch ProgGAN the paper used [gan_zoo: He's gain "
+                   "in every layer], or as tkarras' ProgGAN (gain 1 in toRGB and D's output, sqrt(2)/4 in G's "
+                   "4x4 dense; strided minibatch stddev). Recorded in genotype.json.")
 @click.option("--metrics", default="",
               help="alphagan/degas: comma list of is,fid of the derived architecture at every sample grid.")
 @click.option("--fid-stats", type=click.Path(dir_okay=False), default=None,
@@ -157,7 +161,7 @@ def train_conventional_command(genotype, data, outdir, steps, preset, loss, reso
 def search_conventional_command(method, data, outdir, preset, iters, resolution, seed, device, sample_every, resume,
                                 reward, proxy, inception, reward_num, ctrl_batch, baseline, child_steps, is_range,
                                 top_k, sample_p, max_steps, final_iters, fid_num, n_critic, betas, batches, metrics,
-                                fid_stats, metric_num, max_grown, lr, arch_lr, rank_by):
+                                fid_stats, metric_num, max_grown, lr, arch_lr, rank_by, base_net):
     """Search a conventional generator; writes OUTDIR/genotype.json (retrain it with
     train-conventional --genotype OUTDIR/genotype.json), log.jsonl, alphas.png (autogan/agan:
     rewards.png), samples/ and search-state.pt (for --resume). autogan/agan spread the candidate
@@ -165,8 +169,8 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
     fig3.png, final.pt and dggan-state.json; its children are trained on all torchrun processes."""
     given = dict(reward_num=reward_num, ctrl_batch=ctrl_batch, baseline=baseline, child_steps=child_steps,
                  is_range=is_range, top_k=top_k, p=sample_p, max_steps=max_steps, final_iters=final_iters,
-                 fid_num=fid_num, max_grown=max_grown, rank_by=rank_by, n_critic=n_critic, betas=betas,
-                 batches=batches, lr=lr, arch_lr=arch_lr, fid_stats=fid_stats, metrics=metrics or None)
+                 fid_num=fid_num, max_grown=max_grown, rank_by=rank_by, base_net=base_net, n_critic=n_critic,
+                 betas=betas, batches=batches, lr=lr, arch_lr=arch_lr, fid_stats=fid_stats, metrics=metrics or None)
     _refuse_options_of_other_methods(method, given)
     if method in ("autogan", "agan"):
         if method == "autogan":
@@ -192,7 +196,8 @@ def search_conventional_command(method, data, outdir, preset, iters, resolution,
 
         overrides = {k: v for k, v in (("top_k", top_k), ("p", sample_p), ("child_iters", iters),
                                        ("max_steps", max_steps), ("final_iters", final_iters),
-                                       ("max_grown", max_grown), ("rank_by", rank_by)) if v is not None}
+                                       ("max_grown", max_grown), ("rank_by", rank_by), ("base_net", base_net))
+                     if v is not None}
         try:
             with RunFolder(outdir, enabled=is_main_process()), StopSignals() as stop:
                 search_from_options(data, outdir, preset or "paper", resolution, seed, device, resume, proxy,
@@ -226,7 +231,7 @@ OPTION_METHODS = {
     "reward_num": ("autogan", "agan"), "ctrl_batch": ("autogan",), "baseline": ("autogan",),
     "child_steps": ("agan",), "is_range": ("agan",),
     "top_k": ("dggan",), "p": ("dggan",), "max_steps": ("dggan",), "final_iters": ("dggan",),
-    "fid_num": ("dggan",), "max_grown": ("dggan",), "rank_by": ("dggan",),
+    "fid_num": ("dggan",), "max_grown": ("dggan",), "rank_by": ("dggan",), "base_net": ("dggan",),
     "n_critic": ("alphagan",), "betas": ("alphagan",), "batches": ("alphagan",),
     "lr": ("degas",), "arch_lr": ("degas",),
     "fid_stats": ("alphagan", "degas"), "metrics": ("alphagan", "degas"),

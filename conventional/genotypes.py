@@ -15,15 +15,16 @@ from pathlib import Path
 from ..io import atomic_path
 from ..search.genotype import FORMAT, VERSION, GenotypeError, check_envelope, read_json
 
-# search space -> (keys of its body, validator(body, where)); filled by conventional.spaces
+# search space -> (keys of its body, validator(body, where), optional keys); filled by conventional.spaces
 SPACES = {}
 # published genotype name -> a function returning it; filled by conventional.spaces
 PUBLISHED = {}
 
 
-def register_space(name, keys, validate):
-    """Make ``name`` a conventional search space whose body holds ``keys``, checked by ``validate``."""
-    SPACES[name] = (tuple(keys), validate)
+def register_space(name, keys, validate, optional=()):
+    """Make ``name`` a conventional search space whose body holds ``keys`` (and ``optional`` ones
+    where given), checked by ``validate``."""
+    SPACES[name] = (tuple(keys), validate, tuple(optional))
 
 
 def check(condition, where, message):
@@ -68,7 +69,8 @@ class ConventionalGenotype:
         missing = [k for k in ("resolution",) + SPACES[space][0] if k not in data]
         if missing:
             raise GenotypeError(f"{where}: missing keys {', '.join(missing)}")
-        return cls(space, data["resolution"], {k: data[k] for k in SPACES[space][0]},
+        body = {k: data[k] for k in SPACES[space][0] + SPACES[space][2] if k in data}
+        return cls(space, data["resolution"], body,
                    data.get("arch_parameters"), data.get("source")).validate(where)
 
     @classmethod

@@ -292,9 +292,10 @@ def test_a_doubled_child_can_survive(tmp_path, rank_by):
 
 def test_equalised_learning_rate_keeps_the_scale_of_activations():
     """ProgGAN's He constant sqrt(2 / fan_in): through a freshly built 32 px G and D the activations
-    (root mean square) neither vanish nor explode, and D's output is of order 1."""
+    (root mean square) neither vanish nor explode, and D's output is of order 1. tkarras' gains
+    (base_net proggan, gain 1 in toRGB); pytorch_GAN_zoo's sqrt(2) there: test_dggan_base.py."""
     torch.manual_seed(0)
-    body = apply_action(apply_action(base_body(32, [32, 32, 32]), Action("double")), Action("double"))
+    body = apply_action(apply_action(base_body(32, [32, 32, 32], "proggan"), Action("double")), Action("double"))
     G, D = build_grown(body)
     rms = {}
     for prefix, net in (("G", G), ("D", D)):

@@ -44,7 +44,8 @@ from ...runs import restarted_by_torchrun
 from ...train.runlog import save_image_grid
 from ..sources import OPERATIONAL, TINY, with_changes, write_run_config
 from ..train import RETRAIN_SOURCES as TRAIN_SOURCES
-from ..spaces.dggan_grown import D0, FILTERS, KERNELS, action_space, allowed, build_grown, proggan_channels
+from ..spaces.dggan_grown import (BASE_NETS, D0, DEFAULT_BASE_NET, FILTERS, KERNELS, action_space, allowed,
+                                  build_grown, proggan_channels)
 from ..spread import job_seed, seeded
 from .dggan_candidates import FIDScorer, train_candidate
 from .dggan_run import STATE_FILE, DGGANRun
@@ -75,10 +76,11 @@ class DGGANConfig:
     betas: tuple = (0.0, 0.99)
     seed: int = 0
     rank_by: str = "fid_norm"  # RANKINGS: how children of different resolutions compete for the top K
+    base_net: str = DEFAULT_BASE_NET  # BASE_NETS: whose ProgGAN the layers follow (dggan_grown.GAINS)
 
     # settings a --resume must agree with
     STRUCTURAL = ("final_resolution", "latent_dim", "channels", "top_k", "p", "kernels", "filters", "max_grown",
-                  "child_iters", "fade_iters", "batch", "lr", "betas", "seed", "rank_by")
+                  "child_iters", "fade_iters", "batch", "lr", "betas", "seed", "rank_by", "base_net")
 
     def resolved(self):
         stages = int(math.log2(self.final_resolution // D0)) + 1
@@ -135,6 +137,10 @@ SOURCES = {
     "lr": Entry(code(f"{PROGGAN} config.py: G and D Adam learning rate 0.001")),
     "betas": Entry(code(f"{PROGGAN} config.py: Adam beta1 0.0, beta2 0.99")),
     "seed": Entry(choice("--seed, default 0: draws, initial weights and batches")),
+    "base_net": Entry(paper("'Experimental Results' and footnote 1: the paper's ProgGAN is 'the most popular "
+                            "PyTorch implementation (Git 2019)', facebookresearch/pytorch_GAN_zoo (custom_layers.py "
+                            "getLayerNormalizationFactor: He's sqrt(2 / fan_in) in every layer; "
+                            "mini_batch_stddev_module.py); --base-net proggan: tkarras' gains and minibatch stddev")),
     "rank_by": Entry(paper("FID normalised by the per-scale ProgGAN baseline (section 'Analysis', Fig. 3): FID "
                            "'at each resolution is not comparable'"),
                      deviation="Algorithm 1 says only 'keep top-K candidates'; ranking raw FIDs keeps every "
@@ -295,6 +301,8 @@ def run_dggan(config: DGGANConfig, outdir, dataset, scorer, device="cpu", dist=N
         raise ValueError(f"p must be in (0, 1] and K >= 1, got p={config.p}, K={config.top_k}")
     if config.rank_by not in RANKINGS:
         raise ValueError(f"rank_by must be one of {', '.join(RANKINGS)}, got {config.rank_by!r}")
+    if config.base_net not in BASE_NETS:
+        raise ValueError(f"base_net must be one of {', '.join(BASE_NETS)}, got {config.base_net!r}")
     stages = int(math.log2(config.final_resolution // D0)) + 1
     if len(config.resolved().channels) < stages:
         raise ValueError(f"channels {config.channels}: one width per stage up to {config.final_resolution}px "
@@ -318,7 +326,7 @@ def search_from_options(data, outdir, preset="paper", resolution=None, seed=0, d
                         proxy=False, inception=None, overrides=None, fid_num=None, log=print, stop=None):
     """``search-conventional --method dggan``: the LMDB's images (``resolution``: which stored size)
     are the final resolution; ``overrides`` replace DGGANConfig fields of the preset (e.g.
-    ``top_k``, ``p``, ``child_iters``, ``max_steps``, ``final_iters``)."""
+    ``top_k``, ``p``, ``child_iters``, ``max_steps``, ``final_iters``, ``base_net``)."""
     from ...datasets import DatasetError, LMDBImages
     from ...train.distributed import init_distributed
     from ..rewards import reward_network
@@ -346,7 +354,8 @@ def search_from_options(data, outdir, preset="paper", resolution=None, seed=0, d
     scorer = FIDScorer(net, num=fid_num or SCORE_SAMPLES[preset], ref_num=REFERENCE_IMAGES[preset])
     if dist.is_main:  # DIR/config.json: every resolved setting with its source
         given = {"top_k": "--top-k", "p": "--p", "child_iters": "--iters", "max_steps": "--max-steps",
-                 "final_iters": "--final-iters", "max_grown": "--max-grown", "rank_by": "--rank-by"}
+                 "final_iters": "--final-iters", "max_grown": "--max-grown", "rank_by": "--rank-by",
+                 "base_net": "--base-net"}
         values = {"preset": preset, **{k: (list(v) if isinstance(v, tuple) else v)
                                       for k, v in asdict(config.resolved()).items()},
                   "scorer": scorer.label, "scorer_samples": scorer.num, "scorer_reference_images": scorer.ref_num,

@@ -18,8 +18,8 @@ import torch
 from ...io import atomic_path
 from ...train.runlog import save_image_grid
 from ..genotypes import ConventionalGenotype
-from ..spaces.dggan_grown import Action, apply_action, base_body, build_grown, count_parameters, grow, \
-    stage_resolutions
+from ..spaces.dggan_grown import LEGACY_BASE_NET, Action, apply_action, base_body, build_grown, count_parameters, \
+    grow, stage_resolutions
 from ..spread import job_seed, spread_jobs
 from .dggan_candidates import final_state, train_candidate
 from .dggan_reports import budget_simulations, log_record, plot_fig3, write_csv
@@ -74,6 +74,7 @@ class DGGANRun:
             except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
                 raise ValueError(f"{self.state_path}: not a readable DGGAN state ({error})") from None
             old = self.state.get("settings", {})
+            old.setdefault("base_net", LEGACY_BASE_NET)  # a state from before the switch built these
             mismatched = [k for k in self.config.STRUCTURAL + ("images",) + SCORER_SETTINGS
                           if old.get(k) != settings.get(k)]
             if mismatched:
@@ -211,7 +212,8 @@ class DGGANRun:
         return [{**r, "fid": fids[i]} for i, r in enumerate(results)]
 
     def new_candidate(self, step, parent, action, baseline=False, sampled=True):
-        body = base_body(self.config.latent_dim, self.config.channels) if parent is None else apply_action(
+        c = self.config
+        body = base_body(c.latent_dim, c.channels, c.base_net) if parent is None else apply_action(
             self.candidate(parent)["genotype"], action)
         record = {"id": len(self.state["candidates"]), "step": step, "parent": parent,
                   "action": None if action is None else action.name, "resolution": stage_resolutions(body)[-1],

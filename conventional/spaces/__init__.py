@@ -19,6 +19,6 @@ from . import agan_modules, alphagan_cells, autogan_cells, degas_dag, dggan_grow
 
 for name, space in (("alphagan_conv", alphagan_cells), ("autogan", autogan_cells), ("degas", degas_dag),
                     ("dggan", dggan_grown), ("agan", agan_modules)):
-    register_space(name, space.KEYS, space.validate)
+    register_space(name, space.KEYS, space.validate, getattr(space, "OPTIONAL_KEYS", ()))
 PUBLISHED.update(autogan_cells.PUBLISHED)
 PUBLISHED.update(alphagan_cells.PUBLISHED)

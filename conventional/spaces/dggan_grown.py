@@ -18,7 +18,9 @@ new layers are random.
 
 Genotype body (search space ``dggan``): ``latent_dim``, ``channels`` (the feature maps of every
 stage the search may reach) and ``stages``, per resolution from 8 px ``{"g": [[kernel, filters],
-...], "d": [...]}``, the grown convolutions in the order they were added.
+...], "d": [...]}``, the grown convolutions in the order they were added; ``base_net`` (optional,
+``BASE_NETS``): which ProgGAN implementation the layers follow, ``proggan`` when absent (genotypes
+written before the field existed were built that way).
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ D0 = 8  # base resolution
 KERNELS = (3, 7)
 FILTERS = (32, 64, 128, 256, 512, 1024)
 KEYS = ("latent_dim", "channels", "stages")  # of the genotype body
+OPTIONAL_KEYS = ("base_net",)
+# The ProgGAN the base networks follow. "gan_zoo": facebookresearch/pytorch_GAN_zoo, the PyTorch
+# implementation the paper's numbers came from (its footnote 1): He's gain sqrt(2) in every layer and
+# its minibatch stddev (consecutive groups, unbiased variance). "proggan": tkarras/
+# progressive_growing_of_gans, the authors' TF code: gain 1 in G's toRGB and D's output, sqrt(2)/4 in
+# G's 4x4 dense, strided groups and biased variance in the minibatch stddev.
+BASE_NETS = ("gan_zoo", "proggan")
+DEFAULT_BASE_NET = "gan_zoo"  # new searches
+LEGACY_BASE_NET = "proggan"  # a body without ``base_net``
 
 
 def proggan_channels(resolution, fmap_base=16384, fmap_max=512):
@@ -50,10 +61,17 @@ def stage_resolutions(body):
     return [D0 * 2 ** s for s in range(len(body["stages"]))]
 
 
-def base_body(latent_dim, channels):
+def base_body(latent_dim, channels, base_net=DEFAULT_BASE_NET):
     """The ProgGAN base networks at d0 = 8 px; ``channels`` lists the feature maps of every stage
-    the search may reach (8, 16, 32 px, ...)."""
-    return {"latent_dim": int(latent_dim), "channels": [int(c) for c in channels], "stages": [{"g": [], "d": []}]}
+    the search may reach (8, 16, 32 px, ...); ``base_net``: one of ``BASE_NETS``."""
+    if base_net not in BASE_NETS:
+        raise ValueError(f"base_net must be one of {', '.join(BASE_NETS)}, got {base_net!r}")
+    return {"latent_dim": int(latent_dim), "channels": [int(c) for c in channels], "stages": [{"g": [], "d": []}],
+            "base_net": base_net}
+
+
+def base_net_of(body):
+    return body.get("base_net", LEGACY_BASE_NET)
 
 
 def validate(body, where):
@@ -63,6 +81,8 @@ def validate(body, where):
             raise GenotypeError(f"{where}: {message}")
 
     check(isinstance(body.get("latent_dim"), int) and body["latent_dim"] > 0, "latent_dim must be a positive integer")
+    check(base_net_of(body) in BASE_NETS, f"base_net must be one of {', '.join(BASE_NETS)}, got "
+                                          f"{body.get('base_net')!r}")
     stages, channels = body.get("stages"), body.get("channels")
     check(isinstance(stages, list) and stages, "\"stages\" must list the resolution stages (8 px first)")
     check(isinstance(channels, list) and len(channels) >= len(stages)
@@ -81,6 +101,13 @@ def validate(body, where):
 # ---------------------------------------------------------------------------- ProgGAN layers
 
 HE_GAIN = math.sqrt(2)  # He's constant for (leaky) ReLU layers: weights scaled by sqrt(2 / fan_in)
+# the gains of the three layers where the implementations differ (every other layer: HE_GAIN)
+GAINS = {
+    # pytorch_GAN_zoo custom_layers.py: every equalised layer scales by getLayerNormalizationFactor
+    "gan_zoo": {"g_input": HE_GAIN, "to_rgb": HE_GAIN, "d_out": HE_GAIN},
+    # progressive_growing_of_gans networks.py G_paper / D_paper
+    "proggan": {"g_input": HE_GAIN / 4, "to_rgb": 1.0, "d_out": 1.0},
+}
 
 
 class EqualConv2d(nn.Module):
@@ -157,23 +184,22 @@ class Stage(nn.Module):
 class GrownGenerator(nn.Module):
     """ProgGAN generator of a ``dggan`` genotype body: pixel-normed z -> 4x4 block (dense, conv)
     -> one Stage per resolution (nearest up-sampling first) -> 1x1 toRGB (linear output, as
-    ProgGAN). Equalised learning rate with ProgGAN's gains (tkarras/progressive_growing_of_gans
-    ``networks.py``, G_paper and D_paper): He's sqrt(2) in every layer but the 4x4 dense
-    (sqrt(2) / 4), toRGB (1) and D's output (1). ``fading``: the newest stage is a fade-in block, output
-    alpha * toRGB(new) + (1 - alpha) * up(toRGB_prev(previous stage))."""
+    ProgGAN). Equalised learning rate with the gains of the body's ``base_net`` (``GAINS``).
+    ``fading``: the newest stage is a fade-in block, output alpha * toRGB(new) + (1 - alpha) *
+    up(toRGB_prev(previous stage))."""
 
     def __init__(self, body, fading=False):
         super().__init__()
-        ch = body["channels"]
+        ch, gains = body["channels"], GAINS[base_net_of(body)]
         self.latent_dim, self.fading, self.alpha = body["latent_dim"], fading and len(body["stages"]) > 1, 1.0
         self.resolution = stage_resolutions(body)[-1]
-        self.input = EqualLinear(self.latent_dim, ch[0] * 16, gain=HE_GAIN / 4)
+        self.input = EqualLinear(self.latent_dim, ch[0] * 16, gain=gains["g_input"])
         self.conv4 = GConv(ch[0], ch[0], 3)
         self.stages = nn.ModuleList(Stage(GConv, ch[max(s - 1, 0)], ch[s], ch[s], stage["g"], newest_first=False)
                                     for s, stage in enumerate(body["stages"]))
-        self.to_rgb = EqualConv2d(ch[len(body["stages"]) - 1], 3, 1, gain=1.0)
+        self.to_rgb = EqualConv2d(ch[len(body["stages"]) - 1], 3, 1, gain=gains["to_rgb"])
         if self.fading:
-            self.to_rgb_prev = EqualConv2d(ch[len(body["stages"]) - 2], 3, 1, gain=1.0)
+            self.to_rgb_prev = EqualConv2d(ch[len(body["stages"]) - 2], 3, 1, gain=gains["to_rgb"])
 
     def forward(self, z):
         h = pixel_norm(F.leaky_relu(self.input(pixel_norm(z)), 0.2).view(len(z), -1, 4, 4))
@@ -190,7 +216,8 @@ class GrownGenerator(nn.Module):
 
 
 def minibatch_stddev(x, group=4):
-    """ProgGAN's minibatch standard deviation feature map (groups of up to 4 strided samples)."""
+    """ProgGAN's minibatch standard deviation feature map (progressive_growing_of_gans: groups of up
+    to 4 strided samples, sample i with i + n/group, ..., biased variance)."""
     n, _, h, w = x.shape
     group = next(g for g in range(min(group, n), 0, -1) if n % g == 0)
     y = x.view(group, -1, *x.shape[1:])
@@ -198,14 +225,34 @@ def minibatch_stddev(x, group=4):
     return torch.cat([x, y.repeat(group).view(n, 1, 1, 1).expand(n, 1, h, w)], dim=1)
 
 
+def minibatch_stddev_gan_zoo(x, group=4):
+    """pytorch_GAN_zoo's variant (``mini_batch_stddev_module.py``): groups of ``min(group, n)``
+    consecutive samples (the whole batch when that does not divide n), unbiased variance, a zero
+    map when a group holds one sample."""
+    n, _, h, w = x.shape
+    group = min(group, n)
+    if n % group:
+        group = n
+    if group == 1:
+        return torch.cat([x, x.new_zeros(n, 1, h, w)], dim=1)
+    y = x.view(-1, group, *x.shape[1:])
+    y = (y.var(dim=1, unbiased=True) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # [n / group]
+    return torch.cat([x, y.repeat_interleave(group).view(n, 1, 1, 1).expand(n, 1, h, w)], dim=1)
+
+
+MINIBATCH_STDDEV = {"gan_zoo": minibatch_stddev_gan_zoo, "proggan": minibatch_stddev}
+
+
 class GrownDiscriminator(nn.Module):
     """ProgGAN discriminator of a ``dggan`` body: 1x1 fromRGB -> one Stage per resolution, newest
-    first (average-pooled after it) -> 4x4 block (minibatch stddev, conv, dense, dense -> 1).
+    first (average-pooled after it) -> 4x4 block (minibatch stddev, conv, dense, dense -> 1); gains
+    and minibatch stddev of the body's ``base_net``.
     ``fading``: the new stage's output mixes with fromRGB_prev(down(image)) by alpha."""
 
     def __init__(self, body, fading=False):
         super().__init__()
-        ch = body["channels"]
+        ch, base_net = body["channels"], base_net_of(body)
+        self.stddev = MINIBATCH_STDDEV[base_net]
         top = len(body["stages"]) - 1
         self.fading, self.alpha = fading and top > 0, 1.0
         self.resolution = stage_resolutions(body)[-1]
@@ -216,7 +263,7 @@ class GrownDiscriminator(nn.Module):
                                     for s, stage in enumerate(body["stages"]))
         self.conv4 = DConv(ch[0] + 1, ch[0], 3)
         self.dense = EqualLinear(ch[0] * 16, ch[0])
-        self.out = EqualLinear(ch[0], 1, gain=1.0)
+        self.out = EqualLinear(ch[0], 1, gain=GAINS[base_net]["d_out"])
 
     def forward(self, x):
         h = self.from_rgb(x)
@@ -224,7 +271,7 @@ class GrownDiscriminator(nn.Module):
             h = F.avg_pool2d(self.stages[s](h), 2)
             if s == len(self.stages) - 1 and self.fading and self.alpha < 1:
                 h = self.alpha * h + (1 - self.alpha) * self.from_rgb_prev(F.avg_pool2d(x, 2))
-        h = self.conv4(minibatch_stddev(h))
+        h = self.conv4(self.stddev(h))
         return self.out(F.leaky_relu(self.dense(h.flatten(1)), 0.2))
 
 
