@@ -36,8 +36,8 @@ from ..train import batch_indices, latents
 from ...config_sources import Entry, choice, paper
 from ..sources import OPERATIONAL, TINY, with_changes, write_run_config
 from ..train import RETRAIN_SOURCES as TRAIN_SOURCES
-from .common import STATE_FILE, ScoredSearchConfig, SearchError, open_state, resume_after_restart, \
-    start_scored_search
+from .common import SEARCH_RUN_SOURCES, STATE_FILE, ScoredSearchConfig, SearchError, open_state, \
+    resume_after_restart, start_scored_search
 
 
 def new_controller(hidden=HIDDEN):
@@ -108,13 +108,7 @@ SOURCES = {
     "eval_batch": Entry(OPERATIONAL, {"tiny": TINY}),
     "preset": Entry(choice("--preset paper: section 4.2"), {"tiny": TINY}),
     "proxy": Entry(choice("--proxy scores with a random-weight Inception (CPU tests, demo), labelled proxy")),
-    "resolution": Entry(choice("the largest size stored in --data, or --resolution")),
-    "seed": Entry(choice("--seed, default 0")),
-    "images": Entry(choice("the number of images in --data")),
-    "data": Entry(choice("--data")),
-    "outdir": Entry(OPERATIONAL),
-    "device": Entry(OPERATIONAL),
-    "resume": Entry(OPERATIONAL),
+    **SEARCH_RUN_SOURCES,
     "processes": Entry(choice("torchrun processes train the children of an update (same result as one)")),
 }
 OPTIONS = {"reward_num": "--reward-num", "child_steps": "--child-steps", "is_min": "--is-range",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from ...config_sources import Entry, choice, code
 from ..sources import OPERATIONAL, TINY, with_changes
 from ..train import RETRAIN_SOURCES as TRAIN_SOURCES
+from .common import SEARCH_RUN_SOURCES
 
 SH = "VITA-Group/AutoGAN exps/autogan_search.sh"
 CFG = "VITA-Group/AutoGAN cfg.py"
@@ -59,13 +60,7 @@ SOURCES = {
     "reward": Entry(code("functions.py train_controller: the IS of get_is; 'fid' is the paper's FID variant "
                          "(section 3.3), whose code was not released")),
     "proxy": Entry(choice("--proxy scores with a random-weight Inception (CPU tests, demo), labelled proxy")),
-    "resolution": Entry(choice("the largest size stored in --data, or --resolution")),
-    "seed": Entry(choice("--seed, default 0")),
-    "images": Entry(choice("the number of images in --data")),
-    "data": Entry(choice("--data")),
-    "outdir": Entry(OPERATIONAL),
-    "device": Entry(OPERATIONAL),
-    "resume": Entry(OPERATIONAL),
+    **SEARCH_RUN_SOURCES,
     "processes": Entry(choice("torchrun processes; they share the rewards (same result as one)")),
 }
 # command-line options of search-conventional behind preset fields

@@ -15,20 +15,24 @@ from .. import rewards as R
 from ..sources import OPERATIONAL
 from ..train import open_images
 
-# The run settings of the differentiable searches (alphaGAN, DEGAS) and where they come from: the same
-# rows in both methods' config.json tables.
-DIFFERENTIABLE_RUN_SOURCES = {
+# The run settings every search of search-conventional but DGGAN records in its config.json, and where
+# they come from: the same rows in each method's table.
+SEARCH_RUN_SOURCES = {
     "resolution": Entry(choice("the largest size stored in --data, or --resolution")),
-    "images": Entry(choice("the number of images in --data")),
     "seed": Entry(choice("--seed, default 0")),
-    "metrics": Entry(choice("--metrics: IS / FID of the derived architecture at every sample grid")),
-    "metric_num": Entry(choice("--metric-num samples per metric (5000 by default, a search-time estimate)")),
-    "fid_stats": Entry(choice("--fid-stats: the training set's statistics for --metrics fid")),
-    "inception": Entry(choice("--inception: the FID Inception weights file")),
+    "images": Entry(choice("the number of images in --data")),
     "data": Entry(choice("--data")),
     "outdir": Entry(OPERATIONAL),
     "device": Entry(OPERATIONAL),
     "resume": Entry(OPERATIONAL),
+}
+# ... and those of the differentiable searches (alphaGAN, DEGAS)
+DIFFERENTIABLE_RUN_SOURCES = {
+    **SEARCH_RUN_SOURCES,
+    "metrics": Entry(choice("--metrics: IS / FID of the derived architecture at every sample grid")),
+    "metric_num": Entry(choice("--metric-num samples per metric (5000 by default, a search-time estimate)")),
+    "fid_stats": Entry(choice("--fid-stats: the training set's statistics for --metrics fid")),
+    "inception": Entry(choice("--inception: the FID Inception weights file")),
     "sample_every": Entry(OPERATIONAL),
     "checkpoint_every": Entry(OPERATIONAL),
 }
