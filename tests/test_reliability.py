@@ -122,6 +122,33 @@ def rerun(argv):
                           timeout=600)
 
 
+def run_ok(*args, **extra_env):
+    result = run(*args, **extra_env)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def sigterm_once(args, out, ready, while_running=None):
+    """Start ``stylenas args --outdir out``, send it SIGTERM once ``out/ready`` exists (after
+    ``while_running(proc)``) and return its stderr; it must exit 143."""
+    proc = subprocess.Popen(command(*args, "--outdir", out), env=subprocess_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(out / ready, proc)
+    if while_running is not None:
+        while_running(proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 143, stderr
+    return stderr
+
+
+def resume_printed(stderr):
+    """Run the resume command line a stopped run printed; it must succeed."""
+    resumed = rerun(resume_line(stderr))
+    assert resumed.returncode == 0, resumed.stderr
+    return resumed
+
+
 def same_nested(a, b):
     """Assert equal nested dicts/lists of tensors and numbers; returns the number of tensors compared."""
     if isinstance(a, torch.Tensor):
@@ -148,26 +175,21 @@ def same_tensors(a, b):
 @pytest.mark.slow
 def test_sigterm_checkpoints_train_and_resume_equals_an_uninterrupted_run(demo, tmp_path):
     args = ["--data", demo, *TRAIN, "--kimg", "0.24", "--snap", "0.04"]  # 60 steps, a snapshot every 10
-    straight = run("train", *args, "--outdir", tmp_path / "straight")
-    assert straight.returncode == 0, straight.stderr
+    run_ok("train", *args, "--outdir", tmp_path / "straight")
     out = tmp_path / "stopped"
-    proc = subprocess.Popen(command("train", *args, "--outdir", out), env=subprocess_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(out / "checkpoint.pt", proc)
-    # a second run into the busy folder fails at once, naming the folder and the running process
-    line = one_error_line(invoke("train", *args, "--outdir", out))  # in this process: quick to start
-    assert line.startswith(f"Error: {out}: another run is writing this folder (pid {proc.pid}: ")
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 143, stderr
+
+    def second_run_is_refused(proc):  # a second run into the busy folder fails at once, naming it and the process
+        line = one_error_line(invoke("train", *args, "--outdir", out))  # in this process: quick to start
+        assert line.startswith(f"Error: {out}: another run is writing this folder (pid {proc.pid}: ")
+
+    stderr = sigterm_once(["train", *args], out, "checkpoint.pt", while_running=second_run_is_refused)
     assert "SIGTERM received" in stderr and "Traceback" not in stderr
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert 0.04 <= state["counters"]["kimg"] < 0.24  # stopped before the end, with a checkpoint of that step
     # a SIGKILL during a checkpoint write leaves a temporary file: the next run under the lock removes it
     stale = out / ".checkpoint.pt.k1ll3d.pt.tmp"
     stale.write_bytes(b"x" * 1000)
-    resumed = rerun(resume_line(stderr))
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = resume_printed(stderr)
     assert not stale.exists() and "removed 1 temporary file(s)" in resumed.stderr
     a, b = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True), torch.load(
         out / "checkpoint.pt", weights_only=True)
@@ -179,19 +201,15 @@ def test_sigterm_checkpoints_train_and_resume_equals_an_uninterrupted_run(demo, 
 @pytest.mark.slow
 def test_sigterm_checkpoints_the_search_and_resume_equals_an_uninterrupted_run(demo, tmp_path):
     args = ["--data", demo, "--resolution", "16", *SEARCH, "--iters", "12", "--checkpoint-every", "2"]
-    straight = run("search", *args, "--outdir", tmp_path / "straight")
-    assert straight.returncode == 0, straight.stderr
+    run_ok("search", *args, "--outdir", tmp_path / "straight")
     out = tmp_path / "stopped"
-    proc = subprocess.Popen(command("search", *args, "--outdir", out), env=subprocess_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(out / "search-state.pt", proc)
-    assert f"(pid {proc.pid}: " in one_error_line(invoke("search", *args, "--outdir", out))
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 143, stderr
+
+    def second_run_is_refused(proc):
+        assert f"(pid {proc.pid}: " in one_error_line(invoke("search", *args, "--outdir", out))
+
+    stderr = sigterm_once(["search", *args], out, "search-state.pt", while_running=second_run_is_refused)
     stopped_at = torch.load(out / "search-state.pt", weights_only=True)["searcher"]
-    resumed = rerun(resume_line(stderr))
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = resume_printed(stderr)
     assert "resumed" in resumed.stderr
     a = torch.load(tmp_path / "straight" / "search-state.pt", weights_only=True)
     b = torch.load(out / "search-state.pt", weights_only=True)
@@ -215,8 +233,7 @@ def test_the_stylegan2_search_refuses_several_processes_and_continues_after_a_to
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "the StyleGAN2 search runs in one process" in refused.stderr and "torchrun started 2" in refused.stderr
     assert not (tmp_path / "many").exists()
-    straight = run("search", *args, "--outdir", tmp_path / "straight")
-    assert straight.returncode == 0, straight.stderr
+    run_ok("search", *args, "--outdir", tmp_path / "straight")
     out = tmp_path / "killed"
     proc = subprocess.Popen(command("search", *args, "--outdir", out), env=subprocess_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -552,20 +569,13 @@ def test_sigterm_stops_a_dggan_search_after_the_current_child_and_resume_equals_
     args = ["search-conventional", "--method", "dggan", "--data", data, "--preset", "tiny", "--proxy", "--device",
             "cpu", "--iters", "2", "--max-steps", "2", "--final-iters", "2", "--top-k", "1", "--p", "1",
             "--max-grown", "1"]
-    straight = run(*args, "--outdir", tmp_path / "straight")
-    assert straight.returncode == 0, straight.stderr
+    run_ok(*args, "--outdir", tmp_path / "straight")
     out = tmp_path / "stopped"
-    proc = subprocess.Popen(command(*args, "--outdir", out), env=subprocess_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(out / "candidates" / "c00001.pt", proc)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 143, stderr
+    stderr = sigterm_once(args, out, "candidates/c00001.pt")
     assert "SIGTERM received" in stderr and "Traceback" not in stderr
     stopped = json.loads((out / "dggan-state.json").read_text())
     assert stopped["step"] < 2 and stopped["final"] is None  # stopped inside the search
-    resumed = rerun(resume_line(stderr))
-    assert resumed.returncode == 0, resumed.stderr
+    resume_printed(stderr)
     a = json.loads((tmp_path / "straight" / "dggan-state.json").read_text())
     b = json.loads((out / "dggan-state.json").read_text())
     assert len(a["candidates"]) == 9 and without_timings(a) == without_timings(b)
@@ -726,17 +736,10 @@ def test_sigterm_checkpoints_a_conventional_search_and_resume_equals_an_uninterr
     make_demo_data(data, [16], 24, image_format="png", progress=False)
     args = ["search-conventional", "--method", "alphagan", "--data", data, "--preset", "tiny", "--iters", "3",
             "--device", "cpu"]
-    straight = run(*args, "--outdir", tmp_path / "straight")
-    assert straight.returncode == 0, straight.stderr
+    run_ok(*args, "--outdir", tmp_path / "straight")
     out = tmp_path / "stopped"
-    proc = subprocess.Popen(command(*args, "--outdir", out), env=subprocess_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(out / "search-state.pt", proc)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 143, stderr
-    resumed = rerun(resume_line(stderr))
-    assert resumed.returncode == 0, resumed.stderr
+    stderr = sigterm_once(args, out, "search-state.pt")
+    resume_printed(stderr)
     a = torch.load(tmp_path / "straight" / "search-state.pt", weights_only=True)
     b = torch.load(out / "search-state.pt", weights_only=True)
     assert json.loads((tmp_path / "straight" / "genotype.json").read_text())["cells"] == json.loads(
@@ -753,18 +756,11 @@ def test_sigterm_checkpoints_train_conventional_and_resume_equals_an_uninterrupt
     make_demo_data(data, [16], 32, image_format="png", progress=False)
     args = ["train-conventional", "--genotype", "alphagan_s", "--data", data, "--preset", "tiny", "--steps", "60",
             "--snap", "2", "--device", "cpu"]
-    straight = run(*args, "--outdir", tmp_path / "straight")
-    assert straight.returncode == 0, straight.stderr
+    run_ok(*args, "--outdir", tmp_path / "straight")
     out = tmp_path / "stopped"
-    proc = subprocess.Popen(command(*args, "--outdir", out), env=subprocess_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(out / "checkpoint.pt", proc)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 143, stderr
+    stderr = sigterm_once(args, out, "checkpoint.pt")
     assert torch.load(out / "checkpoint.pt", weights_only=True)["counters"]["step"] < 60
-    resumed = rerun(resume_line(stderr))
-    assert resumed.returncode == 0, resumed.stderr
+    resume_printed(stderr)
     a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
     b = torch.load(out / "checkpoint.pt", weights_only=True)
     assert a["counters"] == b["counters"]
@@ -778,18 +774,11 @@ def test_sigterm_checkpoints_an_agan_search_and_resume_equals_an_uninterrupted_r
     make_demo_data(data, [16], 32, image_format="png", progress=False)
     args = ["search-conventional", "--method", "agan", "--data", data, "--preset", "tiny", "--proxy", "--iters", "6",
             "--reward-num", "4", "--device", "cpu"]
-    straight = run(*args, "--outdir", tmp_path / "straight")
-    assert straight.returncode == 0, straight.stderr
+    run_ok(*args, "--outdir", tmp_path / "straight")
     out = tmp_path / "stopped"
-    proc = subprocess.Popen(command(*args, "--outdir", out), env=subprocess_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(out / "search-state.pt", proc)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 143, stderr
+    stderr = sigterm_once(args, out, "search-state.pt")
     assert torch.load(out / "search-state.pt", weights_only=True)["done"] < 6
-    resumed = rerun(resume_line(stderr))
-    assert resumed.returncode == 0, resumed.stderr
+    resume_printed(stderr)
     a = torch.load(tmp_path / "straight" / "search-state.pt", weights_only=True)
     b = torch.load(out / "search-state.pt", weights_only=True)
     assert a["done"] == b["done"] == 6
@@ -805,19 +794,12 @@ def test_sigterm_checkpoints_an_autogan_search_and_resume_equals_an_uninterrupte
     make_demo_data(data, [16], 32, image_format="png", progress=False)
     args = ["search-conventional", "--method", "autogan", "--data", data, "--preset", "tiny", "--proxy", "--iters",
             "5", "--device", "cpu"]
-    straight = run(*args, "--outdir", tmp_path / "straight")
-    assert straight.returncode == 0, straight.stderr
+    run_ok(*args, "--outdir", tmp_path / "straight")
     out = tmp_path / "stopped"
-    proc = subprocess.Popen(command(*args, "--outdir", out), env=subprocess_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(out / "search-state.pt", proc)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 143, stderr
+    stderr = sigterm_once(args, out, "search-state.pt")
     assert "SIGTERM received" in stderr and "Traceback" not in stderr
     assert torch.load(out / "search-state.pt", weights_only=True)["search"]["counters"]["iteration"] < 5
-    resumed = rerun(resume_line(stderr))
-    assert resumed.returncode == 0, resumed.stderr
+    resume_printed(stderr)
     a = torch.load(tmp_path / "straight" / "search-state.pt", weights_only=True)
     b = torch.load(out / "search-state.pt", weights_only=True)
     assert a["search"]["counters"]["iteration"] == 5
