@@ -32,7 +32,7 @@ import click
 import torch
 
 from ..config_sources import Entry, choice, code
-from ..runs import restarted_by_torchrun
+from ..runs import resuming
 from ..train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from ..train.distributed import init_distributed
 from ..train.runlog import KeepBest, Progress, RunLog, plot_series, save_image_grid, snapshot_name
@@ -296,8 +296,7 @@ def run_training(config: TrainConfig, dataset=None, log=lambda line: click.echo(
     except ValueError as error:
         raise TrainError(str(error)) from None
     device, outdir = dist.device, Path(config.outdir)
-    if restarted_by_torchrun() and not config.resume and (outdir / CHECKPOINT).is_file():
-        config = replace(config, resume=True)  # torchrun restarted the group: continue from the checkpoint
+    config = replace(config, resume=resuming(config.resume, outdir / CHECKPOINT))  # also after a torchrun restart
     try:
         genotype = load_genotype(config.genotype)
     except ValueError as error:

@@ -392,9 +392,14 @@ def is_main_process():
 
 def restarted_by_torchrun():
     """True in a worker that torchrun started again after a process of its group failed
-    (``--max-restarts``): the command line is the first one, so the run continues from its last
-    checkpoint as if ``--resume`` had been given."""
+    (``--max-restarts``)."""
     try:
         return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
     except ValueError:
         return False
+
+
+def resuming(resume, state_path):
+    """Whether a run continues from ``state_path``: ``--resume`` was given, or torchrun restarted the
+    group after a failure (the command line is the first one) and the failed attempt left the state."""
+    return bool(resume) or (restarted_by_torchrun() and Path(state_path).is_file())

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ...config_sources import Entry, choice
-from ...runs import restarted_by_torchrun
+from ...runs import resuming
 from ...train.distributed import init_distributed
 from .. import rewards as R
 from ..sources import OPERATIONAL
@@ -90,9 +90,7 @@ def resume_after_restart(config):
     """``config`` with ``resume`` set when torchrun restarted the group after a process failed
     (``--max-restarts``) and the search had written its state: the new workers, started with the
     first command line, continue from the last state as if ``--resume`` had been given."""
-    if restarted_by_torchrun() and not config.resume and (Path(config.outdir) / STATE_FILE).is_file():
-        return replace(config, resume=True)
-    return config
+    return replace(config, resume=resuming(config.resume, Path(config.outdir) / STATE_FILE))
 
 
 def search_images(config, dataset, why_multiple_of_8):

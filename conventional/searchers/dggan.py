@@ -40,7 +40,7 @@ import torch
 
 from ...config_sources import Entry, choice, code, paper
 from ...io import atomic_path
-from ...runs import restarted_by_torchrun
+from ...runs import resuming
 from ...train.runlog import save_image_grid
 from ..sources import OPERATIONAL, TINY, with_changes, write_run_config
 from ..train import RETRAIN_SOURCES as TRAIN_SOURCES
@@ -348,8 +348,7 @@ def search_from_options(data, outdir, preset="paper", resolution=None, seed=0, d
         raise ValueError(f"unknown DGGAN setting: {error}") from None
     # a rank that finished its children waits in the gather for the slowest: paper children train for hours
     dist = init_distributed(device, timeout_minutes=7 * 24 * 60)
-    if restarted_by_torchrun() and not resume and (Path(outdir) / STATE_FILE).is_file():
-        resume = True  # torchrun restarted the group after a process failed: continue from the state
+    resume = resuming(resume, Path(outdir) / STATE_FILE)  # also after a torchrun restart
     net = reward_network("proxy" if proxy else "inception", weights=inception, device=dist.device)
     scorer = FIDScorer(net, num=fid_num or SCORE_SAMPLES[preset], ref_num=REFERENCE_IMAGES[preset])
     if dist.is_main:  # DIR/config.json: every resolved setting with its source

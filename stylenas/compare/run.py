@@ -37,7 +37,7 @@ import click
 import torch
 
 from ..io import atomic_path
-from ..runs import Interrupted, RunFolder, command_line, restarted_by_torchrun
+from ..runs import Interrupted, RunFolder, command_line, resuming
 from .budgets import BUDGETS, Budget
 from .families import FAMILIES, CompareError, fresh_folder
 from . import evaluate as ev
@@ -297,8 +297,7 @@ def compare(data, outdir, methods=None, seeds=(0, 1, 2), budget="tiny", family="
                            {"num": budget_obj.eval_num, "num_ref": budget_obj.eval_num_ref or len(dataset)},
                            ctx.features)
     settings_path = outdir / "compare.json"
-    if restarted_by_torchrun() and not resume and settings_path.is_file():
-        resume = True  # torchrun restarted the group after a process failed: the finished jobs are kept
+    resume = resuming(resume, settings_path)  # a torchrun restart keeps the finished jobs
     if rank > 0 and not resume:
         pass  # rank 0 checks a fresh folder and writes compare.json (maybe already, before this process looks)
     elif settings_path.is_file():

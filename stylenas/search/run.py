@@ -32,7 +32,7 @@ from ..nn.layers import NORMAL_OPS, UP_OPS
 from ..nn.networks import TORGB_W, Discriminator, check_resolution
 from ..devices import resolve_device
 from ..io import save_torch
-from ..runs import ProgressLine, RunFolder, StopSignals, restarted_by_torchrun
+from ..runs import ProgressLine, RunFolder, StopSignals, resuming
 from ..plots import plot_series, save_image_atomic, save_line_panels
 from .alphagan import PRESETS, AlphaGANSearcher, NonFiniteError
 from .genotype import space_size
@@ -293,8 +293,7 @@ def _run_search(config, dataset, log, folder):
     positions, history = (0, 0), []
 
     folder.acquire()  # every option is checked: from here on this run owns the folder
-    if restarted_by_torchrun() and not config.resume and state_path.is_file():
-        config = replace(config, resume=True)  # torchrun restarted the process: continue from the state
+    config = replace(config, resume=resuming(config.resume, state_path))
     if config.resume:
         state = load_state(state_path, device)
         saved = {"torgb_w": "free", **state["settings"]}  # states from before the option were untied

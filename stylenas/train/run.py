@@ -29,7 +29,7 @@ import torch
 from ..config_sources import write_config
 from ..datasets import DatasetError, LMDBImages
 from ..nn.networks import check_resolution
-from ..runs import RunFolder, StopSignals, progress_seconds, restarted_by_torchrun
+from ..runs import RunFolder, StopSignals, progress_seconds, resuming
 from ..search.genotype import Genotype, GenotypeError
 from ..search.genotype import load_genotype as load_named_or_file
 from .checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
@@ -116,8 +116,7 @@ def train(options: TrainOptions, log=None):
     log = log or (lambda line: click.echo(line, err=True))
     say = Console(log) if dist.is_main else (lambda line: None)  # also into OUTDIR/log.txt once opened
     folder = RunFolder(options.outdir, enabled=dist.is_main, log=say)  # one run per folder
-    if restarted_by_torchrun() and not options.resume and (Path(options.outdir) / CHECKPOINT).is_file():
-        options = replace(options, resume=True)  # torchrun restarted the group after a failure: continue
+    options = replace(options, resume=resuming(options.resume, Path(options.outdir) / CHECKPOINT))
     try:
         with StopSignals(say if dist.is_main else (lambda line: None)) as stop:
             return _train(options, dist, say, folder, stop)
