@@ -14,8 +14,7 @@ API:
   ``sync_gradients(params)`` (one flat all-reduce of every gradient, averaged),
   ``gather_objects(obj)`` (a list over ranks on every rank), ``broadcast_object(obj)`` (rank 0's),
   ``shard(batch)`` (this rank's rows of a global batch: rows rank, rank + world, ...),
-  ``wrap_ddp(module)`` (``DistributedDataParallel`` on more than one process, else the module),
-  ``close()``.
+  ``close()`` (also run at exit for gloo, when a command ends without it).
 
 Sharding a global batch by stride (not by contiguous blocks) keeps minibatch-stddev groups, which
 are strided too, the same as in one process whenever the per-process batch is a multiple of the
@@ -24,6 +23,7 @@ group size.
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 from dataclasses import dataclass
@@ -110,12 +110,6 @@ class Dist:
                              f"({self.world_size})")
         return global_batch // self.world_size
 
-    def wrap_ddp(self, module, **kwargs):
-        if not self.active:
-            return module
-        device_ids = [self.device] if self.device.type == "cuda" else None
-        return torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids, **kwargs)
-
     def close(self):
         if self.active and dist.is_initialized():
             dist.destroy_process_group()
@@ -137,7 +131,14 @@ def init_distributed(device="auto", timeout_minutes=30):
     backend = "nccl" if wanted.type == "cuda" else "gloo"
     if not dist.is_initialized():
         join_process_group(backend, datetime.timedelta(minutes=timeout_minutes))
-    return Dist(rank, world_size, local_rank, wanted, backend)
+    group = Dist(rank, world_size, local_rank, wanted, backend)
+    if backend == "gloo":
+        # A gloo group alive at interpreter shutdown can abort the process ("terminate called without
+        # an active exception"): a worker thread that frees its last work item then needs the GIL
+        # to drop the Python state the item captured (rare; seen under load). Destroying the group
+        # while Python is alive joins those threads first, on every way out (an error included).
+        atexit.register(group.close)
+    return group
 
 
 def join_process_group(backend, timeout):
