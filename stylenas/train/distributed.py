@@ -111,8 +111,8 @@ class Dist:
         return global_batch // self.world_size
 
     def close(self):
-        if self.active and dist.is_initialized():
-            dist.destroy_process_group()
+        if self.active:
+            _destroy_group()
 
 
 def init_distributed(device="auto", timeout_minutes=30):
@@ -137,8 +137,14 @@ def init_distributed(device="auto", timeout_minutes=30):
         # an active exception"): a worker thread that frees its last work item then needs the GIL
         # to drop the Python state the item captured (rare; seen under load). Destroying the group
         # while Python is alive joins those threads first, on every way out (an error included).
-        atexit.register(group.close)
+        atexit.unregister(_destroy_group)  # once, however often a process asks for its group
+        atexit.register(_destroy_group)
     return group
+
+
+def _destroy_group():
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def join_process_group(backend, timeout):
