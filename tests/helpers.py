@@ -12,6 +12,17 @@ def quiet(line):
     """A log callback that drops its line."""
 
 
+def one_thread_env():
+    """The environment for a test script run in a subprocess: this checkout first on PYTHONPATH,
+    one OpenMP thread per process (two gloo processes share the CI machine's cores)."""
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    return {**os.environ, "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
 def launch(script, *args, processes=1, env=None, timeout=600):
     """Run the Python ``script`` with ``args`` in a subprocess, under torchrun (standalone rendezvous,
     gloo on the CPU) when ``processes`` > 1; fails the test with the tail of stderr if it fails."""

@@ -446,15 +446,11 @@ dist.close()
 @pytest.mark.slow
 def test_two_gloo_processes_with_ada_equal_one(tmp_path):
     """2 processes with 2 rows each train what 1 process with 4 does, augmentations and p included."""
-    import os
-
-    from helpers import launch
+    from helpers import launch, one_thread_env
 
     script = tmp_path / "ada.py"
     script.write_text(TWO_PROCESS_ADA)
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    launch(script, tmp_path / "two.pt", processes=2, env=env, timeout=300)
+    launch(script, tmp_path / "two.pt", processes=2, env=one_thread_env(), timeout=300)
     two = torch.load(tmp_path / "two.pt", weights_only=True)
     trainer = tiny_trainer("ada", pl_weight=0, augment_p=0.3, ada_kimg=0.05, ada_target=0.3)  # the script's, here
     data = torch.rand([8, 3, 8, 8], generator=torch.Generator().manual_seed(1)) * 2 - 1

@@ -11,7 +11,7 @@ from stylenas.train.checkpoint import (CheckpointError, capture_rng, load_checkp
                                        snapshot_files)
 from stylenas.train.distributed import init_distributed
 from stylenas.train.runlog import KeepBest, Progress, RunLog, plot_series, save_image_grid, snapshot_name
-from helpers import launch
+from helpers import launch, one_thread_env
 
 
 def minimal_state(**extra):
@@ -145,14 +145,9 @@ d.close()
 
 @pytest.mark.slow
 def test_two_process_helpers_under_torchrun(tmp_path):
-    import os
-    from pathlib import Path
-
     script = tmp_path / "helpers.py"
     script.write_text(TWO_PROCESS_SCRIPT)
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = one_thread_env()
     launch(script, tmp_path / "out.json", processes=2, env=env, timeout=300)
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["gathered"] == [{"rank": 0}, {"rank": 1}] and out["broadcast"] == "from rank 0"
@@ -183,14 +178,9 @@ sys.exit(0)  # as a command that fails on the way out: no d.close()
 def test_a_gloo_group_left_open_is_destroyed_while_python_is_alive(tmp_path):
     """Its worker threads are joined at exit, before interpreter shutdown, where a late one aborts
     the process ("terminate called without an active exception", seen in CI under load)."""
-    import os
-    from pathlib import Path
-
     script = tmp_path / "exit.py"
     script.write_text(EXIT_WITHOUT_CLOSE_SCRIPT)
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = one_thread_env()
     launch(script, tmp_path / "exit.json", processes=2, env=env, timeout=300)
     for rank in (0, 1):
         seen = json.loads((tmp_path / f"exit.json.{rank}").read_text())
@@ -226,14 +216,9 @@ def test_two_processes_train_what_one_trains_with_path_length_and_rounds(tmp_pat
     """StyleGAN2Trainer under torchrun with 2 gloo processes (batch 8, --batch-gpu 2: two rounds each)
     ends where 1 process with batch 8 and --batch-gpu 4 ends, path length and R1 on: the draws are
     made per global round, and the path-length mean is all-reduced with its gradient."""
-    import os
-    from pathlib import Path
-
     script = tmp_path / "trainer.py"
     script.write_text(TRAINER_SCRIPT)
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = one_thread_env()
     launch(script, tmp_path / "one.pt", 4, processes=1, env=env, timeout=300)
     launch(script, tmp_path / "two.pt", 2, processes=2, env=env, timeout=300)
     one, two = torch.load(tmp_path / "one.pt", weights_only=True), torch.load(tmp_path / "two.pt", weights_only=True)
